@@ -176,9 +176,7 @@ class Memory:
             return self._update(op.item_id, text, step)
         return OpResult(False, f"unknown operation kind {op.kind!r}")
 
-    def apply_all(
-        self, ops: Iterable[Operation], step: int, sentences: Sequence[str] | None = None
-    ) -> list[OpResult]:
+    def apply_all(self, ops: Iterable[Operation], step: int, sentences: Sequence[str] | None = None) -> list[OpResult]:
         """Apply operations in order; each result says whether that one executed."""
         return [self.apply(op, step, sentences) for op in ops]
 

@@ -108,9 +108,7 @@ def mab_metrics(prediction: str, golds: Golds) -> dict[str, float]:
     """All MemoryAgentBench metrics: max over acceptable answers, max of raw and ``Answer:``-parsed output."""
     answers = _as_list(golds)
     candidates = (prediction, parse_answer(prediction))
-    return {
-        name: max(fn(c, g) for c in candidates for g in answers) for name, fn in MAB_METRICS.items()
-    }
+    return {name: max(fn(c, g) for c in candidates for g in answers) for name, fn in MAB_METRICS.items()}
 
 
 def recall_at_k(prediction: str, golds: Golds, k: int = 5) -> float:

@@ -274,8 +274,7 @@ def operation_to_call(op: Operation, style: str = "content") -> dict[str, Any]:
 def render_tool_calls(ops: Sequence[Operation], style: str = "content") -> str:
     """Operations as Qwen/Hermes ``<tool_call>`` blocks, one per line group."""
     blocks = [
-        "<tool_call>\n" + json.dumps(operation_to_call(op, style), ensure_ascii=False) + "\n</tool_call>"
-        for op in ops
+        "<tool_call>\n" + json.dumps(operation_to_call(op, style), ensure_ascii=False) + "\n</tool_call>" for op in ops
     ]
     return "\n".join(blocks)
 
