@@ -74,9 +74,17 @@ def _lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
     return previous[-1]
 
 
+_NON_ALNUM = re.compile(r"[^a-z0-9]+")
+
+
+def _rouge_tokens(text: str) -> list[str]:
+    """rouge_score's default tokenisation: lower-case alphanumeric runs (no stemming)."""
+    return _NON_ALNUM.sub(" ", text.lower()).split()
+
+
 def rouge_l_f1(prediction: str, gold: str) -> float:
-    """ROUGE-L F1 (longest common subsequence of normalised tokens)."""
-    pred, ref = normalize_answer(prediction).split(), normalize_answer(gold).split()
+    """ROUGE-L F1: longest common subsequence of lower-case alphanumeric tokens."""
+    pred, ref = _rouge_tokens(prediction), _rouge_tokens(gold)
     lcs = _lcs_length(pred, ref)
     if lcs == 0:
         return 0.0

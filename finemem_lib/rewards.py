@@ -225,4 +225,6 @@ def group_advantages(rewards: Any, mode: str = "step", eps: float = 1e-6) -> np.
         return np.zeros_like(r)
     mean = r.mean(axis=axis, keepdims=True)
     std = r.std(axis=axis, ddof=1, keepdims=True)
-    return (r - mean) / (std + eps)
+    constant = r.max(axis=axis, keepdims=True) == r.min(axis=axis, keepdims=True)
+    centered = np.where(constant, 0.0, r - mean)  # exact zeros where rounding would leave residue
+    return centered / (std + eps)
