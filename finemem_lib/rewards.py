@@ -85,28 +85,48 @@ def evidence_contribution(scores: Any, evidence_steps: Any, T: int) -> np.ndarra
     over the items retrieved for it and credited to the steps that wrote them.
 
     Args:
-        scores: ``[n]`` per-query scores s_j.
+        scores: ``[n]`` per-query scores s_j, or ``[G, n]`` for a group of rollouts.
         evidence_steps: ``n`` lists of writer steps (0-based) of the items retrieved for query j, or a
-            padded integer array ``[n, k]`` with -1 for "no item".
+            padded integer array ``[n, k]`` (``[G, n, k]`` with batched scores) with -1 for "no item".
         T: number of steps.
     Returns:
-        ``[T]``.
+        ``[T]`` (or ``[G, T]``).
     """
     if isinstance(T, bool) or not isinstance(T, int | np.integer) or T <= 0:
         raise ValueError(f"T must be a positive int, got {T!r}")
     s = _float_array(scores, "scores")
+    if s.ndim == 2:
+        ev = np.asarray(evidence_steps)
+        if ev.ndim != 3 or ev.shape[:2] != s.shape:
+            raise ValueError(f"batched evidence_steps must have shape [G, n, k] = {s.shape} + [k], got {ev.shape}")
+        G, n = s.shape
+        if np.any(ev < -1):
+            raise ValueError("evidence_steps has a step below -1 (use -1 for padding)")
+        offsets = (np.arange(G) * T)[:, None, None]
+        shifted = np.where(ev >= 0, ev + offsets, -1)
+        _check_steps(ev[ev >= 0], T)
+        N = _evidence_sum(s.reshape(-1), shifted.reshape(G * n, -1), G * T, per_query_n=n)
+        return N.reshape(G, T)
     if s.ndim != 1:
-        raise ValueError(f"scores must have shape [n], got {s.shape}")
+        raise ValueError(f"scores must have shape [n] or [G, n], got {s.shape}")
     n = s.shape[0]
     if n == 0:
         return np.zeros(T)
-    query, steps = _evidence_arrays(evidence_steps, n)
+    return _evidence_sum(s, evidence_steps, T, per_query_n=n)
+
+
+def _check_steps(steps: np.ndarray, T: int) -> None:
     if steps.size and (steps.min() < 0 or steps.max() >= T):
         bad = steps[(steps < 0) | (steps >= T)][0]
         raise ValueError(f"evidence_steps has out-of-range step {int(bad)} for T={T}")
-    per_query = np.bincount(query, minlength=n)
-    weights = s[query] / (per_query[query] * n)
-    return np.bincount(steps, weights=weights, minlength=T).astype(np.float64)
+
+
+def _evidence_sum(s: np.ndarray, evidence_steps: Any, length: int, per_query_n: int) -> np.ndarray:
+    query, steps = _evidence_arrays(evidence_steps, s.shape[0])
+    _check_steps(steps, length)
+    per_query = np.bincount(query, minlength=s.shape[0])
+    weights = s[query] / (per_query[query] * per_query_n)
+    return np.bincount(steps, weights=weights, minlength=length).astype(np.float64)
 
 
 def eara(r_global: Any, N: Any, beta: float) -> np.ndarray:

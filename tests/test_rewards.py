@@ -45,6 +45,20 @@ def test_evidence_contribution_matches_the_formula():
     assert np.allclose(evidence_contribution(scores, padded, 3), expected)
 
 
+def test_evidence_contribution_batched_over_rollouts():
+    rng = np.random.default_rng(0)
+    scores = rng.random((3, 6))
+    evidence = rng.integers(-1, 5, size=(3, 6, 2))
+    batched = evidence_contribution(scores, evidence, 5)
+    for g in range(3):
+        lists = [[int(s) for s in row if s >= 0] for row in evidence[g]]
+        assert np.allclose(batched[g], reference_N(scores[g], lists, 5))
+    with pytest.raises(ValueError, match="evidence_steps"):
+        evidence_contribution(scores, evidence[:, :, :1] * 0 + 5, 5)
+    with pytest.raises(ValueError, match="evidence_steps"):
+        evidence_contribution(scores, evidence[:2], 5)
+
+
 def test_evidence_contribution_errors_name_the_argument():
     with pytest.raises(ValueError, match="evidence_steps"):
         evidence_contribution([1.0], [[3]], 3)
@@ -53,7 +67,7 @@ def test_evidence_contribution_errors_name_the_argument():
     with pytest.raises(ValueError, match="evidence_steps"):
         evidence_contribution([1.0, 1.0], [[0]], 3)
     with pytest.raises(ValueError, match="scores"):
-        evidence_contribution([[1.0]], [[0]], 3)
+        evidence_contribution([[[1.0]]], [[0]], 3)
     with pytest.raises(ValueError, match="T"):
         evidence_contribution([1.0], [[0]], 0)
     with pytest.raises(ValueError, match="integer"):
