@@ -6,6 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -94,7 +95,7 @@ T = len(chunks)
 # %%
 memory = Memory(id_style="hex", seed=cfg["seed"])
 r_fmt, r_chunk_rows, writes = [], [], {}
-for t, chunk in enumerate(chunks):
+for t in range(T):
     if completions[t] is None:
         lisbon = next(item.id for item in memory.items if "Lisbon" in item.content)
         completions[t] = (

@@ -1,9 +1,9 @@
 """environment.yml mirrors pyproject's dependencies (pyproject is the source of truth)."""
 
 import re
-import tomllib
 from pathlib import Path
 
+import tomllib
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
