@@ -1,12 +1,22 @@
 """The synthetic benchmark: shape, metadata, determinism, held-out test people, parquet round trip."""
 
 import re
+from collections import Counter
+from itertools import product
 
+import numpy as np
 import pytest
 
+from finemem_lib.agents.reasoner_offline import STOPWORDS, OfflineReader
+from finemem_lib.baselines import store_everything
 from finemem_lib.config import load_profile
 from finemem_lib.data.memalpha import read_memalpha_parquet
 from finemem_lib.data.synthetic import (
+    FILLER_EVENTS,
+    FILLER_OPENERS,
+    FILLER_SUBJECTS,
+    ICL_CLASSES,
+    ICL_FRAME,
     ICL_QUESTION_SUFFIX,
     RELATIONS,
     SOURCES,
@@ -15,8 +25,10 @@ from finemem_lib.data.synthetic import (
     build_synthetic,
     write_synthetic,
 )
+from finemem_lib.memory import MemoryItem
 from finemem_lib.metrics import rule_for, score
-from finemem_lib.retrieval import tokenize
+from finemem_lib.qa import answer_over_memory, mean_score
+from finemem_lib.retrieval import BM25Index, tokenize
 from finemem_lib.sentences import split_sentences
 
 SMALL = {"train_instances": 3, "test_instances": 2, "chunks_per_instance": 4, "sentences_per_chunk": 6}
@@ -199,3 +211,117 @@ def test_profile_data_section_is_accepted_and_chunk_qa_k_comes_from_it():
 def test_bad_knobs_raise_clear_errors(knobs):
     with pytest.raises(ValueError, match="synthetic"):
         SyntheticConfig.from_mapping(knobs)
+
+
+# ---------------------------------------------------------------------------- readability by word matching
+NAME = "Zorvan Kell"
+
+
+def _questions_of(relation):
+    plain = relation.question.format(s=NAME)
+    return plain, UPDATE_QUESTION_PREFIX + plain[0].lower() + plain[1:]
+
+
+def _statement(template, value):
+    article = "an" if value[0].lower() in "aeiou" else "a"
+    text = template.format(s=NAME, v=value, a=article)
+    return text[0].upper() + text[1:]
+
+
+@pytest.mark.parametrize("relation", RELATIONS, ids=lambda r: r.name)
+def test_every_statement_holds_its_question_words_in_the_same_counts(relation):
+    value = relation.values[0]
+    for question in _questions_of(relation):
+        q_tokens = Counter(tokenize(question))
+        shared = []
+        for template in relation.facts + relation.updates:
+            tokens = Counter(tokenize(_statement(template, value)))
+            missing = [w for w in q_tokens if w not in STOPWORDS and not tokens[w]]
+            assert not missing, (template, question, missing)
+            shared.append({w: tokens[w] for w in q_tokens})
+        assert all(counts == shared[0] for counts in shared), (relation.name, question)
+
+
+@pytest.mark.parametrize("relation", [r for r in RELATIONS if r.updates], ids=lambda r: r.name)
+def test_bm25_ranks_an_update_above_its_stale_fact_as_often_as_below(relation):
+    """Same question words in both versions: only length orders them, and the template lengths balance out."""
+    fillers = [f"{o}, {s} {e}." for o, s, e in zip(FILLER_OPENERS, FILLER_SUBJECTS, FILLER_EVENTS, strict=True)]
+    old, new = relation.values[:2]
+    update_first = stale_first = 0
+    for fact, update in product(relation.facts, relation.updates):
+        docs = [_statement(fact, old), _statement(update, new), *fillers]
+        for question in _questions_of(relation):
+            top = BM25Index([(str(i), d) for i, d in enumerate(docs)]).search(question, 2)
+            assert {hit.position for hit in top} == {0, 1}
+            update_first += top[0].position == 1
+            stale_first += top[0].position == 0
+    assert update_first == stale_first
+
+
+def test_icl_keywords_are_disjoint_and_never_filler_or_question_words():
+    seen: set[str] = set()
+    other_words = {
+        w
+        for text in (*FILLER_OPENERS, *FILLER_SUBJECTS, *FILLER_EVENTS, ICL_FRAME, ICL_QUESTION_SUFFIX, "Sample Label")
+        for w in tokenize(text)
+    }
+    for keywords in ICL_CLASSES.values():
+        tokens = [t for k in keywords for t in tokenize(k)]
+        assert len(tokens) == len(keywords) == len(set(tokens))
+        assert not set(tokens) & seen and not set(tokens) & other_words and not set(tokens) & STOPWORDS
+        seen |= set(tokens)
+
+
+def test_icl_samples_of_different_classes_share_no_keyword(default_data):
+    keywords = {k for words in ICL_CLASSES.values() for k in words}
+    for inst in (i for i in default_data["test"] if i.source == "synth_icl"):
+        examples = [r for chunk in inst.metadata["sentences"] for r in chunk if r["role"] == "example"]
+        for a, b in product(examples, repeat=2):
+            shared = set(tokenize(a["sample"])) & set(tokenize(b["sample"])) & keywords
+            assert (a["class"] == b["class"]) or not shared, (a, b)
+        assert all(len(set(tokenize(r["sample"])) & keywords) >= 3 for r in examples)
+
+
+def _oracle_items(instance):
+    """Every fact at its latest value (updates replace their key's item) and every labelled example."""
+    items: list[MemoryItem] = []
+    position: dict[str, int] = {}
+    for t, (chunk, records) in enumerate(zip(instance.chunks, instance.metadata["sentences"], strict=True)):
+        for i, (sentence, record) in enumerate(zip(split_sentences(chunk), records, strict=True)):
+            item = MemoryItem(f"c{t}.s{i}", sentence, t)
+            if record["role"] == "update":
+                items[position[record["key"]]] = item
+            elif record["role"] in ("fact", "example"):
+                position[record["key"] or item.id] = len(items)
+                items.append(item)
+    return items
+
+
+@pytest.fixture(scope="module")
+def reader_scores():
+    """Per source: mean scores of the offline reader over an oracle memory, an empty one and store-everything."""
+    test = build_synthetic({"train_instances": 0, "test_instances": 8}, seed=4)["test"]
+    reader = OfflineReader()
+    out = {}
+    for source in SOURCES:
+        instances = [i for i in test if i.source == source]
+        out[source] = {
+            "oracle": np.mean(
+                [mean_score(answer_over_memory(_oracle_items(i), i.questions, source, reader)) for i in instances]
+            ),
+            "empty": np.mean([mean_score(answer_over_memory([], i.questions, source, reader)) for i in instances]),
+            "everything": np.mean([mean_score(store_everything(i, reader)) for i in instances]),
+        }
+    return out
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_a_word_matching_reader_answers_from_a_memory_with_the_facts(reader_scores, source):
+    scores = reader_scores[source]
+    assert scores["oracle"] >= (0.8 if source == "synth_icl" else 0.95), scores
+    assert scores["empty"] == 0.0
+
+
+def test_stale_facts_hurt_only_on_updates(reader_scores):
+    assert reader_scores["synth_factoid"]["everything"] >= 0.95
+    assert reader_scores["synth_update"]["everything"] < reader_scores["synth_update"]["oracle"] - 0.2

@@ -4,12 +4,18 @@ Three sources mirror Memalpha's kinds of data:
 
 - ``synth_factoid``: facts about made-up people among distractor sentences (squad-like retrieval).
 - ``synth_update``: facts that change over time; the question asks the latest value, so UPDATE matters.
-- ``synth_icl``: labelled examples ``Sample: ...; Label: N.``; questions are new samples and the answer
-  is the label digits (scored like Mem-alpha's boxed labels).
+- ``synth_icl``: labelled examples ``Sample: a note about <k1>, <k2> and <k3>; Label: N.`` (keywords of
+  one class); questions are new samples and the answer is the label digits (scored like Mem-alpha's
+  boxed labels).
 
-Every fact is ONE sentence ``<subject phrase> <relation phrase> <value>.`` and its question holds the
-subject and relation words but never the value. A chunk is its sentences joined by single spaces and
-:func:`finemem_lib.sentences.split_sentences` gives them back exactly.
+Every fact is ONE short sentence holding the subject, the relation phrase and the value; its question
+holds the subject and relation words but never the value. Every fact or update sentence of a relation
+contains each word of that relation's question (as a BM25 token, same count), so a word-matching reader
+and BM25 find the fact and cannot tell an old version from a new one by the question's words: only the
+sentence length decides which version BM25 ranks first, and the templates' lengths are chosen so that
+an update is as likely to rank above the version it replaces as below it. Keeping stale versions thus
+hurts (UPDATE matters) without systematically favouring either version. A chunk is its sentences joined
+by single spaces and :func:`finemem_lib.sentences.split_sentences` gives them back exactly.
 
 ``Instance.metadata`` records, per chunk and sentence, ``{"role", "key", "value", "asked"}``: role is
 ``fact`` (first statement of a key), ``update`` (a later statement of the same key, which supersedes
@@ -45,6 +51,9 @@ class Relation:
 
     Templates use ``{s}`` for the entity name, ``{v}`` for the value and ``{a}`` for the value's
     indefinite article (``a``/``an``). ``updates`` is empty for relations that never change.
+    Every fact and update template contains the question's words (same counts); the first fact
+    template is the shortest (the core statement), the second adds a three-word opener, and the
+    update templates add ``now`` or ``These days`` (lengths in between).
     """
 
     name: str
@@ -57,38 +66,38 @@ class Relation:
 RELATIONS: tuple[Relation, ...] = (
     Relation(
         "favourite_colour",
-        ("The favourite colour of {s} is {v}.", "{s} picked {v} as the favourite colour."),
+        ("The favourite colour of {s} is {v}.", "By all accounts, the favourite colour of {s} is {v}."),
         "What is the favourite colour of {s}?",
         _w(
             "teal crimson amber violet indigo maroon turquoise magenta ochre lavender scarlet emerald saffron "
             "cobalt beige charcoal"
         ),
-        ("The favourite colour of {s} is now {v}.", "These days the favourite colour of {s} has become {v}."),
+        ("The favourite colour of {s} is now {v}.", "These days the favourite colour of {s} is {v}."),
     ),
     Relation(
         "home_city",
-        ("{s} lives in the city of {v}.", "The home city of {s} is {v}."),
-        "In which city does {s} live?",
+        ("The home city of {s} is {v}.", "As records show, the home city of {s} is {v}."),
+        "What is the home city of {s}?",
         _w(
             "Oslo Lima Quito Porto Dakar Hanoi Tallinn Bergen Cusco Valletta Tbilisi Riga Perth Accra Bogota "
             "Kyoto Nantes Gdansk Malaga Tromso"
         ),
-        ("{s} now lives in the city of {v}.", "{s} has moved and now lives in the city of {v}."),
+        ("The home city of {s} is now {v}.", "These days the home city of {s} is {v}."),
     ),
     Relation(
         "job",
-        ("The job of {s} is {a} {v}.", "{s} has a job as {a} {v}."),
+        ("The job of {s} is {a} {v}.", "As colleagues say, the job of {s} is {a} {v}."),
         "What is the job of {s}?",
         _w(
             "carpenter pharmacist librarian geologist architect baker surveyor translator welder botanist "
             "cartographer electrician midwife locksmith glassblower beekeeper"
         ),
-        ("The job of {s} is now {a} {v}.", "{s} changed careers and has a new job as {a} {v}."),
+        ("The job of {s} is now {a} {v}.", "These days the job of {s} is {a} {v}."),
     ),
     Relation(
         "pet",
-        ("{s} keeps a pet {v} at home.", "The pet of {s} is a small {v}."),
-        "What pet does {s} keep?",
+        ("The pet of {s} is {a} {v}.", "As friends say, the pet of {s} is {a} {v}."),
+        "What is the pet of {s}?",
         _w(
             "parrot tortoise ferret hamster iguana goldfish rabbit beagle canary gecko chinchilla axolotl "
             "hedgehog cockatoo"
@@ -96,20 +105,20 @@ RELATIONS: tuple[Relation, ...] = (
     ),
     Relation(
         "instrument",
-        ("{s} plays the {v} in a local band.", "The instrument that {s} plays is the {v}."),
-        "Which instrument does {s} play?",
+        ("The instrument {s} can play is the {v}.", "As friends say, the instrument {s} can play is the {v}."),
+        "Which instrument can {s} play?",
         _w("cello oboe banjo harp trumpet clarinet accordion ukulele bassoon sitar flute mandolin trombone xylophone"),
     ),
     Relation(
         "car",
-        ("{s} drives a car made by {v}.", "The car that {s} drives is a {v}."),
-        "Which car does {s} drive?",
+        ("The car in the garage of {s} is {a} {v}.", "As neighbours say, the car in the garage of {s} is {a} {v}."),
+        "Which car is in the garage of {s}?",
         _w("Volvo Subaru Fiat Skoda Peugeot Renault Mazda Hyundai Citroen Lancia Dacia Saab"),
-        ("{s} now drives a car made by {v}.", "{s} sold the old car and now drives a {v}."),
+        ("The car in the garage of {s} is now {a} {v}.", "These days the car in the garage of {s} is {a} {v}."),
     ),
     Relation(
         "favourite_food",
-        ("The favourite food of {s} is {v}.", "{s} would choose {v} as a favourite food."),
+        ("The favourite food of {s} is {v}.", "By all accounts, the favourite food of {s} is {v}."),
         "What is the favourite food of {s}?",
         _w(
             "lasagna dumplings paella falafel risotto ramen goulash tacos pierogi curry sushi moussaka ceviche "
@@ -118,36 +127,36 @@ RELATIONS: tuple[Relation, ...] = (
     ),
     Relation(
         "employer",
-        ("{s} works for a company called {v}.", "The employer of {s} is {v}."),
-        "Which company does {s} work for?",
+        ("The company that employs {s} is {v}.", "As colleagues say, the company that employs {s} is {v}."),
+        "Which company employs {s}?",
         _w(
             "Halvex Quillstone Brightmoor Tarnfield Orivane Pellucid Stonebridge Kestrel Northwind Lumora "
             "Vantrell Copperleaf"
         ),
-        ("{s} now works for a company called {v}.", "{s} switched employers and now works for {v}."),
+        ("The company that employs {s} is now {v}.", "These days the company that employs {s} is {v}."),
     ),
     Relation(
         "birth_year",
-        ("{s} was born in the year {v}.", "The birth year of {s} is {v}."),
+        ("{s} was born in the year {v}.", "As records show, {s} was born in the year {v}."),
         "In what year was {s} born?",
         tuple(str(year) for year in range(1948, 2006)),
     ),
     Relation(
         "sport",
-        ("Every weekend {s} plays {v} with friends.", "The sport that {s} plays every weekend is {v}."),
-        "Which sport does {s} play every weekend?",
+        ("The weekend sport of {s} is {v}.", "As friends say, the weekend sport of {s} is {v}."),
+        "What is the weekend sport of {s}?",
         _w("tennis rugby hockey cricket volleyball badminton squash handball lacrosse curling netball softball"),
     ),
     Relation(
         "language",
-        ("{s} speaks {v} fluently.", "The language that {s} speaks fluently is {v}."),
-        "Which language does {s} speak fluently?",
+        ("The language {s} can speak fluently is {v}.", "As friends note, the language {s} can speak fluently is {v}."),
+        "Which language can {s} speak fluently?",
         _w("Swahili Finnish Tagalog Basque Welsh Icelandic Hungarian Portuguese Korean Maltese Estonian Catalan"),
     ),
     Relation(
         "hobby",
-        ("In the evenings {s} enjoys {v}.", "The evening hobby of {s} is {v}."),
-        "What does {s} enjoy in the evenings?",
+        ("The evening hobby of {s} is {v}.", "As neighbours say, the evening hobby of {s} is {v}."),
+        "What is the evening hobby of {s}?",
         _w(
             "knitting pottery birdwatching chess gardening origami archery sailing calligraphy fencing "
             "woodcarving stargazing"
@@ -155,31 +164,31 @@ RELATIONS: tuple[Relation, ...] = (
     ),
     Relation(
         "team",
-        ("{s} belongs to the {v} team at work.", "At work {s} is a member of the {v} team."),
-        "Which team at work does {s} belong to?",
+        ("At work {s} is part of the {v} team.", "As colleagues say, at work {s} is part of the {v} team."),
+        "Which team at work is {s} part of?",
         _w("logistics marketing procurement payroll compliance outreach analytics facilities recruiting support"),
-        ("{s} now belongs to the {v} team at work.", "{s} was transferred and now belongs to the {v} team."),
+        ("At work {s} is now part of the {v} team.", "These days at work {s} is part of the {v} team."),
     ),
     Relation(
         "extension",
-        ("The office extension of {s} is {v}.", "{s} can be reached at office extension {v}."),
+        ("The office extension of {s} is {v}.", "For phone calls, the office extension of {s} is {v}."),
         "What is the office extension of {s}?",
         tuple(str(n) for n in range(4100, 4999, 7)),
-        ("The office extension of {s} is now {v}.", "The office extension of {s} has changed to {v}."),
+        ("The office extension of {s} is now {v}.", "These days the office extension of {s} is {v}."),
     ),
     Relation(
         "locker",
-        ("{s} uses locker number {v} at the gym.", "The gym locker of {s} is number {v}."),
-        "Which gym locker number does {s} use?",
+        ("The gym locker number of {s} is {v}.", "As records show, the gym locker number of {s} is {v}."),
+        "What is the gym locker number of {s}?",
         tuple(str(n) for n in range(210, 890, 11)),
-        ("{s} now uses locker number {v} at the gym.", "The gym locker of {s} is now number {v}."),
+        ("The gym locker number of {s} is now {v}.", "These days the gym locker number of {s} is {v}."),
     ),
     Relation(
         "street",
-        ("{s} has a flat on {v} Street.", "The street where {s} has a flat is {v} Street."),
-        "On which street does {s} have a flat?",
+        ("The flat of {s} is on {v} Street.", "It seems that the flat of {s} is on {v} Street."),
+        "Which street is the flat of {s} on?",
         ("Juniper", "Rowan", "Hawthorn", "Sycamore", "Larch", "Alder", "Linden", "Cypress", "Magnolia", "Poplar"),
-        ("{s} now has a flat on {v} Street.", "{s} moved house and now has a flat on {v} Street."),
+        ("The flat of {s} is now on {v} Street.", "These days the flat of {s} is on {v} Street."),
     ),
 )
 
@@ -244,50 +253,46 @@ SURNAME_HEADS = _w(
 )
 SURNAME_TAILS = _w("ek dane wick mont holt stad berg rin vell ton quist sby mere gard lund vik")
 
-# Test-time-learning (ICL) classes: each has its own keywords; sample texts mix them with shared words.
+# Test-time-learning (ICL) classes, each with its own keywords (disjoint across classes, and from the filler
+# sentences' words). A sample names ICL_KEYWORDS_PER_SAMPLE keywords of its class in a fixed frame, so only
+# the keywords tell classes apart: a labelled example shares keywords with a new sample only if it has the
+# same class (and then often does not), so the more examples per class a memory keeps, the more it labels right.
 ICL_CLASSES: dict[str, tuple[str, ...]] = {
-    "sports": _w("goalkeeper penalty stadium referee tournament striker medal sprint coach league"),
-    "weather": _w("drizzle forecast thunder humidity frost breeze hailstorm sunshine fog heatwave"),
-    "cooking": ("oven", "recipe", "saucepan", "dough", "simmer", "garlic", "spatula", "marinade", "pastry", "broth"),
-    "finance": ("invoice", "mortgage", "dividend", "budget", "interest", "savings", "refund", "loan", "tax", "shares"),
-    "travel": _w("passport luggage boarding itinerary hostel visa airport layover ticket suitcase"),
-    "health": _w("clinic vaccine symptoms prescription fever dentist bandage therapy allergy checkup"),
-    "music": ("chorus", "melody", "guitarist", "album", "rehearsal", "lyrics", "drummer", "encore", "tempo", "soprano"),
-    "computing": _w("laptop password server keyboard database update browser printer router backup"),
+    "sports": _w(
+        "goalkeeper penalty stadium referee tournament striker medal sprint coach league trophy halftime "
+        "scoreboard marathon dribble umpire"
+    ),
+    "weather": _w(
+        "drizzle forecast thunder humidity frost breeze hailstorm sunshine fog heatwave blizzard rainbow "
+        "monsoon drought sleet barometer"
+    ),
+    "cooking": _w(
+        "oven recipe saucepan dough simmer garlic spatula marinade pastry broth skillet oregano whisk colander "
+        "ladle cinnamon"
+    ),
+    "finance": _w(
+        "invoice mortgage dividend budget interest savings refund loan tax shares pension auditor overdraft "
+        "ledger inflation receipt"
+    ),
+    "travel": _w(
+        "passport luggage boarding itinerary hostel visa airport layover ticket suitcase customs souvenir "
+        "jetlag backpack cruise postcard"
+    ),
+    "health": _w(
+        "clinic vaccine symptoms prescription fever dentist bandage therapy allergy checkup stethoscope nurse "
+        "vitamins surgeon ointment pharmacy"
+    ),
+    "music": _w(
+        "chorus melody guitarist album rehearsal lyrics drummer encore tempo soprano saxophone playlist ballad "
+        "octave metronome songwriter"
+    ),
+    "computing": _w(
+        "laptop password server keyboard database browser printer router backup firewall spreadsheet compiler "
+        "download modem software monitor"
+    ),
 }
-ICL_SUBJECTS = (
-    "my neighbour",
-    "the student",
-    "our manager",
-    "a caller",
-    "my cousin",
-    "the reporter",
-    "a customer",
-    "the visitor",
-    "my sister",
-    "the intern",
-)
-ICL_VERBS = (
-    "asked about",
-    "complained about",
-    "wrote about",
-    "talked about",
-    "was worried about",
-    "posted about",
-    "kept mentioning",
-    "read about",
-)
-ICL_TAILS = (
-    "yesterday",
-    "this morning",
-    "on the phone",
-    "in a long email",
-    "during the meeting",
-    "after dinner",
-    "twice today",
-    "without stopping",
-)
-
+ICL_KEYWORDS_PER_SAMPLE = 3
+ICL_FRAME = "a note about {}"  # the same words in every sample
 
 # ============================================================================ generator
 
@@ -540,8 +545,9 @@ def _people_facts(rng: random.Random, cfg: SyntheticConfig, surnames: Sequence[s
 
 
 def _icl_text(rng: random.Random, keywords: Sequence[str]) -> str:
-    first, second = rng.sample(list(keywords), 2)
-    return f"{rng.choice(ICL_SUBJECTS)} {rng.choice(ICL_VERBS)} the {first} and the {second} {rng.choice(ICL_TAILS)}"
+    """A sample: ``ICL_KEYWORDS_PER_SAMPLE`` distinct keywords of one class in the fixed frame."""
+    *first, last = rng.sample(list(keywords), ICL_KEYWORDS_PER_SAMPLE)
+    return ICL_FRAME.format(f"{', '.join(first)} and {last}")
 
 
 def _labelled_examples(rng: random.Random, cfg: SyntheticConfig) -> _Draft:
