@@ -1,0 +1,354 @@
+"""The memory manager as a policy: fresh prompt per chunk, batched sampling, token ids and logprobs.
+
+Any Hugging Face causal LM with a chat template works (Qwen3 first; the offline Qwen3 built by
+:mod:`finemem_lib.agents.offline_model` too). For every prompt, :meth:`ManagerPolicy.generate`
+returns the prompt ids, the sampled completion ids (up to and including the end-of-turn token),
+the completion text and the per-token log-probabilities of the sampled tokens under the sampling
+distribution (logits divided by the temperature, no top-k/top-p truncation, as TRL's GRPO computes
+them), recomputed with one forward pass after generation so they match a training forward pass.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from finemem_lib.agents import prompts
+from finemem_lib.memory import Memory
+from finemem_lib.ops import STYLES, tool_schemas
+
+logger = logging.getLogger(__name__)
+
+MANAGER_META_FILE = "finemem_manager.json"
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How completions are drawn; ``temperature == 0`` means greedy decoding, ``top_k == 0`` no top-k cut."""
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    max_new_tokens: int = 256
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0 (0 = off), got {self.top_k}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+@dataclass
+class Generation:
+    """One sampled completion.
+
+    ``completion_ids`` end with the end-of-turn token when the model stopped by itself
+    (``finished``); ``logprobs[i]`` is the float32 log-probability of ``completion_ids[i]``.
+    """
+
+    prompt_ids: torch.Tensor
+    completion_ids: torch.Tensor
+    text: str
+    logprobs: torch.Tensor
+    finished: bool
+
+
+@dataclass(frozen=True)
+class StepPrompt:
+    """The prompt of one chunk step: messages, their token ids and the chunk's sentences."""
+
+    messages: list[dict[str, Any]]
+    ids: list[int]
+    sentences: list[str] = field(default_factory=list)
+    view_k: int = 0
+
+
+class ManagerPolicy:
+    """A causal LM acting as the memory manager.
+
+    Args:
+        model: a ``transformers`` causal LM.
+        tokenizer: its tokenizer, with a chat template that accepts ``tools``.
+        style: op style, ``content`` (free text) or ``extractive`` (sentence numbers).
+        view_k: memory items shown in the prompt (Mem-alpha: 5); halved while the prompt is too long.
+        max_prompt_tokens: prompt budget that triggers the halving.
+        batch_size: prompts per ``generate`` call.
+        with_tools: render the tool schemas through the chat template's ``tools``.
+        chat_template_kwargs: extra template variables (e.g. ``{"enable_thinking": False}`` for Qwen3).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        style: str = "extractive",
+        view_k: int = 5,
+        max_prompt_tokens: int = 4096,
+        batch_size: int = 16,
+        with_tools: bool = True,
+        chat_template_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        if style not in STYLES:
+            raise ValueError(f"style must be one of {STYLES}, got {style!r}")
+        if getattr(tokenizer, "chat_template", None) is None:
+            raise ValueError("the tokenizer has no chat template; the manager prompt needs one")
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        self.model = model
+        self.tokenizer = tokenizer
+        self.style = style
+        self.view_k = view_k
+        self.max_prompt_tokens = max_prompt_tokens
+        self.batch_size = batch_size
+        self.tools = tool_schemas(style) if with_tools else None
+        self.chat_template_kwargs = dict(chat_template_kwargs or {})
+        self.stop_ids = self._stop_ids()
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        device: str | None = None,
+        model_kwargs: dict[str, Any] | None = None,
+        **overrides: Any,
+    ) -> ManagerPolicy:
+        """Load a model folder (or Hub name); settings saved next to an SFT model are used as defaults.
+
+        ``model_kwargs`` go to ``AutoModelForCausalLM.from_pretrained`` (e.g. ``{"dtype": "bfloat16"}``);
+        ``overrides`` replace constructor settings (``style``, ``view_k``, ...).
+        """
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        settings: dict[str, Any] = {}
+        meta_path = Path(path) / MANAGER_META_FILE
+        if meta_path.is_file():
+            settings = json.loads(meta_path.read_text()).get("policy", {})
+        settings.update(overrides)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path)
+            model = AutoModelForCausalLM.from_pretrained(path, **(model_kwargs or {}))
+        except (OSError, ValueError) as error:
+            raise FileNotFoundError(
+                f"could not load a manager model from {str(path)!r}: it is not a local model folder and could not "
+                "be fetched from the Hub (offline?). Train one with finemem_lib.agents.sft.train_sft_manager "
+                "or pass a local model path."
+            ) from error
+        if device:
+            model.to(device)
+        return cls(model, tokenizer, **settings)
+
+    def settings(self) -> dict[str, Any]:
+        """The constructor settings (saved with a model so :meth:`from_pretrained` restores them)."""
+        return {
+            "style": self.style,
+            "view_k": self.view_k,
+            "max_prompt_tokens": self.max_prompt_tokens,
+            "batch_size": self.batch_size,
+            "with_tools": self.tools is not None,
+            "chat_template_kwargs": self.chat_template_kwargs,
+        }
+
+    def save_pretrained(self, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
+        """Save model, tokenizer and policy settings (plus ``extra`` metadata) into one folder."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)
+        meta = {"policy": self.settings(), **(extra or {})}
+        (path / MANAGER_META_FILE).write_text(json.dumps(meta, indent=2, default=str))
+        return path
+
+    # ------------------------------------------------------------------ prompts
+    def messages(
+        self, chunk: str, memory: Memory, view_k: int | None = None, sentences: Sequence[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """The chat messages of one chunk step given the current memory."""
+        k = self.view_k if view_k is None else view_k
+        view = memory.view(k) if k > 0 else []
+        return prompts.build_messages(chunk, view, self.style, sentences)
+
+    def encode_messages(self, messages: list[dict[str, Any]]) -> list[int]:
+        """Prompt token ids (chat template with the generation prompt), as TRL tokenizes prompts."""
+        encoded = self.tokenizer.apply_chat_template(
+            messages,
+            tools=self.tools,
+            add_generation_prompt=True,
+            tokenize=True,
+            return_dict=True,
+            **self.chat_template_kwargs,
+        )
+        return list(encoded["input_ids"])
+
+    def step_prompt(self, chunk: str, memory: Memory) -> StepPrompt:
+        """The prompt of a chunk step; the memory view is halved while the prompt exceeds the budget."""
+        sentences = prompts.chunk_sentences(chunk) if self.style == "extractive" else []
+        k = self.view_k
+        while True:
+            messages = self.messages(chunk, memory, k, sentences or None)
+            ids = self.encode_messages(messages)
+            if len(ids) <= self.max_prompt_tokens or k == 0:
+                break
+            k //= 2
+        if len(ids) > self.max_prompt_tokens:
+            logger.warning(
+                "prompt has %d tokens, over max_prompt_tokens=%d even without a memory view",
+                len(ids),
+                self.max_prompt_tokens,
+            )
+        return StepPrompt(messages, ids, sentences, k)
+
+    # ------------------------------------------------------------------ generation
+    def _stop_ids(self) -> list[int]:
+        ids = {self.tokenizer.eos_token_id}
+        configured = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        if isinstance(configured, int):
+            ids.add(configured)
+        elif isinstance(configured, list | tuple):
+            ids.update(configured)
+        return sorted(i for i in ids if i is not None)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def _left_pad(self, batch: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(len(ids) for ids in batch)
+        input_ids = torch.full((len(batch), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        attention = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, ids in enumerate(batch):
+            if ids:
+                input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+                attention[row, width - len(ids) :] = 1
+        return input_ids.to(self.device), attention.to(self.device)
+
+    @torch.no_grad()
+    def generate(
+        self, prompt_ids: Sequence[Sequence[int]], sampling: SamplingParams | None = None, seed: int | None = None
+    ) -> list[Generation]:
+        """Sample one completion per prompt (batched, prompts grouped by length); order is kept."""
+        sampling = sampling or SamplingParams()
+        if any(len(ids) == 0 for ids in prompt_ids):
+            raise ValueError("every prompt needs at least one token")
+        if seed is not None:
+            torch.manual_seed(seed)
+        was_training = self.model.training
+        self.model.eval()
+        order = sorted(range(len(prompt_ids)), key=lambda i: len(prompt_ids[i]))
+        results: dict[int, Generation] = {}
+        try:
+            for start in range(0, len(order), self.batch_size):
+                chosen = order[start : start + self.batch_size]
+                batch = [list(prompt_ids[i]) for i in chosen]
+                for index, generation in zip(chosen, self._generate_batch(batch, sampling), strict=True):
+                    results[index] = generation
+        finally:
+            self.model.train(was_training)
+        return [results[i] for i in range(len(prompt_ids))]
+
+    def _generate_batch(self, batch: list[list[int]], sampling: SamplingParams) -> list[Generation]:
+        input_ids, attention = self._left_pad(batch)
+        kwargs: dict[str, Any] = {"do_sample": not sampling.greedy, "max_new_tokens": sampling.max_new_tokens}
+        if not sampling.greedy:
+            kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k)  # 0: off
+        else:
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        sequences = self.model.generate(
+            input_ids=input_ids,
+            attention_mask=attention,
+            eos_token_id=self.stop_ids,
+            pad_token_id=self.tokenizer.pad_token_id,
+            **kwargs,
+        )
+        new_tokens = sequences[:, input_ids.shape[1] :].cpu()
+        lengths, finished = self._completion_lengths(new_tokens)
+        logprobs = self._sampled_logprobs(sequences, attention, new_tokens.shape[1], sampling)
+        generations = []
+        for row, prompt in enumerate(batch):
+            completion = new_tokens[row, : lengths[row]].clone()
+            text_ids = completion[:-1] if finished[row] else completion
+            generations.append(
+                Generation(
+                    prompt_ids=torch.tensor(prompt, dtype=torch.long),
+                    completion_ids=completion,
+                    text=self.tokenizer.decode(text_ids, skip_special_tokens=True),
+                    logprobs=logprobs[row, : lengths[row]].clone(),
+                    finished=finished[row],
+                )
+            )
+        return generations
+
+    def _completion_lengths(self, new_tokens: torch.Tensor) -> tuple[list[int], list[bool]]:
+        """Tokens up to and including the first stop token (all tokens when none was emitted)."""
+        is_stop = torch.isin(new_tokens, torch.tensor(self.stop_ids, dtype=new_tokens.dtype))
+        lengths, finished = [], []
+        for row in is_stop:
+            hits = row.nonzero()
+            lengths.append(int(hits[0]) + 1 if len(hits) else int(row.numel()))
+            finished.append(bool(len(hits)))
+        return lengths, finished
+
+    def _sampled_logprobs(
+        self, sequences: torch.Tensor, prompt_attention: torch.Tensor, n_new: int, sampling: SamplingParams
+    ) -> torch.Tensor:
+        """log p(token) of each generated token under logits / temperature, by one forward pass."""
+        if n_new == 0:
+            return torch.zeros((sequences.shape[0], 0), dtype=torch.float32)
+        attention = torch.cat([prompt_attention, torch.ones_like(sequences[:, prompt_attention.shape[1] :])], dim=1)
+        position_ids = (attention.cumsum(dim=1) - 1).clamp(min=0)
+        logits = self.model(
+            input_ids=sequences, attention_mask=attention, position_ids=position_ids, logits_to_keep=n_new + 1
+        ).logits[:, :-1, :]
+        logits = logits.float() / (sampling.temperature if not sampling.greedy else 1.0)
+        targets = sequences[:, -n_new:]
+        picked = torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        return picked.to(torch.float32).cpu()
+
+    # ------------------------------------------------------------------ one call per step
+    def act(
+        self,
+        chunks: Sequence[str],
+        memories: Sequence[Memory],
+        sampling: SamplingParams | None = None,
+        seed: int | None = None,
+    ) -> tuple[list[StepPrompt], list[Generation]]:
+        """Prompt and sample for a batch of chunk steps (chunk ``i`` seen with memory ``i``)."""
+        if len(chunks) != len(memories):
+            raise ValueError(f"got {len(chunks)} chunks for {len(memories)} memories")
+        steps = [self.step_prompt(chunk, memory) for chunk, memory in zip(chunks, memories, strict=True)]
+        return steps, self.generate([s.ids for s in steps], sampling, seed)
+
+
+def id_style_for(style: str) -> str:
+    """Memory id style that goes with an op style: ``m1, m2, ...`` for extractive, 4-hex ids for content."""
+    return "short" if style == "extractive" else "hex"
+
+
+def load_manager(
+    path: str | Path, device: str | None = None, model_kwargs: dict[str, Any] | None = None, **overrides: Any
+) -> ManagerPolicy:
+    """Load a saved manager (an SFT'd offline model or any local/Hub causal LM) as a :class:`ManagerPolicy`."""
+    return ManagerPolicy.from_pretrained(path, device=device, model_kwargs=model_kwargs, **overrides)
+
+
+def sampling_from_config(section: dict[str, Any]) -> SamplingParams:
+    """SamplingParams from a profile's ``manager.sampling`` mapping (unknown keys are an error)."""
+    known = set(asdict(SamplingParams()))
+    unknown = set(section) - known
+    if unknown:
+        raise ValueError(f"unknown sampling keys {sorted(unknown)}; known: {sorted(known)}")
+    return SamplingParams(**section)

@@ -1,0 +1,100 @@
+"""The memory manager's prompt: instructions, the memory view with ids and the new chunk.
+
+Each chunk gets a fresh prompt (no chat history across chunks), as in Mem-alpha and Fine-Mem:
+a system message with the instructions and a user message holding the current memory view
+(``[id] content`` lines) and the chunk inside ``<new_chunk>...</new_chunk>``. In the *extractive*
+op style the chunk is shown as numbered sentences, and INSERT/UPDATE name a sentence number.
+The tool schemas are not part of the text: the chat template renders them from ``tools``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from finemem_lib.memory import MemoryItem
+from finemem_lib.ops import STYLES, render_numbered_sentences
+from finemem_lib.sentences import split_sentences
+
+EMPTY_MEMORY = "(memory is empty)"
+
+_SYSTEM = {
+    "content": (
+        "You are a memory manager. You read a long input one chunk at a time and keep a memory of short, "
+        "self-contained items, so that questions about the input can later be answered from the memory alone. "
+        "For each chunk, call the memory tools in a single turn, one call per operation."
+    ),
+    "extractive": (
+        "You are a memory manager. You read a long input one chunk at a time and keep a memory of sentences "
+        "from it, so that questions about the input can later be answered from the memory alone. "
+        "For each chunk, call the memory tools in a single turn, one call per operation."
+    ),
+}
+
+_INSTRUCTIONS = {
+    "content": (
+        "Remember the following content chunk. Insert the facts worth keeping as new memory items, update an "
+        "item (by its id) when the chunk gives newer information about it, delete items that are wrong, or "
+        "skip if nothing in the chunk is worth remembering."
+    ),
+    "extractive": (
+        "Remember the following content chunk. Its sentences are numbered. Insert a sentence worth keeping by "
+        "its number, update an item (by its id) with a sentence that gives newer information about it, delete "
+        "items that are wrong, or skip if nothing in the chunk is worth remembering."
+    ),
+}
+
+
+def _check_style(style: str) -> None:
+    if style not in STYLES:
+        raise ValueError(f"op style must be one of {STYLES}, got {style!r}")
+
+
+def chunk_sentences(chunk: str) -> list[str]:
+    """The chunk's sentences as the extractive style numbers them (1-based in the prompt)."""
+    return split_sentences(chunk)
+
+
+def system_prompt(style: str) -> str:
+    """The manager's instructions for an op style (``content`` or ``extractive``)."""
+    _check_style(style)
+    return _SYSTEM[style]
+
+
+def render_memory_view(items: Sequence[MemoryItem]) -> str:
+    """Memory items as ``[id] content`` lines, or a marker when there are none."""
+    lines = [f"[{item.id}] {item.content}" for item in items]
+    return "\n".join(lines) if lines else EMPTY_MEMORY
+
+
+def user_prompt(
+    chunk: str, memory_view: Sequence[MemoryItem], style: str, sentences: Sequence[str] | None = None
+) -> str:
+    """The user turn: instructions, the memory view and the chunk.
+
+    Args:
+        chunk: the raw chunk text.
+        memory_view: the items the manager sees (usually ``memory.view(k)``).
+        style: ``content`` shows the chunk as is; ``extractive`` shows it as numbered sentences.
+        sentences: the chunk's sentences when already split (extractive style); split here otherwise.
+    """
+    _check_style(style)
+    if style == "extractive":
+        body = render_numbered_sentences(sentences if sentences is not None else chunk_sentences(chunk))
+    else:
+        body = chunk.strip()
+    return (
+        f"{_INSTRUCTIONS[style]}\n\n"
+        f"Current memory:\n{render_memory_view(memory_view)}\n\n"
+        f"<new_chunk>\n{body}\n</new_chunk>"
+    )
+
+
+def build_messages(
+    chunk: str, memory_view: Sequence[MemoryItem], style: str, sentences: Sequence[str] | None = None
+) -> list[dict[str, Any]]:
+    """The chat messages (system + user) of one chunk step."""
+    return [
+        {"role": "system", "content": system_prompt(style)},
+        {"role": "user", "content": user_prompt(chunk, memory_view, style, sentences)},
+    ]

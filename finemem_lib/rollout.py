@@ -1,0 +1,243 @@
+"""Episode rollouts: G memory-construction episodes per instance, batched across rollouts and instances.
+
+At step t every live episode shows its chunk and memory to the manager (one batched ``generate``),
+the completion is parsed and applied to that episode's memory, and the chunk's QAs are answered on
+M_t (one batched reasoner call for all episodes) to give r_chunk(t). After the last chunk the
+global questions (a subsample shared by the G rollouts of an instance) are answered over BM25
+top-k on M_T, and the writer steps of the retrieved items are recorded as evidence.
+
+An :class:`Episode` then gives every reward component, and :meth:`Episode.step_rewards` feeds
+:func:`finemem_lib.rewards.step_rewards` with no glue.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from finemem_lib import rewards
+from finemem_lib.agents.policy import ManagerPolicy, SamplingParams, sampling_from_config
+from finemem_lib.agents.reasoner import Reasoner
+from finemem_lib.data.instance import Instance
+from finemem_lib.memory import Memory, Operation, OpResult
+from finemem_lib.ops import format_score, parse_operations
+from finemem_lib.qa import MemoryQuestions, QAResult, answer_over_memories, chunk_correctness_many, sample_questions
+from finemem_lib.tokens import TokenCounter, regex_token_count
+
+
+@dataclass
+class StepRecord:
+    """What happened at one chunk step of one episode."""
+
+    step: int
+    prompt_ids: torch.Tensor
+    completion_ids: torch.Tensor
+    old_logprobs: torch.Tensor
+    text: str
+    operations: list[Operation]
+    results: list[OpResult]
+    n_emitted: int
+    format_score: float
+    memory_items: int
+    memory_tokens: int
+    chunk_correct: np.ndarray
+
+    @property
+    def n_executed(self) -> int:
+        return sum(r.ok for r in self.results)
+
+
+@dataclass
+class Episode:
+    """One rollout of the manager over one instance, with everything the rewards need."""
+
+    instance_id: str
+    source: str
+    rollout: int
+    chunk_tokens: list[int]
+    steps: list[StepRecord] = field(default_factory=list)
+    memory: Memory | None = None
+    global_results: list[QAResult] = field(default_factory=list)
+
+    @property
+    def T(self) -> int:
+        return len(self.steps)
+
+    @property
+    def r_global(self) -> float:
+        """Mean score of the global questions (0 when none were asked)."""
+        return float(np.mean([r.score for r in self.global_results])) if self.global_results else 0.0
+
+    @property
+    def scores(self) -> np.ndarray:
+        return np.array([r.score for r in self.global_results], dtype=np.float64)
+
+    @property
+    def evidence_steps(self) -> list[list[int]]:
+        return [list(r.evidence_steps) for r in self.global_results]
+
+    @property
+    def N(self) -> np.ndarray:
+        """Normalised evidence contribution per step."""
+        return rewards.evidence_contribution(self.scores, self.evidence_steps, self.T)
+
+    @property
+    def r_chunk(self) -> np.ndarray:
+        """Per-step accuracy on the chunk's own QAs (0 for a chunk without QAs)."""
+        return rewards.chunk_step_reward([s.chunk_correct.tolist() for s in self.steps])
+
+    @property
+    def r_fmt(self) -> np.ndarray:
+        return np.array([s.format_score for s in self.steps], dtype=np.float64)
+
+    @property
+    def memory_tokens(self) -> int:
+        return self.steps[-1].memory_tokens if self.steps else 0
+
+    @property
+    def r_comp(self) -> float:
+        return float(rewards.compression_reward(self.memory_tokens, self.chunk_tokens))
+
+    def step_rewards(self, variant: str, beta: float = 0.5, w1: float = 0.5, w2: float = 0.05) -> np.ndarray:
+        """The per-step reward r_t of a reward variant (see :func:`finemem_lib.rewards.step_rewards`)."""
+        return rewards.step_rewards(
+            variant, self.r_global, self.N, self.r_chunk, self.r_fmt, self.r_comp, beta=beta, w1=w1, w2=w2
+        )
+
+
+@dataclass(frozen=True)
+class RolloutSettings:
+    """How episodes are rolled out (see the ``rollout`` section of the profiles)."""
+
+    num_generations: int = 8
+    question_ratio: float = 1.0
+    top_k: int = 2
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    chunk_qas: bool = True
+
+
+def settings_from_config(cfg: dict, training: bool) -> RolloutSettings:
+    """Rollout settings from a profile: ``rollout`` (G, question ratios), ``retrieval.top_k``, ``manager.sampling``."""
+    section = cfg.get("rollout", {})
+    ratio_key = "question_ratio_train" if training else "question_ratio_eval"
+    sampling = sampling_from_config(cfg.get("manager", {}).get("sampling", {}))
+    if not training:
+        sampling = SamplingParams(**{**asdict(sampling), **section.get("eval_sampling", {"temperature": 0.0})})
+    return RolloutSettings(
+        num_generations=int(section.get("num_generations", 8)) if training else 1,
+        question_ratio=float(section.get(ratio_key, 0.2 if training else 1.0)),
+        top_k=int(cfg.get("retrieval", {}).get("top_k", 2)),
+        sampling=sampling,
+        chunk_qas=bool(section.get("chunk_qas", True)),
+    )
+
+
+def rollout(
+    instances: Sequence[Instance],
+    policy: ManagerPolicy,
+    reasoner: Reasoner,
+    settings: RolloutSettings,
+    seed: int = 0,
+    token_counter: TokenCounter = regex_token_count,
+) -> list[list[Episode]]:
+    """Roll out ``settings.num_generations`` episodes per instance; returns ``[instance][rollout]``.
+
+    Deterministic for a given seed: sampling is seeded per step, and the global-question subsample
+    of instance i is drawn from ``random.Random(seed, i)``.
+    """
+    if not instances:
+        return []
+    G = settings.num_generations
+    id_style = "short" if policy.style == "extractive" else "hex"
+    episodes = [
+        [Episode(inst.id, inst.source, g, [token_counter(c) for c in inst.chunks]) for g in range(G)]
+        for inst in instances
+    ]
+    memories = [[Memory(token_counter, id_style=id_style, seed=seed * 1000 + g) for g in range(G)] for _ in instances]
+    for t in range(max(inst.num_chunks for inst in instances)):
+        live = [(i, g) for i, inst in enumerate(instances) if t < inst.num_chunks for g in range(G)]
+        _run_step(t, live, instances, episodes, memories, policy, reasoner, settings, seed, token_counter)
+    questions = [
+        sample_questions(inst.questions, settings.question_ratio, random.Random(f"{seed}-{i}"))
+        for i, inst in enumerate(instances)
+    ]
+    tasks = [
+        MemoryQuestions(memories[i][g], questions[i], inst.source) for i, inst in enumerate(instances) for g in range(G)
+    ]
+    answered = answer_over_memories(tasks, reasoner, settings.top_k)
+    for (i, g), results in zip(((i, g) for i in range(len(instances)) for g in range(G)), answered, strict=True):
+        episodes[i][g].memory = memories[i][g]
+        episodes[i][g].global_results = results
+    return episodes
+
+
+def _run_step(
+    t: int,
+    live: list[tuple[int, int]],
+    instances: Sequence[Instance],
+    episodes: list[list[Episode]],
+    memories: list[list[Memory]],
+    policy: ManagerPolicy,
+    reasoner: Reasoner,
+    settings: RolloutSettings,
+    seed: int,
+    token_counter: TokenCounter,
+) -> None:
+    chunks = [instances[i].chunks[t] for i, _ in live]
+    step_prompts, generations = policy.act(
+        chunks, [memories[i][g] for i, g in live], settings.sampling, seed=seed * 100_003 + t
+    )
+    applied = []
+    for (i, g), prompt, gen in zip(live, step_prompts, generations, strict=True):
+        parsed = parse_operations(gen.text, policy.style)
+        results = memories[i][g].apply_all(parsed.operations, t, prompt.sentences or None)
+        applied.append((parsed, results))
+    if settings.chunk_qas:
+        tasks = [MemoryQuestions(memories[i][g], instances[i].chunk_qas[t], instances[i].source) for i, g in live]
+        correct = chunk_correctness_many(tasks, reasoner, settings.top_k)
+    else:
+        correct = [np.zeros(0) for _ in live]
+    for (i, g), gen, (parsed, results), ok in zip(live, generations, applied, correct, strict=True):
+        memory = memories[i][g]
+        episodes[i][g].steps.append(
+            StepRecord(
+                step=t,
+                prompt_ids=gen.prompt_ids,
+                completion_ids=gen.completion_ids,
+                old_logprobs=gen.logprobs,
+                text=gen.text,
+                operations=parsed.operations,
+                results=results,
+                n_emitted=parsed.n_emitted,
+                format_score=format_score(parsed, results),
+                memory_items=len(memory),
+                memory_tokens=memory.num_tokens(),
+                chunk_correct=ok,
+            )
+        )
+
+
+def group_step_rewards(
+    group: Sequence[Episode], variant: str, beta: float = 0.5, w1: float = 0.5, w2: float = 0.05
+) -> np.ndarray:
+    """``[G, T]`` step rewards of the G episodes of one instance."""
+    lengths = {e.T for e in group}
+    if len(lengths) != 1:
+        raise ValueError(f"episodes of one group must have the same number of steps, got {sorted(lengths)}")
+    return np.stack([e.step_rewards(variant, beta, w1, w2) for e in group])
+
+
+def group_advantages(
+    group: Sequence[Episode],
+    variant: str,
+    beta: float = 0.5,
+    w1: float = 0.5,
+    w2: float = 0.05,
+    mode: str = "step",
+) -> np.ndarray:
+    """``[G, T]`` GRPO advantages A_t of the G episodes of one instance."""
+    return rewards.group_advantages(group_step_rewards(group, variant, beta, w1, w2), mode)
