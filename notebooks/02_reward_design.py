@@ -6,6 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -54,7 +55,8 @@ from finemem_lib.pipeline import ensure_sft_manager
 from finemem_lib.plots import plot_evidence_heatmap, plot_step_series, save
 from finemem_lib.rollout import rollout, settings_from_config
 
-logging.basicConfig(level=logging.INFO, format="%(message)s")
+logging.basicConfig(level=logging.WARNING, format="%(message)s")
+logging.getLogger("finemem_lib").setLevel(logging.INFO)
 cfg = load_profile(profile)
 paths = profile_paths(cfg, results_dir, data_dir)
 w1, w2 = cfg["rewards"]["w1"], cfg["rewards"]["w2"]

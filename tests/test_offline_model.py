@@ -20,15 +20,9 @@ from finemem_lib.agents.offline_model import (
 from finemem_lib.data.instance import QA, Instance
 from finemem_lib.memory import Memory, Operation, OpKind
 from finemem_lib.ops import operation_to_call, parse_operations, render_tool_calls, tool_schemas
+from tests.tiny import TINY_MODEL
 
-TINY = {
-    "hidden_size": 32,
-    "intermediate_size": 64,
-    "num_hidden_layers": 1,
-    "num_attention_heads": 2,
-    "num_key_value_heads": 1,
-    "head_dim": 16,
-}
+TINY = TINY_MODEL
 
 INSTANCES = [
     Instance(

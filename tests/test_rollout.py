@@ -5,35 +5,23 @@ import pytest
 import torch
 
 from finemem_lib import rewards
-from finemem_lib.agents.offline_model import build_offline_model, tokenizer_corpus, train_tokenizer
 from finemem_lib.agents.policy import ManagerPolicy, SamplingParams
 from finemem_lib.agents.reasoner_offline import OfflineReader
 from finemem_lib.data.synthetic import build_synthetic
 from finemem_lib.memory import Operation, OpKind
 from finemem_lib.ops import render_tool_calls
 from finemem_lib.rollout import RolloutSettings, group_advantages, group_step_rewards, rollout
-
-TINY = {
-    "hidden_size": 32,
-    "intermediate_size": 64,
-    "num_hidden_layers": 1,
-    "num_attention_heads": 2,
-    "num_key_value_heads": 1,
-    "head_dim": 16,
-}
-KNOBS = {"synthetic": {"train_instances": 1, "test_instances": 1, "chunks_per_instance": 3, "sentences_per_chunk": 4}}
+from tests.tiny import TINY_BENCH, tiny_policy
 
 
 @pytest.fixture(scope="module")
 def bench():
-    return build_synthetic(KNOBS, seed=0)
+    return build_synthetic(TINY_BENCH, seed=0)
 
 
 @pytest.fixture(scope="module")
 def policy(bench):
-    tokenizer = train_tokenizer(tokenizer_corpus(bench["train"], n_call_examples=20), vocab_size=600)
-    model = build_offline_model(tokenizer, TINY, seed=0)
-    return ManagerPolicy(model, tokenizer, style="extractive", batch_size=4)
+    return tiny_policy(bench["train"])
 
 
 def settings(G=2, **kw):

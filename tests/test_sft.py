@@ -14,17 +14,11 @@ from finemem_lib.agents.teacher import TeacherConfig, replay_teacher
 from finemem_lib.config import load_profile
 from finemem_lib.data.synthetic import build_synthetic
 from finemem_lib.ops import render_tool_calls, tool_schemas
+from tests.tiny import TINY_MODEL
 
 KNOBS = {"train_instances": 2, "test_instances": 1, "chunks_per_instance": 3, "sentences_per_chunk": 5}
-TINY = {
-    "vocab_size": 400,
-    "hidden_size": 32,
-    "intermediate_size": 64,
-    "num_hidden_layers": 1,
-    "num_attention_heads": 2,
-    "num_key_value_heads": 1,
-    "head_dim": 16,
-}
+
+TINY = TINY_MODEL | {"vocab_size": 400}
 
 
 @pytest.fixture(scope="module")

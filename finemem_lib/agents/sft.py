@@ -36,7 +36,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "build_sft_examples",
-    "default_sft_dir",
     "evaluate_manager",
     "free_cpu_threads",
     "load_manager",
@@ -101,7 +100,7 @@ def _section(cfg: Mapping[str, Any], name: str) -> dict[str, Any]:
     return dict(value)
 
 
-def _policy_settings(cfg: Mapping[str, Any]) -> dict[str, Any]:
+def policy_settings(cfg: Mapping[str, Any]) -> dict[str, Any]:
     manager, memory = _section(cfg, "manager"), _section(cfg, "memory")
     return {
         "style": memory.get("op_style", "extractive"),
@@ -183,7 +182,7 @@ def train_sft_manager(cfg: Mapping[str, Any], train_instances: Sequence[Instance
     out_dir = Path(out_dir)
     sft = _section(cfg, "sft")
     seed = int(cfg.get("seed", 0))
-    settings = _policy_settings(cfg)
+    settings = policy_settings(cfg)
     threads = int(sft.get("num_threads") or free_cpu_threads())
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -240,13 +239,6 @@ def train_sft_manager(cfg: Mapping[str, Any], train_instances: Sequence[Instance
     policy.save_pretrained(out_dir, extra={"sft": stats, "model_source": _section(cfg, "manager").get("model")})
     logger.info("SFT manager saved to %s (%s)", out_dir, {k: v for k, v in stats.items() if k != "loss_curve"})
     return out_dir
-
-
-def default_sft_dir(cfg: Mapping[str, Any], data_dir: str | Path | None = None) -> Path:
-    """Where a profile keeps its SFT manager: ``<profile data folder>/models/sft``."""
-    from finemem_lib.paths import profile_paths
-
-    return profile_paths(dict(cfg), data_dir=data_dir).data / "models" / "sft"
 
 
 def sft_stats(path: str | Path) -> dict[str, Any]:

@@ -1,0 +1,271 @@
+"""Training settings of a profile (``training:``, ``rollout:``, ``rewards:``) and the TRL config built from them.
+
+:class:`TrainingSettings` holds what the step-credit GRPO trainer needs beyond TRL's own
+arguments: the reward variant and its weights, the group-normalisation mode, how many
+instances one optimizer step rolls out and how its step samples are cut into micro-batches.
+:func:`grpo_config` turns it into a :class:`StepGRPOConfig` (a ``trl.GRPOConfig``), so loss
+type, clipping, KL, gradient accumulation, logging and checkpointing are TRL's.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+import torch
+from trl import GRPOConfig
+
+from finemem_lib.rewards import GROUP_MODES, VARIANTS
+from finemem_lib.rollout import RolloutSettings, settings_from_config
+
+LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo")
+# transformers 5 renamed gradient_checkpointing (kept as a deprecated alias) to activation_checkpointing.
+_CHECKPOINTING_ARG = next(
+    name for name in ("activation_checkpointing", "gradient_checkpointing") if name in GRPOConfig.__dataclass_fields__
+)
+
+
+@dataclass(frozen=True)
+class HeldOutSettings:
+    """Held-out global QA during training: every ``every`` optimizer steps on up to ``max_instances`` test instances."""
+
+    every: int = 2
+    max_instances: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.every < 1:
+            raise ValueError(f"training.heldout.every must be >= 1, got {self.every}")
+        if self.max_instances is not None and self.max_instances < 1:
+            raise ValueError(f"training.heldout.max_instances must be >= 1 or null, got {self.max_instances}")
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """The ``training:`` section of a profile, with the reward knobs of ``rewards:``.
+
+    Batch bookkeeping: one optimizer step rolls out ``instances_per_step`` instances (over all
+    processes) x G rollouts x T chunk steps; every chunk step is one training sample. A process's
+    samples are shuffled and cut into ``micro_batches`` near-equal micro-batches (gradient
+    accumulation steps); ``micro_batches: null`` picks enough of them to keep each at most
+    ``micro_batch_size`` samples.
+    """
+
+    variant: str = "finemem"
+    variants: tuple[str, ...] = ("or_only", "finemem")
+    seeds: tuple[int, ...] = (0,)
+    beta: float = 0.5
+    w1: float = 0.5
+    w2: float = 0.05
+    group_mode: str = "step"
+    sft_model: str | None = None
+    instances_per_step: int = 4
+    micro_batch_size: int = 16
+    micro_batches: int | None = None
+    learning_rate: float = 1e-6
+    lr_scheduler: str = "constant_with_warmup"
+    warmup: float = 0.05
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    loss_type: str = "grpo"
+    epsilon: float = 0.2
+    epsilon_high: float | None = None
+    kl_beta: float = 0.001
+    num_iterations: int = 1
+    epochs: float = 1.0
+    max_steps: int = -1
+    save_steps: int = 10
+    save_total_limit: int | None = 2
+    logging_steps: int = 1
+    mask_truncated_completions: bool = False
+    bf16: bool = True
+    gradient_checkpointing: bool = False
+    num_threads: int | None = None
+    heldout: HeldOutSettings = field(default_factory=HeldOutSettings)
+
+    def __post_init__(self) -> None:
+        for value in (self.variant, *self.variants):
+            if value not in VARIANTS:
+                raise ValueError(f"training variant must be one of {VARIANTS}, got {value!r}")
+        if self.group_mode not in GROUP_MODES:
+            raise ValueError(f"rewards.group_mode must be one of {GROUP_MODES}, got {self.group_mode!r}")
+        if self.loss_type not in LOSS_TYPES:
+            raise ValueError(f"training.loss_type must be one of {LOSS_TYPES}, got {self.loss_type!r}")
+        for name in ("instances_per_step", "micro_batch_size", "num_iterations", "save_steps", "logging_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"training.{name} must be >= 1, got {getattr(self, name)}")
+        if self.micro_batches is not None and self.micro_batches < 1:
+            raise ValueError(f"training.micro_batches must be >= 1 or null, got {self.micro_batches}")
+        if self.max_steps == 0 or (self.max_steps < 0 and self.epochs <= 0):
+            raise ValueError("training needs max_steps > 0 or epochs > 0")
+        if self.save_steps % self.num_iterations:
+            raise ValueError(
+                f"training.save_steps ({self.save_steps}) must be a multiple of num_iterations ({self.num_iterations}) "
+                "so that a checkpoint never falls inside a reused rollout batch (exact resume)"
+            )
+
+    def reward_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`finemem_lib.rollout.group_advantages` for this variant."""
+        return {"variant": self.variant, "beta": self.beta, "w1": self.w1, "w2": self.w2, "mode": self.group_mode}
+
+    def with_variant(self, variant: str) -> TrainingSettings:
+        """The same settings with another reward variant."""
+        return replace(self, variant=variant)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def training_settings(cfg: Mapping[str, Any], **overrides: Any) -> TrainingSettings:
+    """:class:`TrainingSettings` from a profile; unknown ``training:`` keys are an error."""
+    section = dict(cfg.get("training") or {})
+    section.update({k: v for k, v in overrides.items() if v is not None})
+    known = {f.name for f in fields(TrainingSettings)}
+    unknown = sorted(set(section) - known)
+    if unknown:
+        raise ValueError(f"unknown training key(s) {unknown}; known: {sorted(known)}")
+    rewards_section = dict(cfg.get("rewards") or {})
+    for key in ("beta", "w1", "w2", "group_mode"):
+        if key in rewards_section and key not in overrides:
+            section.setdefault(key, rewards_section[key])
+    heldout = section.pop("heldout", None) or {}
+    if not isinstance(heldout, Mapping):
+        raise ValueError(f"training.heldout must be a mapping, got {type(heldout).__name__}")
+    for key in ("variants", "seeds"):
+        if key in section:
+            section[key] = tuple(section[key])
+    for key in ("learning_rate", "warmup", "weight_decay", "max_grad_norm", "epsilon", "kl_beta", "epochs"):
+        if section.get(key) is not None:
+            section[key] = float(section[key])
+    return TrainingSettings(**section, heldout=HeldOutSettings(**heldout))
+
+
+@dataclass
+class StepGRPOConfig(GRPOConfig):
+    """``trl.GRPOConfig`` plus the step-credit settings (see :class:`TrainingSettings`).
+
+    TRL's ``num_generations`` is G; ``per_device_train_batch_size`` is the micro-batch size in step
+    samples (also the chunk size of the no-grad log-prob passes); ``gradient_accumulation_steps`` is
+    the number of micro-batches per rollout round; ``beta`` is the KL coefficient (TRL's name).
+    """
+
+    instances_per_device: int = field(default=1, metadata={"help": "Instances rolled out per process per step."})
+    reward_variant: str = field(default="finemem", metadata={"help": "or_only | csr | eara | finemem"})
+    eara_beta: float = field(default=0.5, metadata={"help": "EARA beta (evidence share of r_global)."})
+    w1: float = field(default=0.5, metadata={"help": "Weight of the chunk step reward."})
+    w2: float = field(default=0.05, metadata={"help": "Weight of the compression reward."})
+    group_mode: str = field(default="step", metadata={"help": "step | episode advantage normalisation."})
+
+
+def num_processes() -> int:
+    """Processes of the current launch (``accelerate launch`` / torchrun set ``WORLD_SIZE``), 1 otherwise.
+
+    Read from the environment so that the distributed state is first set up by the trainer's own
+    arguments (``use_cpu`` picks the gloo backend on a machine without GPUs).
+    """
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def micro_batch_plan(
+    settings: TrainingSettings, G: int, chunk_counts: Sequence[int], processes: int = 1
+) -> tuple[int, int, int]:
+    """``(instances_per_device, micro_batches, micro_batch_size)`` for a launch of ``processes`` processes.
+
+    A process rolls out ``instances_per_device`` instances per step, i.e. between
+    ``ipd * G * min(T)`` and ``ipd * G * max(T)`` step samples; they are cut into ``micro_batches``
+    parts, never more parts than the smallest round has samples.
+    """
+    if not chunk_counts or min(chunk_counts) < 1:
+        raise ValueError("every training instance needs at least one chunk")
+    if settings.instances_per_step % processes:
+        raise ValueError(
+            f"training.instances_per_step ({settings.instances_per_step}) must be divisible by the number of "
+            f"processes ({processes})"
+        )
+    per_device = settings.instances_per_step // processes
+    most = per_device * G * max(chunk_counts)
+    fewest = per_device * G * min(chunk_counts)
+    if settings.micro_batches is not None:
+        parts = settings.micro_batches
+        if parts > fewest:
+            raise ValueError(
+                f"training.micro_batches ({parts}) exceeds the step samples of the smallest round ({fewest})"
+            )
+    else:
+        parts = min(math.ceil(most / settings.micro_batch_size), fewest)
+    size = math.ceil(most / parts)
+    size = G * math.ceil(size / G)  # TRL wants its generation batch to be a multiple of num_generations
+    return per_device, parts, size
+
+
+def grpo_config(
+    settings: TrainingSettings,
+    rollout_settings: RolloutSettings,
+    output_dir: str,
+    seed: int,
+    chunk_counts: Sequence[int],
+    processes: int | None = None,
+    **overrides: Any,
+) -> StepGRPOConfig:
+    """The TRL config of one run (``overrides`` go straight to :class:`StepGRPOConfig`)."""
+    sampling = rollout_settings.sampling
+    if sampling.temperature <= 0:
+        raise ValueError("GRPO needs sampled rollouts: manager.sampling.temperature must be > 0")
+    G = rollout_settings.num_generations
+    if G < 2:
+        raise ValueError(f"rollout.num_generations must be >= 2 for group advantages, got {G}")
+    per_device, parts, size = micro_batch_plan(settings, G, chunk_counts, processes or num_processes())
+    on_gpu = torch.cuda.is_available()
+    kwargs: dict[str, Any] = {
+        "output_dir": output_dir,
+        "seed": seed,
+        "data_seed": seed,
+        "num_generations": G,
+        "temperature": sampling.temperature,
+        "top_p": sampling.top_p,
+        "top_k": sampling.top_k,
+        "max_completion_length": sampling.max_new_tokens,
+        "per_device_train_batch_size": size,
+        "gradient_accumulation_steps": parts,
+        "instances_per_device": per_device,
+        "reward_variant": settings.variant,
+        "eara_beta": settings.beta,
+        "w1": settings.w1,
+        "w2": settings.w2,
+        "group_mode": settings.group_mode,
+        "learning_rate": settings.learning_rate,
+        "lr_scheduler_type": settings.lr_scheduler,
+        "warmup_steps": settings.warmup,
+        "weight_decay": settings.weight_decay,
+        "max_grad_norm": settings.max_grad_norm,
+        "loss_type": settings.loss_type,
+        "epsilon": settings.epsilon,
+        "epsilon_high": settings.epsilon_high,
+        "beta": settings.kl_beta,
+        "num_iterations": settings.num_iterations,
+        "num_train_epochs": settings.epochs,
+        "max_steps": settings.max_steps,
+        "save_strategy": "steps",
+        "save_steps": settings.save_steps,
+        "save_total_limit": settings.save_total_limit,
+        "logging_steps": settings.logging_steps,
+        "mask_truncated_completions": settings.mask_truncated_completions,
+        "bf16": settings.bf16 and on_gpu,
+        _CHECKPOINTING_ARG: settings.gradient_checkpointing,
+        "use_cpu": not on_gpu,
+        "optim": "adamw_torch_fused" if on_gpu else "adamw_torch",
+        "remove_unused_columns": False,
+        "shuffle_dataset": True,
+        "report_to": "none",
+        "disable_tqdm": True,
+        "log_level": "warning",
+    }
+    kwargs.update(overrides)
+    return StepGRPOConfig(**kwargs)
+
+
+def run_rollout_settings(cfg: Mapping[str, Any]) -> tuple[RolloutSettings, RolloutSettings]:
+    """``(train, eval)`` rollout settings of a profile."""
+    return settings_from_config(dict(cfg), training=True), settings_from_config(dict(cfg), training=False)
