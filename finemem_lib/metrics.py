@@ -112,11 +112,15 @@ MAB_METRICS: dict[str, Callable[[str, str], float]] = {
 }
 
 
-def mab_metrics(prediction: str, golds: Golds) -> dict[str, float]:
-    """All MemoryAgentBench metrics: max over acceptable answers, max of raw and ``Answer:``-parsed output."""
-    answers = _as_list(golds)
+def mab_best(fn: Callable[[str, str], float], prediction: str, golds: Golds) -> float:
+    """One MemoryAgentBench metric: max over acceptable answers and over the raw and ``Answer:``-parsed output."""
     candidates = (prediction, parse_answer(prediction))
-    return {name: max(fn(c, g) for c in candidates for g in answers) for name, fn in MAB_METRICS.items()}
+    return max(fn(c, g) for c in candidates for g in _as_list(golds))
+
+
+def mab_metrics(prediction: str, golds: Golds) -> dict[str, float]:
+    """All MemoryAgentBench metrics, each taken with :func:`mab_best`."""
+    return {name: mab_best(fn, prediction, golds) for name, fn in MAB_METRICS.items()}
 
 
 def recall_at_k(prediction: str, golds: Golds, k: int = 5) -> float:
@@ -203,7 +207,7 @@ class ScoreRule:
 
 
 def _mab_substring(prediction: str, golds: Golds) -> float:
-    return mab_metrics(prediction, golds)["substring_exact_match"]
+    return mab_best(substring_exact_match, prediction, golds)
 
 
 RULES: tuple[ScoreRule, ...] = (

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from finemem_lib.agents.policy import MANAGER_META_FILE, ManagerPolicy, load_manager
+from finemem_lib.agents.policy import MANAGER_META_FILE
 from finemem_lib.agents.sft import train_sft_manager
 from finemem_lib.data.prepared import load_prepared
 from finemem_lib.paths import ProfilePaths
@@ -20,10 +20,13 @@ def sft_manager_dir(paths: ProfilePaths) -> Path:
     return paths.data / "models" / "sft"
 
 
-def ensure_sft_manager(cfg: Mapping[str, Any], paths: ProfilePaths, retrain: bool = False) -> ManagerPolicy:
-    """Load the profile's SFT manager, training it on the prepared train split first if it is missing."""
+def ensure_sft_manager(cfg: Mapping[str, Any], paths: ProfilePaths, retrain: bool = False) -> Path:
+    """The profile's SFT manager folder, trained on the prepared train split first if it is missing.
+
+    Load it with :func:`finemem_lib.agents.policy.load_manager`.
+    """
     folder = sft_manager_dir(paths)
     if retrain or not (folder / MANAGER_META_FILE).is_file():
         logger.info("training the SFT manager into %s", folder)
         train_sft_manager(cfg, load_prepared(paths.data, "train"), folder)
-    return load_manager(folder)
+    return folder

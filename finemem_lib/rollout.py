@@ -25,7 +25,15 @@ from finemem_lib.agents.reasoner import Reasoner
 from finemem_lib.data.instance import Instance
 from finemem_lib.memory import Memory, Operation, OpResult
 from finemem_lib.ops import format_score, parse_operations
-from finemem_lib.qa import MemoryQuestions, QAResult, answer_over_memories, chunk_correctness_many, sample_questions
+from finemem_lib.qa import (
+    MemoryQuestions,
+    QAResult,
+    answer_over_memories,
+    chunk_correctness_many,
+    evidence_steps,
+    mean_score,
+    sample_questions,
+)
 from finemem_lib.tokens import TokenCounter, regex_token_count
 
 
@@ -70,7 +78,7 @@ class Episode:
     @property
     def r_global(self) -> float:
         """Mean score of the global questions (0 when none were asked)."""
-        return float(np.mean([r.score for r in self.global_results])) if self.global_results else 0.0
+        return mean_score(self.global_results)
 
     @property
     def scores(self) -> np.ndarray:
@@ -78,7 +86,7 @@ class Episode:
 
     @property
     def evidence_steps(self) -> list[list[int]]:
-        return [list(r.evidence_steps) for r in self.global_results]
+        return evidence_steps(self.global_results)
 
     @property
     def N(self) -> np.ndarray:
@@ -160,7 +168,7 @@ def rollout(
     memories = [[Memory(token_counter, id_style=id_style, seed=seed * 1000 + g) for g in range(G)] for _ in instances]
     for t in range(max(inst.num_chunks for inst in instances)):
         live = [(i, g) for i, inst in enumerate(instances) if t < inst.num_chunks for g in range(G)]
-        _run_step(t, live, instances, episodes, memories, policy, reasoner, settings, seed, token_counter)
+        _run_step(t, live, instances, episodes, memories, policy, reasoner, settings, seed)
     questions = [
         sample_questions(inst.questions, settings.question_ratio, random.Random(f"{seed}-{i}"))
         for i, inst in enumerate(instances)
@@ -185,7 +193,6 @@ def _run_step(
     reasoner: Reasoner,
     settings: RolloutSettings,
     seed: int,
-    token_counter: TokenCounter,
 ) -> None:
     chunks = [instances[i].chunks[t] for i, _ in live]
     step_prompts, generations = policy.act(

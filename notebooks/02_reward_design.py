@@ -45,6 +45,7 @@ import pandas as pd
 import seaborn as sns
 
 from finemem_lib import rewards
+from finemem_lib.agents.policy import load_manager
 from finemem_lib.agents.reasoner import build_reasoner
 from finemem_lib.config import load_profile
 from finemem_lib.data.prepared import load_prepared
@@ -61,7 +62,7 @@ cfg = load_profile(profile)
 paths = profile_paths(cfg, results_dir, data_dir)
 w1, w2 = cfg["rewards"]["w1"], cfg["rewards"]["w2"]
 test = load_prepared(paths.data, "test")
-manager = ensure_sft_manager(cfg, paths)
+manager = load_manager(ensure_sft_manager(cfg, paths))
 reasoner = build_reasoner(cfg.get("reasoner"))
 
 # %% [markdown]

@@ -9,7 +9,7 @@ import torch
 
 from finemem_lib.agents.offline_model import build_offline_model, tokenizer_corpus, train_tokenizer
 from finemem_lib.agents.policy import Generation, ManagerPolicy, load_manager
-from finemem_lib.agents.sft import build_sft_examples, evaluate_manager, sft_stats, train_sft_manager
+from finemem_lib.agents.sft import build_sft_examples, evaluate_format, sft_stats, train_sft_manager
 from finemem_lib.agents.teacher import TeacherConfig, replay_teacher
 from finemem_lib.config import load_profile
 from finemem_lib.data.synthetic import build_synthetic
@@ -72,7 +72,7 @@ def test_a_few_sft_steps_lower_the_loss_and_save_a_loadable_manager(bench, tmp_p
     assert stats["tokens_per_epoch"] > stats["completion_tokens_per_epoch"] > 0
     policy = load_manager(out)
     assert policy.style == "extractive" and policy.view_k == 5
-    report = evaluate_manager(policy, bench["test"][:2], n_samples=2, max_prompts=2, max_new_tokens=24)
+    report = evaluate_format(policy, bench["test"][:2], n_samples=2, max_prompts=2, max_new_tokens=24)
     for key in ("parse_rate", "format_rate", "finished_rate", "t1_valid_rate", "t1_distinct"):
         assert 0.0 <= report[key] <= 1.0, key
     assert report["steps"] == sum(inst.num_chunks for inst in bench["test"][:2])
@@ -103,7 +103,7 @@ def test_evaluation_counts_invalid_sentences_and_ids(bench, base_policy):
         '<tool_call>{"name": "memory_insert", "arguments": {"sentence": 99}}</tool_call>'
         '<tool_call>{"name": "memory_delete", "arguments": {"memory_id": "m404"}}</tool_call>'
     )
-    report = evaluate_manager(ScriptedPolicy(base_policy, text), bench["test"][:1], n_samples=3, max_prompts=2)
+    report = evaluate_format(ScriptedPolicy(base_policy, text), bench["test"][:1], n_samples=3, max_prompts=2)
     assert report["parse_rate"] == 1.0
     assert report["sentence_valid_rate"] == 0.5
     assert report["id_valid_rate"] == 0.0
@@ -112,7 +112,7 @@ def test_evaluation_counts_invalid_sentences_and_ids(bench, base_policy):
 
 
 def test_malformed_output_scores_zero_without_crashing(bench, base_policy):
-    report = evaluate_manager(ScriptedPolicy(base_policy, '<tool_call>{"name": "memory_ins'), bench["test"][:1])
+    report = evaluate_format(ScriptedPolicy(base_policy, '<tool_call>{"name": "memory_ins'), bench["test"][:1])
     assert report["parse_rate"] == 0.0 and report["format_rate"] == 0.0 and report["t1_valid_rate"] == 0.0
 
 
@@ -126,7 +126,7 @@ def test_default_profile_sft_gives_parsable_operations_on_unseen_entities(tmp_pa
     cfg = load_profile("default")
     data = build_synthetic(cfg["data"], cfg["seed"])
     out = train_sft_manager(cfg, data["train"], tmp_path / "sft")
-    report = evaluate_manager(load_manager(out), data["test"], n_samples=4, max_prompts=24)
+    report = evaluate_format(load_manager(out), data["test"], n_samples=4, max_prompts=24)
     assert report["parse_rate"] >= 0.95
     assert report["sentence_valid_rate"] >= 0.95
     assert report["t1_valid_rate"] >= 0.5 and report["t1_distinct"] >= 0.5

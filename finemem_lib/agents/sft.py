@@ -5,7 +5,7 @@ the memory view the manager would see at that step; the completion is the teache
 Examples are TRL conversational prompt-completion rows (loss on the completion only).
 :func:`train_sft_manager` trains the offline tokenizer and model (or loads a given causal LM) and
 fine-tunes it with TRL's ``SFTTrainer``, batching examples of similar length together
-(``train_sampling_strategy="group_by_length"``). :func:`evaluate_manager` runs the manager on
+(``train_sampling_strategy="group_by_length"``). :func:`evaluate_format` runs the manager on
 held-out instances and measures what RL needs: parsable, executable operations (greedy) and varied,
 mostly valid samples at temperature 1.
 """
@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "build_sft_examples",
-    "evaluate_manager",
+    "evaluate_format",
     "free_cpu_threads",
     "load_manager",
     "sft_stats",
@@ -271,7 +271,7 @@ def _rate(numerator: float, denominator: float) -> float:
     return float(numerator / denominator) if denominator else float("nan")
 
 
-def evaluate_manager(
+def evaluate_format(
     policy: ManagerPolicy,
     instances: Sequence[Instance],
     n_samples: int = 8,
