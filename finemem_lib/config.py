@@ -1,4 +1,4 @@
-"""Profiles (smoke / default / paper) as YAML files in ``configs/``, with ``extends`` for overrides."""
+"""Profiles as YAML files in ``configs/`` (smoke, default, full, paper, ...), with ``extends`` for overrides."""
 
 from __future__ import annotations
 
@@ -8,12 +8,17 @@ from typing import Any
 
 import yaml
 
-PROFILES = ("smoke", "default", "paper")
+DEFAULT_PROFILE = "default"
 
 
 def repo_root() -> Path:
     """The project root (the folder holding ``configs/`` and ``results/``)."""
     return Path(__file__).resolve().parents[1]
+
+
+def profile_names() -> list[str]:
+    """Every profile in ``configs/`` (one ``<name>.yaml`` each), sorted."""
+    return sorted(p.stem for p in (repo_root() / "configs").glob("*.yaml"))
 
 
 def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -32,7 +37,9 @@ def load_profile(name_or_path: str | Path) -> dict[str, Any]:
     if not path.suffix:
         path = repo_root() / "configs" / f"{name_or_path}.yaml"
     if not path.is_file():
-        raise FileNotFoundError(f"no profile {name_or_path!r} (looked for {path}); profiles: {', '.join(PROFILES)}")
+        raise FileNotFoundError(
+            f"no profile {name_or_path!r} (looked for {path}); profiles: {', '.join(profile_names())}"
+        )
     with path.open() as handle:
         raw = yaml.safe_load(handle) or {}
     if not isinstance(raw, dict):

@@ -1,4 +1,9 @@
-"""Where a profile reads and writes: prepared data, figures, tables, run logs."""
+"""Where a profile reads and writes: prepared data, figures, tables, run logs.
+
+Only the default profile owns the top level of ``results/``; every other profile writes under
+``results/<profile>/`` (``results/smoke/``, ``results/paper/``, ...), so a run of one profile never
+replaces another's committed files. Prepared data and models live in ``data/<profile>/``.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from finemem_lib.config import repo_root
+from finemem_lib.config import DEFAULT_PROFILE, repo_root
 
 
 @dataclass(frozen=True)
@@ -39,14 +44,42 @@ def profile_paths(
 ) -> ProfilePaths:
     """Folders for a loaded profile; relative paths are taken from the project root.
 
-    ``results_dir``/``data_dir`` override the profile's ``paths.results_dir``/``paths.data_dir``
-    (notebook parameters use this, so tests can write to a temporary folder).
+    Results go to ``paths.results_dir`` (default ``results``) for the default profile and to
+    ``<paths.results_dir>/<profile>`` for every other one. ``results_dir``/``data_dir`` override the
+    profile's folders as they are (notebook parameters use this, so tests and ``./reproduce.sh check``
+    write to a temporary folder).
     """
     paths = cfg.get("paths", {})
     root = repo_root()
-    results = Path(results_dir or paths.get("results_dir", "results"))
+    if results_dir:
+        results = Path(results_dir)
+    else:
+        results = Path(paths.get("results_dir", "results"))
+        name = cfg.get("name", DEFAULT_PROFILE)
+        if name != DEFAULT_PROFILE:
+            results = results / name
     data = Path(data_dir or paths.get("data_dir", "data")) / cfg.get("name", "default")
     return ProfilePaths(
         data=data if data.is_absolute() else root / data,
         results=results if results.is_absolute() else root / results,
     ).ensure()
+
+
+def repo_relative(path: str | Path | None) -> str | None:
+    """``path`` relative to the project root when it lies inside it (run logs store these), else as given."""
+    if path is None:
+        return None
+    text = str(path)
+    candidate = Path(text)
+    if not candidate.is_absolute():
+        return text
+    try:
+        return candidate.resolve().relative_to(repo_root().resolve()).as_posix()
+    except ValueError:
+        return text
+
+
+def from_repo(path: str | Path) -> Path:
+    """A path stored by :func:`repo_relative`, made absolute again (relative paths are from the project root)."""
+    path = Path(path)
+    return path if path.is_absolute() else repo_root() / path

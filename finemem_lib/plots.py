@@ -10,15 +10,17 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from finemem_lib import atomic
+
 sns.set_theme(style="whitegrid", context="notebook")
+
+PNG_METADATA = {"Software": None}  # no matplotlib version stamp: the same figure gives the same bytes
 
 
 def save(fig: plt.Figure, path: str | Path | None) -> plt.Figure:
-    """Save ``fig`` as PNG when a path is given (folders are created)."""
+    """Save ``fig`` as PNG when a path is given (folders are created; written atomically)."""
     if path is not None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120, bbox_inches="tight")
+        atomic.save_figure(fig, path, dpi=120, bbox_inches="tight", metadata=PNG_METADATA)
     return fig
 
 

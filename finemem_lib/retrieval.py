@@ -9,6 +9,7 @@ results are deterministic.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +18,10 @@ import bm25s
 import numpy as np
 
 from finemem_lib.memory import MemoryItem
+
+# bm25s sets its logger to DEBUG at import and logs "Building index from tokens" on every index build
+# (hundreds of lines per notebook once logging is configured): keep only its warnings.
+logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from finemem_lib import atomic
 from finemem_lib.agents import prompts
 from finemem_lib.memory import Memory
 from finemem_lib.ops import STYLES, tool_schemas
@@ -170,7 +171,7 @@ class ManagerPolicy:
         self.model.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
         meta = {"policy": self.settings(), **(extra or {})}
-        (path / MANAGER_META_FILE).write_text(json.dumps(meta, indent=2, default=str))
+        atomic.write_json(path / MANAGER_META_FILE, meta)  # written last: a folder without it is incomplete
         return path
 
     # ------------------------------------------------------------------ prompts

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from finemem_lib import determinism
 from finemem_lib.agents import prompts
 from finemem_lib.agents.offline_model import build_offline_model, count_parameters, tokenizer_corpus, train_tokenizer
 from finemem_lib.agents.policy import MANAGER_META_FILE, ManagerPolicy, SamplingParams, id_style_for, load_manager
@@ -166,13 +167,20 @@ def _sft_args(sft: Mapping[str, Any], work_dir: str | Path, seed: int):
     )
 
 
-def train_sft_manager(cfg: Mapping[str, Any], train_instances: Sequence[Instance], out_dir: str | Path) -> Path:
+def train_sft_manager(
+    cfg: Mapping[str, Any],
+    train_instances: Sequence[Instance],
+    out_dir: str | Path,
+    identity: Mapping[str, Any] | None = None,
+) -> Path:
     """Cold-start the manager by SFT on the teacher's traces; returns the saved model folder.
 
     Reads ``memory.op_style``/``memory.view_k``, ``manager`` (model and sizes) and ``sft`` (teacher
     knobs, epochs, batch size, learning rate, ...) from the profile. The folder holds the model, the
     tokenizer and ``finemem_manager.json`` (policy settings and training stats: wall time, examples,
-    tokens, parameters, loss curve); load it with :func:`load_manager`.
+    tokens, parameters, loss curve), the ``identity`` it was trained for (see
+    :func:`finemem_lib.pipeline.sft_identity`) and the thread/determinism settings; load it with
+    :func:`load_manager`. Threads: ``sft.num_threads``, else ``runtime.threads``, else the free cores.
     """
     from datasets import Dataset
     from trl import SFTTrainer
@@ -183,9 +191,9 @@ def train_sft_manager(cfg: Mapping[str, Any], train_instances: Sequence[Instance
     sft = _section(cfg, "sft")
     seed = int(cfg.get("seed", 0))
     settings = policy_settings(cfg)
-    threads = int(sft.get("num_threads") or free_cpu_threads())
+    threads = determinism.runtime_threads(cfg, "sft") or free_cpu_threads()
     previous_threads = torch.get_num_threads()
-    torch.set_num_threads(threads)
+    runtime = determinism.configure(cfg, seed, threads=threads)
     try:
         started = time.perf_counter()
         teacher = TeacherConfig.from_mapping(sft.get("teacher"))
@@ -236,7 +244,10 @@ def train_sft_manager(cfg: Mapping[str, Any], train_instances: Sequence[Instance
         ],
     }
     policy = ManagerPolicy(model, tokenizer, **settings)
-    policy.save_pretrained(out_dir, extra={"sft": stats, "model_source": _section(cfg, "manager").get("model")})
+    extra = {"sft": stats, "model_source": _section(cfg, "manager").get("model"), "runtime": runtime}
+    if identity is not None:
+        extra["identity"] = dict(identity)
+    policy.save_pretrained(out_dir, extra=extra)
     logger.info("SFT manager saved to %s (%s)", out_dir, {k: v for k, v in stats.items() if k != "loss_curve"})
     return out_dir
 

@@ -9,7 +9,6 @@ Splits: ``train`` and ``test`` (synthetic, or Memalpha from the Hub), and for th
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -18,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from finemem_lib import atomic
 from finemem_lib.data.chunk_qa import ChunkQABuilder, ChunkQASettings
 from finemem_lib.data.chunking import make_token_counter
 from finemem_lib.data.instance import Instance
@@ -59,14 +59,26 @@ def save_prepared(
             for split, instances in splits.items()
         },
     }
-    (root / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    atomic.write_json(root / MANIFEST, manifest)  # written last: the splits are complete once it exists
     return files
+
+
+REBUILD = "run notebooks/01_data_prep with the same profile (./reproduce.sh --profile <profile> --only 1)"
+
+
+def read_manifest(data_dir: str | Path) -> dict[str, Any]:
+    """The manifest of a prepared data folder; a torn or hand-broken one names the file and how to rebuild it."""
+    path = Path(data_dir) / MANIFEST
+    manifest = atomic.read_json(path, rebuild=REBUILD)
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("splits"), dict):
+        raise atomic.CorruptFileError(f"{path} has no 'splits' mapping; rebuild it with: {REBUILD}")
+    return manifest
 
 
 def prepared_splits(data_dir: str | Path) -> list[str]:
     """The splits written by :func:`save_prepared` in ``data_dir`` (empty if nothing was prepared)."""
     manifest = Path(data_dir) / MANIFEST
-    return list(json.loads(manifest.read_text())["splits"]) if manifest.is_file() else []
+    return list(read_manifest(data_dir)["splits"]) if manifest.is_file() else []
 
 
 def load_prepared(data_dir: str | Path, split: str = "train") -> list[Instance]:
@@ -150,7 +162,7 @@ def prepare_profile_data(cfg: Mapping[str, Any], data_dir: str | Path) -> tuple[
         raise ValueError(f"data.kind must be 'synthetic' or 'hub', got {kind!r}")
     info["build_seconds"] = round(time.perf_counter() - start, 3)
     save_prepared(splits, data_dir, info)
-    return splits, json.loads((Path(data_dir) / MANIFEST).read_text())
+    return splits, read_manifest(data_dir)
 
 
 # ---------------------------------------------------------------------------- tables for plots

@@ -54,7 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="training KEY=VALUE override")
     parser.add_argument("--no-resume", action="store_true", help="start from the SFT model even if checkpoints exist")
-    parser.add_argument("--retrain", action="store_true", help="train again even when a finished run matches")
+    parser.add_argument(
+        "--reuse",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="finished runs: reuse only identical ones (config, seed, start weights, data), any, or none",
+    )
+    parser.add_argument("--retrain", action="store_true", help="same as --reuse never")
     parser.add_argument("--keep-checkpoints", action="store_true")
     parser.add_argument("--report", action="store_true", help="write 03_<profile>_* tables and figures of these runs")
     return parser
@@ -63,7 +69,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
     cfg = load_profile(args.profile)
     overrides = parse_overrides(args.overrides)
     training_settings(cfg, **overrides)  # fail early on a bad key
@@ -77,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         seeds=args.seed,
         data=data,
         sft_model=sft_model,
-        reuse_finished=not args.retrain,
+        reuse="never" if args.retrain else args.reuse,
         resume=not args.no_resume,
         keep_checkpoints=args.keep_checkpoints,
         **overrides,

@@ -8,7 +8,10 @@ Where things go (``paths = profile_paths(cfg)``):
   and ``history.csv`` (TRL's log history: reward components, format rate, memory length, loss,
   KL, held-out QA per step), where ``<run> = <profile>_<variant>_s<seed>``.
 
-A run whose output folder holds a checkpoint resumes from the last complete one.
+A finished run is reused only when its identity matches: configuration, seed, the content hash of the
+start model's weights and the content hash of the data (:func:`reusable_run`; ``reuse="never"`` or
+``"always"`` forces either). A run whose output folder holds checkpoints of the same identity resumes
+from the newest one that loads (:func:`checkpoint_problem`), falling back to an older one.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import json
 import logging
 import shutil
 import time
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,12 +29,14 @@ from typing import Any
 import pandas as pd
 import torch
 
+from finemem_lib import atomic, determinism
 from finemem_lib.agents.policy import MANAGER_META_FILE, load_manager
 from finemem_lib.agents.reasoner import Reasoner, build_reasoner
 from finemem_lib.agents.sft import policy_settings as profile_policy_settings
+from finemem_lib.atomic import CorruptFileError
 from finemem_lib.config import repo_root
 from finemem_lib.data.instance import Instance
-from finemem_lib.paths import ProfilePaths
+from finemem_lib.paths import ProfilePaths, from_repo, repo_relative
 from finemem_lib.pipeline import ensure_sft_manager, sft_manager_dir
 from finemem_lib.training.config import (
     TrainingSettings,
@@ -40,7 +46,15 @@ from finemem_lib.training.config import (
     training_settings,
 )
 from finemem_lib.training.grpo import StepCreditGRPOTrainer
-from finemem_lib.training.runs import config_hash, provenance, read_json, write_json
+from finemem_lib.training.runs import (
+    data_hash,
+    identity_changes,
+    model_hash,
+    provenance,
+    read_json,
+    run_identity,
+    write_json,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -81,13 +95,14 @@ def load_training_data(cfg: Mapping[str, Any], paths: ProfilePaths) -> dict[str,
     return {"train": splits["train"], "test": splits["test"]}
 
 
-def start_model(cfg: Mapping[str, Any], paths: ProfilePaths) -> str | Path:
+def start_model(cfg: Mapping[str, Any], paths: ProfilePaths, reuse_sft: str = "auto") -> str | Path:
     """The model every GRPO run of a profile starts from.
 
     ``training.sft_model`` when set (a folder, relative to the project root; e.g. the ``full`` profile
     points at the default profile's SFT manager); otherwise the profile's SFT manager
-    (:func:`finemem_lib.pipeline.ensure_sft_manager`, trained once if missing) when ``sft.enabled``;
-    otherwise ``manager.model`` itself (the paper trains Qwen3-4B by RL directly).
+    (:func:`finemem_lib.pipeline.ensure_sft_manager`: reused when its identity matches this profile and
+    data, trained otherwise, per ``reuse_sft``) when ``sft.enabled``; otherwise ``manager.model``
+    itself (the paper trains Qwen3-4B by RL directly).
     """
     configured = (cfg.get("training") or {}).get("sft_model")
     if configured:
@@ -104,14 +119,14 @@ def start_model(cfg: Mapping[str, Any], paths: ProfilePaths) -> str | Path:
             raise ValueError("sft.enabled is false: manager.model must name a pretrained model to start GRPO from")
         return model
     folder = sft_manager_dir(paths)
-    if not (folder / MANAGER_META_FILE).is_file():
-        if num_processes() > 1:
+    if num_processes() > 1:
+        if not (folder / MANAGER_META_FILE).is_file():
             raise RuntimeError(
                 f"no SFT manager at {folder}; train it once in a single process (notebook 02 or 03, or the training "
                 "CLI without accelerate) before a multi-process launch"
             )
-        ensure_sft_manager(cfg, paths)
-    return folder
+        return folder
+    return ensure_sft_manager(cfg, paths, reuse=reuse_sft)
 
 
 def heldout_subset(instances: Sequence[Instance], limit: int | None) -> list[Instance]:
@@ -131,40 +146,153 @@ def heldout_subset(instances: Sequence[Instance], limit: int | None) -> list[Ins
 
 
 # ---------------------------------------------------------------------------- checkpoints
-def last_complete_checkpoint(output_dir: str | Path) -> Path | None:
-    """The newest ``checkpoint-N`` whose trainer state was fully written (a run killed mid-save leaves others)."""
+REQUIRED_CHECKPOINT_FILES = ("trainer_state.json", "optimizer.pt", "scheduler.pt")
+_TORCH_FILES = (".pt", ".pth", ".bin")
+
+
+def _checkpoint_step(path: Path) -> int | None:
+    step = path.name.removeprefix("checkpoint-")
+    return int(step) if path.name.startswith("checkpoint-") and step.isdigit() and path.is_dir() else None
+
+
+def checkpoints(output_dir: str | Path) -> list[Path]:
+    """The ``checkpoint-N`` folders of a run, newest first."""
     output_dir = Path(output_dir)
     if not output_dir.is_dir():
-        return None
-    candidates = sorted(
-        (p for p in output_dir.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()),
-        key=lambda p: int(p.name.split("-")[-1]),
-        reverse=True,
-    )
-    for checkpoint in candidates:
-        try:
-            json.loads((checkpoint / "trainer_state.json").read_text())
-        except (OSError, ValueError):
+        return []
+    found = [p for p in output_dir.iterdir() if _checkpoint_step(p) is not None]
+    return sorted(found, key=lambda p: _checkpoint_step(p) or 0, reverse=True)
+
+
+def _safetensors_problem(path: Path) -> str | None:
+    """Why a safetensors file is unusable: a header that does not parse, or a size other than it declares."""
+    size = path.stat().st_size
+    try:
+        with path.open("rb") as handle:
+            header_len = int.from_bytes(handle.read(8), "little")
+            if header_len <= 0 or 8 + header_len > size:
+                return f"truncated ({size} bytes, header of {header_len})"
+            header = json.loads(handle.read(header_len))
+    except (OSError, ValueError) as exc:
+        return f"unreadable header ({exc})"
+    ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)]
+    expected = 8 + header_len + max(ends, default=0)
+    return None if size == expected else f"truncated ({size} of {expected} bytes)"
+
+
+def _torch_file_problem(path: Path) -> str | None:
+    """Why a ``torch.save`` file is unusable (it is a zip archive: a torn one has no directory or a bad CRC)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        return f"not a complete torch archive ({exc})"
+    return f"corrupt member {bad}" if bad else None
+
+
+def checkpoint_problem(checkpoint: str | Path) -> str | None:
+    """Why a checkpoint cannot be resumed from; None when its state, weights, optimizer and RNG files all load."""
+    checkpoint = Path(checkpoint)
+    for name in REQUIRED_CHECKPOINT_FILES:
+        if not (checkpoint / name).is_file():
+            return f"{name} missing"
+    try:
+        json.loads((checkpoint / "trainer_state.json").read_text())
+    except (OSError, ValueError) as exc:
+        return f"trainer_state.json unreadable ({exc})"
+    files = sorted(p for p in checkpoint.iterdir() if p.is_file())
+    if not any(p.suffix == ".safetensors" or p.name.startswith("pytorch_model") for p in files):
+        return "no model weights"
+    for path in files:
+        if path.suffix == ".safetensors":
+            problem = _safetensors_problem(path)
+        elif path.suffix in _TORCH_FILES:
+            problem = _torch_file_problem(path)
+        else:
             continue
-        return checkpoint
+        if problem:
+            return f"{path.name}: {problem}"
+    return None
+
+
+def last_complete_checkpoint(output_dir: str | Path) -> Path | None:
+    """The newest ``checkpoint-N`` whose files all load; damaged newer ones are named in the log and skipped."""
+    damaged = []
+    for checkpoint in checkpoints(output_dir):
+        problem = checkpoint_problem(checkpoint)
+        if problem is None:
+            if damaged:
+                logger.warning(
+                    "%s cannot be resumed from (%s); falling back to %s",
+                    ", ".join(d for d, _ in damaged),
+                    "; ".join(f"{d}: {why}" for d, why in damaged),
+                    checkpoint.name,
+                )
+            return checkpoint
+        damaged.append((checkpoint.name, problem))
+    if damaged:
+        logger.warning("no checkpoint can be resumed from (%s)", "; ".join(f"{d}: {why}" for d, why in damaged))
     return None
 
 
 def _read_identity(output_dir: Path) -> dict[str, Any] | None:
+    """The identity stored next to a run's checkpoints; None when there is none; CorruptFileError when torn."""
     try:
-        return read_json(output_dir / RUN_IDENTITY)
-    except (FileNotFoundError, ValueError):
+        stored = read_json(output_dir / RUN_IDENTITY)
+    except FileNotFoundError:
         return None
+    if not isinstance(stored, dict):
+        raise CorruptFileError(f"{output_dir / RUN_IDENTITY} does not hold a JSON object")
+    return stored
 
 
-def _drop_incomplete_checkpoints(output_dir: Path, keep: Path | None) -> None:
-    """Remove checkpoint folders newer than ``keep`` (half-written by a kill, or all of them when ``keep`` is None)."""
-    keep_step = int(keep.name.split("-")[-1]) if keep else -1
-    for checkpoint in output_dir.glob("checkpoint-*"):
-        step = checkpoint.name.split("-")[-1]
-        if step.isdigit() and int(step) > keep_step:
-            logger.warning("removing incomplete checkpoint %s", checkpoint)
-            shutil.rmtree(checkpoint, ignore_errors=True)
+def _set_aside(output_dir: Path, found: Sequence[Path], why: str) -> Path:
+    """Move checkpoints whose run cannot be confirmed next to the output folder (never deleted); returns where."""
+    aside = output_dir.with_name(f"{output_dir.name}.unverified-{time.strftime('%Y%m%dT%H%M%S')}")
+    aside.mkdir(parents=True, exist_ok=True)
+    for checkpoint in found:
+        shutil.move(str(checkpoint), str(aside / checkpoint.name))
+    logger.warning("%s; its checkpoints were moved to %s (not deleted); starting afresh", why, aside)
+    return aside
+
+
+def prepare_output_dir(output_dir: Path, identity: Mapping[str, Any], resume: bool, name: str) -> Path | None:
+    """The checkpoint to resume from (None: start afresh), after clearing what cannot be used; writes the identity.
+
+    A readable identity of another run: its checkpoints are removed. An unreadable (torn) or missing identity:
+    the checkpoints are moved aside, not deleted. Damaged checkpoints newer than the last good one are removed.
+    """
+    found = checkpoints(output_dir)
+    checkpoint = None
+    if found:
+        try:
+            stored = _read_identity(output_dir)
+        except CorruptFileError as exc:
+            _set_aside(output_dir, found, f"run {name}: {exc}")
+        else:
+            if stored is None:
+                _set_aside(output_dir, found, f"run {name}: {output_dir / RUN_IDENTITY} is missing")
+            elif stored.get("hash") != identity["hash"]:
+                reasons = "; ".join(identity_changes(stored, identity))
+                logger.warning(
+                    "run %s: checkpoints in %s belong to another run (%s); removing them", name, output_dir, reasons
+                )
+                _remove_checkpoints(found)
+            elif not resume:
+                logger.info("run %s: not resuming (resume=False); removing its checkpoints", name)
+                _remove_checkpoints(found)
+            else:
+                checkpoint = last_complete_checkpoint(output_dir)
+                keep = _checkpoint_step(checkpoint) if checkpoint else -1
+                _remove_checkpoints([c for c in found if (_checkpoint_step(c) or 0) > keep])
+    write_json(output_dir / RUN_IDENTITY, identity)
+    return checkpoint
+
+
+def _remove_checkpoints(found: Sequence[Path]) -> None:
+    for checkpoint in found:
+        logger.info("removing %s", checkpoint)
+        shutil.rmtree(checkpoint, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------- one run
@@ -185,6 +313,13 @@ def _strip(row: Mapping[str, Any]) -> dict[str, float]:
     return {k.removeprefix("heldout/"): v for k, v in row.items() if k.startswith("heldout/")}
 
 
+def identity_config(cfg: Mapping[str, Any], settings: TrainingSettings, variant: str) -> list[Any]:
+    """The part of the configuration a run's numbers depend on (not where files go or which other runs exist)."""
+    core = {k: v for k, v in cfg.items() if k not in ("name", "paths")}
+    core["training"] = {k: v for k, v in (cfg.get("training") or {}).items() if k not in ("variants", "seeds")}
+    return [core, settings.to_dict(), variant]
+
+
 def train_manager(
     cfg: Mapping[str, Any],
     paths: ProfilePaths,
@@ -195,34 +330,36 @@ def train_manager(
     reasoner: Reasoner | None = None,
     resume: bool = True,
     keep_checkpoints: bool = False,
+    identity: Mapping[str, Any] | None = None,
     **overrides: Any,
 ) -> RunResult:
     """Train the manager from ``sft_model`` with one reward variant and seed; write its run log.
 
     ``overrides`` replace ``training:`` keys (e.g. ``max_steps=2``). With ``resume`` the run goes on
-    from the last complete checkpoint in its output folder, if any.
+    from the last checkpoint in its output folder that loads and belongs to the same run identity
+    (config, seed, start weights, data; computed here unless ``identity`` is given). A run that raises
+    is logged with ``status: "failed"`` and the error; checkpoints are removed only once the run log says
+    ``finished`` (and kept with ``keep_checkpoints``).
     """
     settings = training_settings(cfg, variant=variant, **overrides)
     name = run_name(cfg, variant, seed)
     run_dir, output_dir = run_dirs(paths, name)
     train, test = list(data["train"]), list(data["test"])
+    identity = dict(identity or run_identity(identity_config(cfg, settings, variant), seed, sft_model, data))
     previous_threads = torch.get_num_threads()
-    if settings.num_threads:
-        torch.set_num_threads(settings.num_threads)
+    record: dict[str, Any] = {}
+    trainer = None
     try:
+        runtime = determinism.configure(cfg, seed, section="training", threads=settings.num_threads)
         trainer = _build_trainer(cfg, settings, seed, train, test, sft_model, output_dir, reasoner)
-        identity = {"config_hash": config_hash([cfg, settings.to_dict(), seed, str(sft_model)])}
-        checkpoint = last_complete_checkpoint(output_dir) if resume else None
-        if checkpoint and _read_identity(output_dir) != identity:
-            logger.warning("run %s: checkpoints in %s are from another config; starting afresh", name, output_dir)
-            checkpoint = None
+        checkpoint = None
         if trainer.accelerator.is_main_process:
-            if output_dir.is_dir():
-                _drop_incomplete_checkpoints(output_dir, checkpoint)
-            write_json(output_dir / RUN_IDENTITY, identity)
+            checkpoint = prepare_output_dir(output_dir, identity, resume, name)
         trainer.accelerator.wait_for_everyone()
+        if not trainer.accelerator.is_main_process and resume:
+            checkpoint = last_complete_checkpoint(output_dir)
         if checkpoint:
-            logger.info("run %s: resuming from %s", name, checkpoint)
+            logger.info("run %s: resuming from %s", name, repo_relative(checkpoint))
         record = provenance(
             cfg,
             seed,
@@ -230,8 +367,10 @@ def train_manager(
             variant=variant,
             settings=settings.to_dict(),
             grpo_args={k: trainer.args.to_dict()[k] for k in _LOGGED_ARGS},
-            sft_model=str(sft_model),
-            resumed_from=str(checkpoint) if checkpoint else None,
+            sft_model=repo_relative(sft_model),
+            identity=identity,
+            runtime=runtime,
+            resumed_from=repo_relative(checkpoint) if checkpoint else None,
             processes=trainer.accelerator.num_processes,
             status="running",
         )
@@ -240,29 +379,38 @@ def train_manager(
         started = time.perf_counter()
         trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         wall = time.perf_counter() - started
+        history = trainer.state.log_history
+        heldout = _heldout_rows(history)
+        model_dir = output_dir / FINAL_MODEL
+        trainer.save_model(str(model_dir))
+        if trainer.accelerator.is_main_process:
+            meta = {"policy": trainer.policy_settings, "grpo": {"run": name, "variant": variant, "seed": seed}}
+            write_json(model_dir / MANAGER_META_FILE, meta)
+            atomic.write_csv(pd.DataFrame(history), run_dir / HISTORY, index=False)
+            record.update(
+                status="finished",
+                wall_s=round(wall, 2),
+                steps=trainer.state.global_step,
+                model_dir=repo_relative(model_dir),
+                heldout_initial=_strip(heldout[0]) if heldout else {},
+                heldout_final=_strip(heldout[-1]) if heldout else {},
+                finished_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            )
+            write_json(run_dir / RUN_LOG, record)
+            if not keep_checkpoints:  # only now that the log says finished
+                _remove_checkpoints(checkpoints(output_dir))
+    except BaseException as exc:
+        if record and (trainer is None or trainer.accelerator.is_main_process):
+            record.update(
+                status="failed",
+                error=f"{type(exc).__name__}: {str(exc)[:500]}",
+                failed_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            )
+            write_json(run_dir / RUN_LOG, record)
+            logger.error("run %s failed (%s); its log says so: %s", name, record["error"], repo_relative(run_dir))
+        raise
     finally:
         torch.set_num_threads(previous_threads)
-    history = trainer.state.log_history
-    heldout = _heldout_rows(history)
-    model_dir = output_dir / FINAL_MODEL
-    trainer.save_model(str(model_dir))
-    if trainer.accelerator.is_main_process:
-        meta = {"policy": trainer.policy_settings, "grpo": {"run": name, "variant": variant, "seed": seed}}
-        write_json(model_dir / MANAGER_META_FILE, meta)
-        if not keep_checkpoints:
-            for checkpoint_dir in output_dir.glob("checkpoint-*"):
-                shutil.rmtree(checkpoint_dir, ignore_errors=True)
-        pd.DataFrame(history).to_csv(run_dir / HISTORY, index=False)
-        record.update(
-            status="finished",
-            wall_s=round(wall, 2),
-            steps=trainer.state.global_step,
-            model_dir=str(model_dir),
-            heldout_initial=_strip(heldout[0]) if heldout else {},
-            heldout_final=_strip(heldout[-1]) if heldout else {},
-            finished_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        )
-        write_json(run_dir / RUN_LOG, record)
     trainer.accelerator.wait_for_everyone()
     return RunResult(
         name=name,
@@ -333,7 +481,7 @@ def load_run(run_dir: str | Path) -> RunResult:
         variant=record["variant"],
         seed=int(record["seed"]),
         run_dir=run_dir,
-        model_dir=Path(record.get("model_dir") or ""),
+        model_dir=from_repo(record.get("model_dir") or ""),
         wall_s=float(record["wall_s"]),
         history=pd.read_csv(run_dir / HISTORY),
         heldout_initial=record.get("heldout_initial", {}),
@@ -341,16 +489,50 @@ def load_run(run_dir: str | Path) -> RunResult:
     )
 
 
-def finished_run(paths: ProfilePaths, cfg: Mapping[str, Any], variant: str, seed: int) -> RunResult | None:
-    """The finished run of (variant, seed) if its log matches this config exactly, else None."""
-    run_dir, _ = run_dirs(paths, run_name(cfg, variant, seed))
+REUSE_MODES = ("auto", "always", "never")
+
+
+def reusable_run(
+    paths: ProfilePaths,
+    cfg: Mapping[str, Any],
+    variant: str,
+    seed: int,
+    identity: Mapping[str, Any],
+    reuse: str = "auto",
+) -> tuple[RunResult | None, str]:
+    """The finished run of (variant, seed) to reuse, or None, with the reason either way (for the log).
+
+    ``reuse="auto"``: only when its identity (config, seed, start weights, data) is this one;
+    ``"always"``: any finished run (the differences are named); ``"never"``: always retrain.
+    """
+    if reuse not in REUSE_MODES:
+        raise ValueError(f"reuse must be one of {REUSE_MODES}, got {reuse!r}")
+    name = run_name(cfg, variant, seed)
+    run_dir, _ = run_dirs(paths, name)
+    if reuse == "never":
+        return None, f"training {name}: retraining forced (reuse='never')"
     try:
         record = read_json(run_dir / RUN_LOG)
     except FileNotFoundError:
-        return None
-    if record.get("status") != "finished" or record.get("config_hash") != config_hash(cfg):
-        return None
-    return load_run(run_dir)
+        return None, f"training {name}: no finished run yet"
+    except CorruptFileError as exc:
+        return None, f"training {name}: its run log is unreadable ({exc})"
+    if record.get("status") != "finished":
+        return None, f"training {name}: the logged run has status {record.get('status')!r}"
+    changes = identity_changes(record.get("identity"), identity)
+    if changes and reuse == "auto":
+        return None, f"retraining {name} because " + "; ".join(changes)
+    if changes:
+        return load_run(run_dir), f"reusing finished run {name} (forced; it differs: {'; '.join(changes)})"
+    return load_run(run_dir), f"reusing finished run {name} (same config, seed, start weights and data)"
+
+
+def finished_run(paths: ProfilePaths, cfg: Mapping[str, Any], variant: str, seed: int) -> RunResult | None:
+    """The finished run of (variant, seed) if it is the same run as this profile would train now, else None."""
+    data = load_training_data(cfg, paths)
+    settings = training_settings(cfg, variant=variant)
+    identity = run_identity(identity_config(cfg, settings, variant), seed, start_model(cfg, paths), data)
+    return reusable_run(paths, cfg, variant, seed, identity)[0]
 
 
 # ---------------------------------------------------------------------------- a study
@@ -361,37 +543,61 @@ def run_study(
     seeds: Sequence[int] | None = None,
     data: Mapping[str, Sequence[Instance]] | None = None,
     sft_model: str | Path | None = None,
-    reuse_finished: bool = True,
+    reuse: str = "auto",
     resume: bool = True,
     keep_checkpoints: bool = False,
     **overrides: Any,
 ) -> list[RunResult]:
-    """Train every (variant, seed) from the same SFT start; finished runs with the same config are reused."""
+    """Train every (variant, seed) from the same SFT start; finished runs are reused per ``reuse``.
+
+    See :func:`reusable_run`; each decision (reused, or retrained and why) is logged at INFO.
+    """
     settings = training_settings(cfg)
     data = data or load_training_data(cfg, paths)
     sft_model = sft_model or start_model(cfg, paths)
+    start_hash, data_digest = model_hash(sft_model), data_hash(data)
     reasoner = build_reasoner(cfg.get("reasoner"))
     results = []
     for variant in variants or settings.variants:
+        run_settings = training_settings(cfg, variant=variant, **overrides)
         for seed in seeds if seeds is not None else settings.seeds:
-            done = finished_run(paths, cfg, variant, seed) if reuse_finished and not overrides else None
+            identity = run_identity(
+                identity_config(cfg, run_settings, variant), seed, sft_model, data, start_hash, data_digest
+            )
+            done, why = reusable_run(paths, cfg, variant, seed, identity, reuse)
+            logger.info(why)
             if done is not None:
-                logger.info("reusing finished run %s", done.name)
                 results.append(done)
                 continue
             results.append(
                 train_manager(
-                    cfg, paths, variant, seed, data, sft_model, reasoner, resume, keep_checkpoints, **overrides
+                    cfg,
+                    paths,
+                    variant,
+                    seed,
+                    data,
+                    sft_model,
+                    reasoner,
+                    resume,
+                    keep_checkpoints,
+                    identity=identity,
+                    **overrides,
                 )
             )
     return results
 
 
+TIMING_COLUMNS = ("wall_s", "step_time", "train_runtime", "train_samples_per_second", "train_steps_per_second")
+
+
 def heldout_table(results: Sequence[RunResult]) -> pd.DataFrame:
-    """One row per run: held-out global QA, memory length and format rate before and after training."""
+    """One row per run: held-out global QA, memory length and format rate before and after training.
+
+    Wall times are in the run logs, not here: tables hold only what a rerun reproduces exactly.
+    """
     rows = []
     for r in results:
-        row = {"variant": r.variant, "seed": r.seed, "wall_s": round(r.wall_s, 1)}
+        row = {"variant": r.variant, "seed": r.seed}
         for when, scores in (("initial", r.heldout_initial), ("final", r.heldout_final)):
             for key in ("qa", "memory_tokens", "format_rate", "chunk_qa"):
                 row[f"{key}_{when}"] = scores.get(key)
@@ -400,10 +606,10 @@ def heldout_table(results: Sequence[RunResult]) -> pd.DataFrame:
 
 
 def curves_table(results: Sequence[RunResult]) -> pd.DataFrame:
-    """Long table of the per-step training log of every run (one row per logged step)."""
+    """Long table of the per-step training log of every run (one row per logged step; timings left out)."""
     frames = []
     for r in results:
-        frame = r.history.copy()
+        frame = r.history.drop(columns=[c for c in TIMING_COLUMNS if c in r.history.columns])
         frame.insert(0, "seed", r.seed)
         frame.insert(0, "variant", r.variant)
         frames.append(frame)
@@ -413,7 +619,10 @@ def curves_table(results: Sequence[RunResult]) -> pd.DataFrame:
 def write_study_report(
     cfg: Mapping[str, Any], paths: ProfilePaths, results: Sequence[RunResult], command: str | None = None
 ) -> dict[str, str]:
-    """Tables, figures and a study log (command, runs, versions, revision) of some runs, named ``03_<profile>_*``."""
+    """Tables, figures and a study log (command, runs, versions, revision) of some runs, named ``03_<profile>_*``.
+
+    Every file is written atomically; the study log stores paths relative to the project root.
+    """
     import matplotlib.pyplot as plt
 
     from finemem_lib.training.plots import plot_heldout, plot_learning_curves
@@ -428,17 +637,26 @@ def write_study_report(
         "heldout_figure": paths.figures / f"{prefix}_heldout.png",
         "study_log": paths.runs / f"{prefix}_study.json",
     }
-    table.to_csv(files["heldout_table"], index=False)
-    curves.to_csv(files["curves_table"], index=False)
+    atomic.write_csv(table, files["heldout_table"], index=False)
+    atomic.write_csv(curves, files["curves_table"], index=False)
     plt.close(plot_learning_curves(curves, path=files["curves_figure"]))  # saved; notebooks show the files
     plt.close(plot_heldout(table, path=files["heldout_figure"]))
     study = provenance(
         cfg,
         seed=int(cfg.get("seed", 0)),
         command=command or f"python -m finemem_lib.training.cli --profile {name} --report",
-        runs=[{"run": r.name, "variant": r.variant, "seed": r.seed, "wall_s": round(r.wall_s, 1)} for r in results],
+        runs=[
+            {
+                "run": r.name,
+                "variant": r.variant,
+                "seed": r.seed,
+                "wall_s": round(r.wall_s, 1),
+                "log": repo_relative(r.run_dir),
+            }
+            for r in results
+        ],
         total_run_wall_s=round(sum(r.wall_s for r in results), 1),
-        outputs={k: str(v) for k, v in files.items() if k != "study_log"},
+        outputs={k: repo_relative(v) for k, v in files.items() if k != "study_log"},
     )
     write_json(files["study_log"], study)
     return {k: str(v) for k, v in files.items()}

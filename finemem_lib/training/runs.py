@@ -1,9 +1,14 @@
-"""Run logs: every number in results/ comes with its config, seed, package versions and git revision."""
+"""Run logs and run identity.
+
+Every number in results/ comes with its config, seed, package versions, git revision and the thread
+and determinism settings it ran under. A run's *identity* is what decides whether a finished run can
+be reused instead of trained again: its configuration, its seed, the content hash of the start
+model's weights and the content hash of its data (:func:`run_identity`, :func:`identity_changes`).
+Paths in run logs are relative to the project root (:func:`finemem_lib.paths.repo_relative`).
+"""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import platform
 import subprocess
@@ -14,7 +19,32 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from finemem_lib import atomic
 from finemem_lib.config import repo_root
+from finemem_lib.identity import (  # re-exported: run identity lives with the run logs
+    config_hash,
+    data_hash,
+    files_hash,
+    identity_changes,
+    model_hash,
+    run_identity,
+)
+from finemem_lib.paths import repo_relative
+
+__all__ = [
+    "config_hash",
+    "data_hash",
+    "files_hash",
+    "git_state",
+    "host_info",
+    "identity_changes",
+    "model_hash",
+    "package_versions",
+    "provenance",
+    "read_json",
+    "run_identity",
+    "write_json",
+]
 
 PACKAGES = ("finemem", "torch", "transformers", "trl", "accelerate", "datasets", "tokenizers", "numpy", "bm25s")
 
@@ -58,18 +88,13 @@ def host_info() -> dict[str, Any]:
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
         "cuda": torch.cuda.is_available(),
     }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
         info["gpu_count"] = torch.cuda.device_count()
     return info
-
-
-def config_hash(obj: Any) -> str:
-    """A short stable hash of a JSON-able object (used to tell whether a finished run matches a config)."""
-    text = json.dumps(obj, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def provenance(cfg: Mapping[str, Any], seed: int, **extra: Any) -> dict[str, Any]:
@@ -82,25 +107,21 @@ def provenance(cfg: Mapping[str, Any], seed: int, **extra: Any) -> dict[str, Any
         "versions": package_versions(),
         "git": git_state(),
         "host": host_info(),
-        "command": " ".join(sys.argv),
+        "command": " ".join(repo_relative(arg) or arg for arg in sys.argv),
         "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **extra,
     }
 
 
+# ---------------------------------------------------------------------------- files
 def write_json(path: str | Path, obj: Any) -> Path:
-    """Write ``obj`` as indented JSON (folders created; written to a temporary file first, then renamed)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    tmp.replace(path)
-    return path
+    """Write ``obj`` as indented JSON atomically (temporary file in the same folder, then renamed)."""
+    return atomic.write_json(path, obj)
 
 
-def read_json(path: str | Path) -> Any:
-    """Read a JSON file written by :func:`write_json`; a missing file names itself."""
+def read_json(path: str | Path, rebuild: str | None = None) -> Any:
+    """Read a JSON file written by :func:`write_json`; a missing file names itself, a torn one says how to rebuild."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no run log at {path}")
-    return json.loads(path.read_text())
+    return atomic.read_json(path, rebuild)
