@@ -1,36 +1,64 @@
 #!/usr/bin/env bash
-# Reproduce the Fine-Mem experiments, or run the tests.
+# Reproduce the Fine-Mem experiments, check that they reproduce, or run the tests.
 #
-#   ./reproduce.sh                       bootstrap .venv, execute every notebook with the default profile
-#   ./reproduce.sh --profile smoke       ... with another profile (smoke | default | paper)
-#   ./reproduce.sh --only 02             ... only notebook 02
+#   ./reproduce.sh [--profile P] [--only N] [--reuse M]
+#                       bootstrap .venv from the lock, execute the notebooks with profile P (default: default)
+#   ./reproduce.sh check [--profile P] [--keep]
+#                       rerun profile P into a temporary folder and diff every table with results/<P>/tables
 #   ./reproduce.sh test [pytest args]    bootstrap .venv, run the tests offline
+#   ./reproduce.sh lock [uv args]        refresh requirements/cpu.lock from pyproject.toml (needs PyPI)
+#
+#   --profile P   one of the profiles in configs/ (PROFILES below); results go to results/ for the
+#                 default profile, results/<P>/ for every other one
+#   --only N      one notebook: 1, 01, 2, 02, ...
+#   --reuse M     finished SFT/GRPO runs: auto (reuse only identical ones: config, seed, start weights,
+#                 data; the default), never (retrain), always (reuse whatever is there)
+#   --keep        check: keep the temporary folder
 #
 # Environment: PYTHON (interpreter used to create .venv, default python3),
 #              TORCH_SPEC (default torch==2.13.0: the CPU wheel here, a CUDA build on a GPU machine).
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$(pwd)
+LOCK=requirements/cpu.lock
 
-usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; }
+profiles() { for f in configs/*.yaml; do basename "$f" .yaml; done | tr '\n' ' ' | sed 's/ $//'; }
+usage() {
+    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
+    echo "PROFILES: $(profiles)"
+}
+die() { echo "reproduce.sh: $*" >&2; echo "run ./reproduce.sh --help for usage" >&2; exit 2; }
+need_value() { [[ $# -ge 2 && -n $2 && $2 != --* ]] || die "$1 needs a value"; }
 
 MODE=run
 PROFILE=default
 ONLY=""
-if [[ "${1:-}" == "test" ]]; then
-    MODE=test
-    shift
-fi
-if [[ $MODE == run ]]; then
+REUSE=auto
+KEEP=0
+case "${1:-}" in
+    test | check | lock | run) MODE=$1; shift ;;
+esac
+if [[ $MODE == run || $MODE == check ]]; then
     while [[ $# -gt 0 ]]; do
         case "$1" in
-            --profile) PROFILE=${2:?--profile needs a value}; shift 2 ;;
-            --only) ONLY=${2:?--only needs a notebook number}; shift 2 ;;
-            -h|--help) usage; exit 0 ;;
-            *) echo "unknown option: $1" >&2; usage >&2; exit 2 ;;
+            --profile) need_value "$@"; PROFILE=$2; shift 2 ;;
+            --only) need_value "$@"; ONLY=$2; shift 2 ;;
+            --reuse) need_value "$@"; REUSE=$2; shift 2 ;;
+            --keep) KEEP=1; shift ;;
+            -h | --help) usage; exit 0 ;;
+            *) die "unknown option: $1" ;;
         esac
     done
-    case "$PROFILE" in smoke|default|paper) ;; *) echo "unknown profile: $PROFILE (smoke|default|paper)" >&2; exit 2 ;; esac
+    [[ -f configs/$PROFILE.yaml ]] || die "unknown profile: $PROFILE (profiles: $(profiles))"
+    case "$REUSE" in auto | never | always) ;; *) die "--reuse must be auto, never or always, not $REUSE" ;; esac
+    if [[ -n $ONLY ]]; then
+        [[ $ONLY =~ ^[0-9]{1,2}$ ]] || die "--only takes a notebook number (1, 01, 2, ...), not $ONLY"
+        ONLY=$(printf '%02d' "$((10#$ONLY))")
+    fi
+    [[ $MODE == check && -n $ONLY ]] && die "check reruns the whole profile (no --only)"
+elif [[ $MODE == test && ${1:-} =~ ^(-h|--help)$ ]]; then
+    usage
+    exit 0
 fi
 
 bootstrap() {
@@ -42,15 +70,51 @@ bootstrap() {
     fi
     local stamp_file=.venv/.finemem-installed
     local stamp
-    stamp="$(cat pyproject.toml) $torch_spec"
+    stamp="$(cat pyproject.toml "$LOCK") $torch_spec"
     stamp=$(printf '%s' "$stamp" | sha256sum | cut -d' ' -f1)
     if [[ ! -f $stamp_file || $(cat "$stamp_file") != "$stamp" ]]; then
-        echo "==> installing $torch_spec and the package into .venv"
+        echo "==> installing $torch_spec and the locked packages ($LOCK) into .venv"
         .venv/bin/python -m pip install --quiet --upgrade pip
         .venv/bin/python -m pip install --quiet "$torch_spec"
-        .venv/bin/python -m pip install --quiet -e ".[dev]"
+        .venv/bin/python -m pip install --quiet --no-deps -r "$LOCK"
+        .venv/bin/python -m pip install --quiet --no-deps -e .
         echo "$stamp" > "$stamp_file"
     fi
+}
+
+lock() {
+    # Everything but torch and its CUDA-only wheels, which TORCH_SPEC installs (CPU here, CUDA on a GPU machine).
+    .venv/bin/python -m pip install --quiet "uv==$(sed -n 's/^uv==//p' "$LOCK")" 2>/dev/null || .venv/bin/python -m pip install --quiet uv
+    local tmp
+    tmp=$(mktemp)
+    .venv/bin/uv pip compile pyproject.toml --extra dev --python-version 3.11.7 \
+        --python-platform x86_64-unknown-linux-gnu --no-annotate --no-header -o "$tmp" "$@" >/dev/null
+    {
+        echo "# Exact versions of the CPU set-up that ./reproduce.sh installs (pip install --no-deps -r $LOCK)."
+        echo "# Generated from pyproject.toml (dependencies + dev extra) by: ./reproduce.sh lock"
+        echo "# torch is not here: TORCH_SPEC (torch==2.13.0) installs it, with CUDA wheels on a GPU machine."
+        grep -v -E '^(torch|triton|nvidia-|cuda-)' "$tmp"
+    } > "$LOCK"
+    rm -f "$tmp"
+    write_environment_yml
+    echo "==> wrote $LOCK ($(grep -c '==' "$LOCK") packages) and environment.yml"
+}
+
+# environment.yml: the same exact versions for conda users (pip section = torch + the lock).
+write_environment_yml() {
+    {
+        echo "# Conda environment with the exact versions of $LOCK (written by ./reproduce.sh lock; do not edit)."
+        echo "#   conda env create -f environment.yml && conda activate finemem && pip install --no-deps -e ."
+        echo "name: finemem"
+        echo "channels:"
+        echo "  - conda-forge"
+        echo "dependencies:"
+        echo "  - python=3.11.7"
+        echo "  - pip"
+        echo "  - pip:"
+        echo "      - ${TORCH_SPEC:-torch==2.13.0}"
+        grep -v '^#' "$LOCK" | grep '==' | sed 's/^/      - /'
+    } > environment.yml
 }
 
 run_tests() {
@@ -59,37 +123,73 @@ run_tests() {
     exec .venv/bin/python -m pytest "$@"
 }
 
+# Fixed threads for torch's CPU kernels (the profile's runtime.threads): part of what makes reruns identical.
+runtime_env() {
+    export MPLBACKEND=Agg TOKENIZERS_PARALLELISM=false PYTHONHASHSEED=0
+    local threads
+    threads=$(.venv/bin/python -c "from finemem_lib.config import load_profile; print((load_profile('$PROFILE').get('runtime') or {}).get('threads') or '')")
+    if [[ -n $threads ]]; then
+        export OMP_NUM_THREADS=$threads MKL_NUM_THREADS=$threads
+    fi
+}
+
+# run_notebooks RESULTS_DIR DATA_DIR: every notebook (or --only) into RESULTS_DIR/notebooks; the executed copy
+# replaces that folder's copy only when the notebook succeeds (a failed one goes to RESULTS_DIR/failed/).
 run_notebooks() {
-    export MPLBACKEND=Agg TOKENIZERS_PARALLELISM=false
-    local out_dir
-    out_dir=$(.venv/bin/python -c "from finemem_lib.config import load_profile; from finemem_lib.paths import profile_paths; print(profile_paths(load_profile('$PROFILE')).results / 'notebooks')")
-    mkdir -p "$out_dir"
-    local found=0
+    local results_dir=$1 data_dir=$2
+    local selected=()
     for nb in notebooks/[0-9][0-9]_*.ipynb; do
         [[ -e $nb ]] || continue
         local name
         name=$(basename "$nb")
-        if [[ -n $ONLY && ${name%%_*} != "$ONLY" ]]; then
-            continue
-        fi
-        found=1
-        local out="$out_dir/$name"
+        [[ -z $ONLY || ${name%%_*} == "$ONLY" ]] && selected+=("$nb")
+    done
+    if [[ ${#selected[@]} == 0 ]]; then
+        echo "no notebook matched${ONLY:+ --only $ONLY} (notebooks: $(cd notebooks && ls [0-9][0-9]_*.ipynb | tr '\n' ' '))" >&2
+        exit 1
+    fi
+    local numbers=()
+    for nb in "${selected[@]}"; do numbers+=("$(basename "$nb" | cut -c1-2)"); done
+    .venv/bin/python -m finemem_lib.preflight --profile "$PROFILE" --notebooks "${numbers[@]}" || exit 1
+    local out_dir=$results_dir/notebooks failed_dir=$results_dir/failed
+    mkdir -p "$out_dir"
+    local params=(-p profile "$PROFILE")
+    [[ $results_dir != "$PROFILE_RESULTS" ]] && params+=(-p results_dir "$results_dir" -p data_dir "$data_dir")
+    for nb in "${selected[@]}"; do
+        local name extra=()
+        name=$(basename "$nb")
+        grep -q '^reuse = ' "${nb%.ipynb}.py" && extra=(-p reuse "$REUSE")
         echo "==> $name (profile $PROFILE)"
-        if ! .venv/bin/papermill "$nb" "$out" -k python3 -p profile "$PROFILE" --cwd "$ROOT" --no-progress-bar; then
-            echo "FAILED: $name; the executed notebook is at $out" >&2
+        local partial=$out_dir/.$name.running
+        if .venv/bin/papermill "$nb" "$partial" -k python3 "${params[@]}" "${extra[@]}" --cwd "$ROOT" \
+            --no-progress-bar --log-level WARNING; then
+            mv "$partial" "$out_dir/$name"
+        else
+            mkdir -p "$failed_dir"
+            mv "$partial" "$failed_dir/$name" 2>/dev/null || true
+            echo "FAILED: $name; the executed notebook is at $failed_dir/$name (${out_dir}/$name is unchanged)" >&2
             exit 1
         fi
     done
-    if [[ $found == 0 ]]; then
-        echo "no notebook matched${ONLY:+ --only $ONLY}" >&2
-        exit 1
-    fi
     echo "==> done; executed notebooks in $out_dir"
 }
 
+check() {
+    local work
+    work=$(mktemp -d "${TMPDIR:-/tmp}/finemem-check-$PROFILE.XXXXXX")
+    [[ $KEEP == 1 ]] || trap 'rm -rf "$work"' EXIT
+    echo "==> check: rerunning profile $PROFILE into $work"
+    run_notebooks "$work/results" "$work/data"
+    .venv/bin/python -m finemem_lib.reproduction "$work/results/tables" "$PROFILE_RESULTS/tables" --profile "$PROFILE"
+}
+
 bootstrap
-if [[ $MODE == test ]]; then
-    run_tests "$@"
-else
-    run_notebooks
-fi
+case $MODE in
+    test) run_tests "$@" ;;
+    lock) lock "$@" ;;
+    run | check)
+        runtime_env
+        PROFILE_RESULTS=$(.venv/bin/python -c "from finemem_lib.reproduction import profile_results; print(profile_results('$PROFILE'))")
+        if [[ $MODE == run ]]; then run_notebooks "$PROFILE_RESULTS" ""; else check; fi
+        ;;
+esac

@@ -40,14 +40,17 @@ class ProfilePaths:
 
 
 def profile_paths(
-    cfg: dict[str, Any], results_dir: str | Path | None = None, data_dir: str | Path | None = None
+    cfg: dict[str, Any],
+    results_dir: str | Path | None = None,
+    data_dir: str | Path | None = None,
+    create: bool = True,
 ) -> ProfilePaths:
     """Folders for a loaded profile; relative paths are taken from the project root.
 
     Results go to ``paths.results_dir`` (default ``results``) for the default profile and to
     ``<paths.results_dir>/<profile>`` for every other one. ``results_dir``/``data_dir`` override the
     profile's folders as they are (notebook parameters use this, so tests and ``./reproduce.sh check``
-    write to a temporary folder).
+    write to a temporary folder). ``create=False`` only names the folders.
     """
     paths = cfg.get("paths", {})
     root = repo_root()
@@ -59,10 +62,11 @@ def profile_paths(
         if name != DEFAULT_PROFILE:
             results = results / name
     data = Path(data_dir or paths.get("data_dir", "data")) / cfg.get("name", "default")
-    return ProfilePaths(
+    found = ProfilePaths(
         data=data if data.is_absolute() else root / data,
         results=results if results.is_absolute() else root / results,
-    ).ensure()
+    )
+    return found.ensure() if create else found
 
 
 def repo_relative(path: str | Path | None) -> str | None:

@@ -29,7 +29,7 @@
 #   and builds chunk QAs with a generator LLM and a verifier LLM (set `CHUNKQA_GENERATOR_*` and
 #   `CHUNKQA_VERIFIER_*`).
 #
-# The prepared data is written under the profile's data folder; notebooks 02–05 read it from there.
+# The prepared data is written under the profile's data folder; notebooks 02 and 03 read it from there.
 
 # %% tags=["parameters"]
 profile = "default"
@@ -43,6 +43,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
+from finemem_lib.atomic import write_csv
 from finemem_lib.config import load_profile
 from finemem_lib.data.prepared import chunk_table, instance_table, load_prepared, prepare_profile_data
 from finemem_lib.paths import profile_paths
@@ -104,7 +105,7 @@ summary = (
     )
     .round(1)
 )
-summary.to_csv(paths.tables / "01_data_summary.csv")
+write_csv(summary, paths.tables / "01_data_summary.csv")
 summary
 
 # %%

@@ -33,6 +33,7 @@
 profile = "default"
 results_dir = None
 data_dir = None
+reuse = "auto"  # the SFT manager: "auto" reuses it only if config, seed, start model and data match; "never"; "always"
 instance_index = 0  # which held-out synth_update instance to inspect
 beta = 0.5
 
@@ -47,6 +48,7 @@ import seaborn as sns
 from finemem_lib import rewards
 from finemem_lib.agents.policy import load_manager
 from finemem_lib.agents.reasoner import build_reasoner
+from finemem_lib.atomic import write_csv
 from finemem_lib.config import load_profile
 from finemem_lib.data.prepared import load_prepared
 from finemem_lib.episode_tables import conservation_gap, retrieval_table, reward_components, step_table
@@ -62,7 +64,7 @@ cfg = load_profile(profile)
 paths = profile_paths(cfg, results_dir, data_dir)
 w1, w2 = cfg["rewards"]["w1"], cfg["rewards"]["w2"]
 test = load_prepared(paths.data, "test")
-manager = load_manager(ensure_sft_manager(cfg, paths))
+manager = load_manager(ensure_sft_manager(cfg, paths, reuse=reuse))
 reasoner = build_reasoner(cfg.get("reasoner"))
 
 # %% [markdown]
@@ -138,6 +140,6 @@ fig = plot_step_series(variants, "Step reward by variant", path=paths.figures / 
 scores = evaluate_manager("sft_manager", manager, test, reasoner, cfg, seed=cfg["seed"])
 baselines = evaluate_baselines(test, reasoner, cfg)
 table = summary_table(pd.concat([scores, baselines]))
-table.to_csv(paths.tables / "02_sft_vs_baselines.csv")
+write_csv(table, paths.tables / "02_sft_vs_baselines.csv")
 print(f"SFT manager format rate on held-out episodes: {scores['format_rate'].mean():.3f}")
 table

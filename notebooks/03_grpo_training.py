@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -40,6 +42,7 @@
 profile = "default"
 results_dir = None
 data_dir = None
+reuse = "auto"  # finished runs: "auto" reuses only identical ones (same config, seed, start weights, data)
 
 # %%
 import logging
@@ -112,7 +115,7 @@ pd.Series(
 # last checkpoint.
 
 # %%
-results = run_study(cfg, paths, data=data, sft_model=start)
+results = run_study(cfg, paths, data=data, sft_model=start, reuse=reuse)
 command = f"papermill notebooks/03_grpo_training.ipynb -p profile {profile}"
 files = write_study_report(cfg, paths, results, command)
 table = heldout_table(results)
