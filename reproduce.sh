@@ -160,7 +160,7 @@ run_notebooks() {
         name=$(basename "$nb")
         grep -q '^reuse = ' "${nb%.ipynb}.py" && extra=(-p reuse "$REUSE")
         echo "==> $name (profile $PROFILE)"
-        local partial=$out_dir/.$name.running
+        local partial=$out_dir/.running-$name
         if .venv/bin/papermill "$nb" "$partial" -k python3 "${params[@]}" "${extra[@]}" --cwd "$ROOT" \
             --no-progress-bar --log-level WARNING; then
             mv "$partial" "$out_dir/$name"
@@ -174,13 +174,18 @@ run_notebooks() {
     echo "==> done; executed notebooks in $out_dir"
 }
 
+CHECK_DIR=""
 check() {
-    local work
-    work=$(mktemp -d "${TMPDIR:-/tmp}/finemem-check-$PROFILE.XXXXXX")
-    [[ $KEEP == 1 ]] || trap 'rm -rf "$work"' EXIT
-    echo "==> check: rerunning profile $PROFILE into $work"
-    run_notebooks "$work/results" "$work/data"
-    .venv/bin/python -m finemem_lib.reproduction "$work/results/tables" "$PROFILE_RESULTS/tables" --profile "$PROFILE"
+    CHECK_DIR=$(mktemp -d "${TMPDIR:-/tmp}/finemem-check-$PROFILE.XXXXXX")
+    if [[ $KEEP == 1 ]]; then
+        echo "==> check: keeping $CHECK_DIR"
+    else
+        trap 'rm -rf "$CHECK_DIR"' EXIT
+    fi
+    echo "==> check: rerunning profile $PROFILE into $CHECK_DIR (fresh data, SFT and GRPO runs)"
+    run_notebooks "$CHECK_DIR/results" "$CHECK_DIR/data"
+    .venv/bin/python -m finemem_lib.reproduction "$CHECK_DIR/results/tables" "$PROFILE_RESULTS/tables" \
+        --profile "$PROFILE"
 }
 
 bootstrap

@@ -1,6 +1,6 @@
 """Question answering over a memory: BM25 top-k retrieval, one batched reasoner call, per-source scores.
 
-The path of a query (PAPER.md §1): 𝓜_j = BM25(q_j, M, top-k), a_j = reasoner(q_j, 𝓜_j), s_j =
+The path of a query (docs/science.md §2): 𝓜_j = BM25(q_j, M, top-k), a_j = reasoner(q_j, 𝓜_j), s_j =
 the source's score. The evidence of q_j is 𝓜_j: its item ids and the steps that wrote them
 (phi(m), the memory's provenance). ``[r.evidence_steps for r in results]`` feeds
 ``rewards.evidence_contribution(scores, evidence_steps, T)`` directly.

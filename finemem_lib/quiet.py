@@ -35,6 +35,8 @@ def configure() -> bool:
         for name in _SWITCHES:
             os.environ.setdefault(name, "1")
         warnings.filterwarnings("ignore", message="IProgress not found")
+        # a deprecation inside TRL's trainer, once per run: nothing a reader of the outputs can act on
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
         _disable_loaded()
     return wanted
 

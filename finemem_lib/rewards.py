@@ -1,6 +1,6 @@
 """Fine-Mem reward and attribution kernels: pure, vectorised numpy over plain arrays.
 
-Notation follows the paper (PAPER.md section 1). Steps are 0-based, ``T`` is the number of chunk
+Notation follows the paper (docs/science.md §3). Steps are 0-based, ``T`` is the number of chunk
 steps of an episode, ``n`` the number of global queries. Every function accepts numpy arrays or
 (nested) lists and returns float64 arrays. Leading batch axes are allowed where noted, so a group
 of ``G`` rollouts is scored in one call. Bad shapes or out-of-range steps raise ``ValueError``

@@ -1,4 +1,4 @@
-"""Reward kernels: the contract of ARCHITECTURE.md, checked against the paper's formulas."""
+"""Reward kernels, checked against the formulas of docs/science.md §3."""
 
 import numpy as np
 import pytest

@@ -32,6 +32,7 @@ from finemem_lib.agents.teacher import TeacherConfig, replay_teacher
 from finemem_lib.data.instance import Instance
 from finemem_lib.memory import Memory, OpKind
 from finemem_lib.ops import format_score, operation_to_call, parse_operations, tool_schemas
+from finemem_lib.paths import repo_relative
 
 logger = logging.getLogger(__name__)
 
@@ -248,7 +249,8 @@ def train_sft_manager(
     if identity is not None:
         extra["identity"] = dict(identity)
     policy.save_pretrained(out_dir, extra=extra)
-    logger.info("SFT manager saved to %s (%s)", out_dir, {k: v for k, v in stats.items() if k != "loss_curve"})
+    summary = {k: v for k, v in stats.items() if k not in ("loss_curve", "teacher")}
+    logger.info("SFT manager saved to %s (%s)", repo_relative(out_dir), summary)
     return out_dir
 
 

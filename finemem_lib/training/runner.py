@@ -291,7 +291,7 @@ def prepare_output_dir(output_dir: Path, identity: Mapping[str, Any], resume: bo
 
 def _remove_checkpoints(found: Sequence[Path]) -> None:
     for checkpoint in found:
-        logger.info("removing %s", checkpoint)
+        logger.debug("removing %s", checkpoint)
         shutil.rmtree(checkpoint, ignore_errors=True)
 
 

@@ -97,6 +97,14 @@ def host_info() -> dict[str, Any]:
     return info
 
 
+def launch_command(argv: list[str] | None = None) -> str:
+    """The command line of this process, paths relative to the project; a notebook kernel says so."""
+    argv = list(sys.argv if argv is None else argv)
+    if argv and "ipykernel" in Path(argv[0]).name:
+        return "a notebook kernel (papermill/jupyter; the study log names the notebook)"
+    return " ".join(repo_relative(arg) or arg for arg in argv)
+
+
 def provenance(cfg: Mapping[str, Any], seed: int, **extra: Any) -> dict[str, Any]:
     """Everything needed to tell how a run was made."""
     return {
@@ -107,7 +115,7 @@ def provenance(cfg: Mapping[str, Any], seed: int, **extra: Any) -> dict[str, Any
         "versions": package_versions(),
         "git": git_state(),
         "host": host_info(),
-        "command": " ".join(repo_relative(arg) or arg for arg in sys.argv),
+        "command": launch_command(),
         "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **extra,
     }

@@ -1,0 +1,39 @@
+"""Executed notebooks stay readable: no per-call bm25s logging, no progress bars without a terminal."""
+
+from __future__ import annotations
+
+import logging
+
+from finemem_lib import quiet
+from finemem_lib.retrieval import BM25Index
+
+
+def test_building_an_index_logs_nothing_even_at_debug(caplog):
+    with caplog.at_level(logging.DEBUG):
+        for _ in range(3):
+            BM25Index([("a", "the cat sat"), ("b", "a dog ran")]).search("cat", k=1)
+    assert not [r for r in caplog.records if r.name.startswith("bm25s")]
+
+
+def test_progress_bars_only_for_a_terminal(monkeypatch):
+    class Pipe:
+        def isatty(self):
+            return False
+
+    monkeypatch.setattr(quiet.sys, "stderr", Pipe())
+    monkeypatch.delenv(quiet.PROGRESS_ENV, raising=False)
+    assert quiet.progress_wanted() is False
+    monkeypatch.setenv(quiet.PROGRESS_ENV, "1")
+    assert quiet.progress_wanted() is True
+    monkeypatch.setenv(quiet.PROGRESS_ENV, "0")
+    for name in ("HF_HUB_DISABLE_PROGRESS_BARS", "TQDM_DISABLE"):
+        monkeypatch.delenv(name, raising=False)
+    assert quiet.configure() is False
+    assert quiet.os.environ["TQDM_DISABLE"] == "1"
+
+
+def test_tqdm_is_off_in_a_kernel_like_process(monkeypatch):
+    from tqdm import tqdm
+
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    assert tqdm(range(3)).disable is True
