@@ -141,8 +141,14 @@ def _write_checkpoint(root, step, state):
 
 
 def test_last_complete_checkpoint_skips_half_written_ones(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
     assert last_complete_checkpoint(tmp_path / "missing") is None
     good = _write_checkpoint(tmp_path, 2, json.dumps({"global_step": 2}))
+    save_file({"w": torch.zeros(4)}, str(good / "model.safetensors"))
+    torch.save({}, good / "optimizer.pt")
+    torch.save({}, good / "scheduler.pt")
     _write_checkpoint(tmp_path, 10, None)  # killed before the state was written
     _write_checkpoint(tmp_path, 6, '{"global_step": ')  # killed while writing it
     assert last_complete_checkpoint(tmp_path) == good

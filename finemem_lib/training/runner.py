@@ -275,7 +275,10 @@ def prepare_output_dir(output_dir: Path, identity: Mapping[str, Any], resume: bo
             elif stored.get("hash") != identity["hash"]:
                 reasons = "; ".join(identity_changes(stored, identity))
                 logger.warning(
-                    "run %s: checkpoints in %s belong to another run (%s); removing them", name, output_dir, reasons
+                    "run %s: checkpoints in %s are from another configuration, seed, start or data (%s); removing them",
+                    name,
+                    output_dir,
+                    reasons,
                 )
                 _remove_checkpoints(found)
             elif not resume:
