@@ -67,3 +67,17 @@ def test_a_half_written_manifest_says_how_to_rebuild_it(tmp_path):
     manifest.write_text(json.dumps({"no": "splits"}))
     with pytest.raises(atomic.CorruptFileError, match="splits"):
         prepared_splits(tmp_path)
+
+
+def test_the_same_figure_gives_the_same_bytes_on_one_machine(tmp_path):
+    from finemem_lib.plots import save
+
+    def draw(path):
+        fig, ax = plt.subplots()
+        ax.plot([0, 1, 2], [0.5, 0.25, 0.75], marker="o")
+        ax.set_title("held-out QA")
+        save(fig, path)
+        plt.close(fig)
+        return path.read_bytes()
+
+    assert draw(tmp_path / "a.png") == draw(tmp_path / "b.png")

@@ -530,14 +530,6 @@ def reusable_run(
     return load_run(run_dir), f"reusing finished run {name} (same config, seed, start weights and data)"
 
 
-def finished_run(paths: ProfilePaths, cfg: Mapping[str, Any], variant: str, seed: int) -> RunResult | None:
-    """The finished run of (variant, seed) if it is the same run as this profile would train now, else None."""
-    data = load_training_data(cfg, paths)
-    settings = training_settings(cfg, variant=variant)
-    identity = run_identity(identity_config(cfg, settings, variant), seed, start_model(cfg, paths), data)
-    return reusable_run(paths, cfg, variant, seed, identity)[0]
-
-
 # ---------------------------------------------------------------------------- a study
 def run_study(
     cfg: Mapping[str, Any],
