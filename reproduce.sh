@@ -158,11 +158,10 @@ run_notebooks() {
     for nb in "${selected[@]}"; do
         local name extra=()
         name=$(basename "$nb")
-        grep -q '^reuse = ' "${nb%.ipynb}.py" && extra=(-p reuse "$REUSE")
+        grep -q '^reuse = ' "${nb%.ipynb}.py" 2>/dev/null && extra=(-p reuse "$REUSE")
         echo "==> $name (profile $PROFILE)"
-        local partial=$out_dir/.running-$name
-        if .venv/bin/papermill "$nb" "$partial" -k python3 "${params[@]}" "${extra[@]}" --cwd "$ROOT" \
-            --no-progress-bar --log-level WARNING; then
+        local partial=$out_dir/.running-$name  # renamed into place only if the notebook succeeds
+        if .venv/bin/python -m finemem_lib.notebook_run "$nb" "$partial" --cwd "$ROOT" "${params[@]}" "${extra[@]}"; then
             mv "$partial" "$out_dir/$name"
         else
             mkdir -p "$failed_dir"
