@@ -187,10 +187,14 @@ check() {
         --profile "$PROFILE"
 }
 
+if [[ $MODE == lock ]]; then  # the lock may be stale (that is why it is refreshed): do not install from it
+    [[ -x .venv/bin/python ]] || "${PYTHON:-python3}" -m venv .venv
+    lock "$@"
+    exit 0
+fi
 bootstrap
 case $MODE in
     test) run_tests "$@" ;;
-    lock) lock "$@" ;;
     run | check)
         runtime_env
         PROFILE_RESULTS=$(.venv/bin/python -c "from finemem_lib.reproduction import profile_results; print(profile_results('$PROFILE'))")
