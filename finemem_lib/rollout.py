@@ -23,7 +23,7 @@ from finemem_lib import rewards
 from finemem_lib.agents.policy import ManagerPolicy, SamplingParams, sampling_from_config
 from finemem_lib.agents.reasoner import Reasoner
 from finemem_lib.data.instance import Instance
-from finemem_lib.memory import Memory, Operation, OpResult
+from finemem_lib.memory import Memory, MemoryItem, Operation, OpResult
 from finemem_lib.ops import format_score, parse_operations
 from finemem_lib.qa import (
     MemoryQuestions,
@@ -53,6 +53,7 @@ class StepRecord:
     memory_items: int
     memory_tokens: int
     chunk_correct: np.ndarray
+    memory_after: tuple[MemoryItem, ...] = ()  # M_t, for inspection (the episode viewer)
 
     @property
     def n_executed(self) -> int:
@@ -224,6 +225,7 @@ def _run_step(
                 memory_items=len(memory),
                 memory_tokens=memory.num_tokens(),
                 chunk_correct=ok,
+                memory_after=tuple(memory.items),
             )
         )
 
