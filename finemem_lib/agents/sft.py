@@ -31,6 +31,7 @@ from finemem_lib.agents.teacher import TeacherConfig, replay_teacher
 from finemem_lib.data.instance import Instance
 from finemem_lib.memory import Memory, OpKind
 from finemem_lib.ops import format_score, operation_to_call, parse_operations, tool_schemas
+from finemem_lib.progress import progress_enabled
 
 logger = logging.getLogger(__name__)
 
@@ -160,7 +161,7 @@ def _sft_args(sft: Mapping[str, Any], work_dir: str | Path, seed: int):
         logging_steps=int(sft.get("logging_steps", 10)),
         save_strategy="no",
         report_to="none",
-        disable_tqdm=True,
+        disable_tqdm=not progress_enabled(),
         seed=seed,
         data_seed=seed,
     )
