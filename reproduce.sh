@@ -75,7 +75,7 @@ run_notebooks() {
         found=1
         local out="$out_dir/$name"
         echo "==> $name (profile $PROFILE)"
-        if ! .venv/bin/papermill "$nb" "$out" -k python3 -p profile "$PROFILE" --cwd "$ROOT" --no-progress-bar; then
+        if ! .venv/bin/python -m finemem_lib.run_notebook "$nb" "$out" -k python3 -p profile "$PROFILE" --cwd "$ROOT"; then
             echo "FAILED: $name; the executed notebook is at $out" >&2
             exit 1
         fi

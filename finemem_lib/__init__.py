@@ -11,3 +11,7 @@ evidence-anchored reward attribution (EARA). The core pieces are importable on t
 """
 
 __version__ = "0.1.0"
+
+from finemem_lib.quiet import quiet_third_party as _quiet_third_party
+
+_quiet_third_party()
