@@ -84,7 +84,8 @@ run_notebooks() {
         echo "no notebook matched${ONLY:+ --only $ONLY}" >&2
         exit 1
     fi
-    echo "==> done; executed notebooks in $out_dir"
+    .venv/bin/python -m finemem_lib.results_index "$(dirname "$out_dir")" >/dev/null
+    echo "==> done; executed notebooks in $out_dir; index of the results in $(dirname "$out_dir")/README.md"
 }
 
 bootstrap
