@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -20,13 +21,24 @@ from pathlib import Path
 from typing import Any
 
 from finemem_lib.config import PROFILES, repo_root
-from finemem_lib.training.runs import git_state
 
 KINDS = (
     ("tables", "Tables", "*.csv"),
     ("figures", "Figures", "*.png"),
     ("episodes", "Episode pages (open in a browser)", "*.html"),
 )
+
+
+def git_state() -> dict[str, Any]:
+    """The project's git revision and whether tracked files have uncommitted changes (as the run logs record it;
+    kept here so that writing the index does not import the training stack)."""
+    try:
+        run = {"cwd": repo_root(), "capture_output": True, "text": True, "check": True, "timeout": 30}
+        revision = subprocess.run(["git", "rev-parse", "HEAD"], **run).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], **run).stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        return {"revision": None, "dirty": None}
+    return {"revision": revision, "dirty": dirty}
 
 
 def _revision(git: dict[str, Any] | None) -> str:
