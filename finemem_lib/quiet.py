@@ -5,7 +5,8 @@ Called once when :mod:`finemem_lib` is imported:
 - tqdm's "IProgress not found" warning (a Jupyter kernel without ipywidgets: the bars fall back to text);
 - transformers' ``is_gradient_checkpointing`` deprecation, raised by the TRL 1.16 helper the GRPO trainer
   calls (``trl.models.utils.disable_gradient_checkpointing``) under transformers 5;
-- bm25s's per-index "Building index from tokens" debug lines;
+- bm25s's per-index "Building index from tokens" debug lines (bm25s sets its logger to DEBUG when it is
+  imported, so :mod:`finemem_lib.retrieval` sets it back right after importing it);
 - the Hugging Face progress bars ("Loading weights", "Tokenizing train dataset", "Writing model shards")
   where progress bars are off (papermill, pytest, CI; see :mod:`finemem_lib.progress`).
 
@@ -15,7 +16,6 @@ ipykernel's "Kernel is running over TCP without encryption" warning asks for.
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import warnings
@@ -28,7 +28,6 @@ def quiet_third_party() -> None:
     """Install the filters above (idempotent)."""
     warnings.filterwarnings("ignore", message="IProgress not found", category=Warning)
     warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
-    logging.getLogger("bm25s").setLevel(logging.WARNING)
     if not progress_enabled():
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")

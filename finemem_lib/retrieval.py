@@ -9,6 +9,7 @@ results are deterministic.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ import bm25s
 import numpy as np
 
 from finemem_lib.memory import MemoryItem
+
+logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets DEBUG on import: one line per index built
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 
