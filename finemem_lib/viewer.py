@@ -130,7 +130,8 @@ def reward_rows(
 
 
 def _colours(rows: dict[str, np.ndarray]) -> dict[str, list[str]]:
-    """Cell colours: one green scale per component, one for all variants' r_t, one diverging scale for all A_t."""
+    """Cell colours: green from 0 to max(1, largest value) per component and for all variants' r_t together;
+    one diverging scale (red below 0, blue above) for all A_t."""
     groups = {name: name.split(" ", 1)[0] if name.startswith(("r_t", "A_t")) else name for name in rows}
     out = {}
     for name, values in rows.items():
@@ -140,8 +141,8 @@ def _colours(rows: dict[str, np.ndarray]) -> dict[str, list[str]]:
         diverging = groups[name] == "A_t"
         if diverging:
             low, high = (float(finite.min()), float(finite.max())) if finite.size else (-1.0, 1.0)
-        else:
-            low, high = 0.0, float(finite.max()) if finite.size else 1.0
+        else:  # from 0 to at least 1 (the range of r_chunk, N_t and r_fmt), so a small reward stays pale
+            low, high = 0.0, max(1.0, float(finite.max()) if finite.size else 1.0)
         out[name] = [cell_colour(x, low, high, diverging) for x in values]
     return out
 
