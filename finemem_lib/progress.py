@@ -25,7 +25,7 @@ def _parent_is_papermill() -> bool:
         cmdline = Path(f"/proc/{os.getppid()}/cmdline").read_bytes()
     except OSError:
         return False
-    return b"papermill" in cmdline
+    return b"papermill" in cmdline or b"run_notebook" in cmdline
 
 
 def _in_kernel() -> bool:

@@ -1,4 +1,4 @@
-"""Execute a notebook with papermill, its kernel over IPC (no TCP-without-encryption warning).
+"""Execute a notebook with papermill, its kernel over IPC (no TCP-without-encryption warning), no progress bars.
 
     python -m finemem_lib.run_notebook notebooks/02_reward_design.ipynb out.ipynb -p profile smoke --cwd .
 
@@ -9,11 +9,13 @@ parameter values are read as YAML (``-p instance_index 2`` is an int).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
 import yaml
 
+from finemem_lib.progress import ENV as PROGRESS_ENV
 from finemem_lib.quiet import kernel_config
 
 
@@ -26,6 +28,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("-k", "--kernel", default="python3")
     args = parser.parse_args(argv)
     import papermill as pm
+
+    os.environ.setdefault(PROGRESS_ENV, "0")  # the kernel inherits it: no progress bars in executed notebooks
 
     parameters = {name: yaml.safe_load(value) for name, value in args.parameter}
     try:
