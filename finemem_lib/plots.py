@@ -34,7 +34,9 @@ def source_colours(sources: Sequence[str]) -> dict[str, tuple[float, float, floa
 
 
 def caption(fig: plt.Figure, text: str) -> plt.Figure:
-    """A one-line caption under the figure (kept when saved with ``bbox_inches='tight'``)."""
+    """A one-line caption under the figure (kept when saved with ``bbox_inches='tight'``); lays the panels out first
+    so the caption never sits on an axis label."""
+    fig.tight_layout()
     fig.text(0.01, -0.01, text, ha="left", va="top", fontsize=10, color="#333333", wrap=True)
     return fig
 
@@ -167,7 +169,7 @@ def plot_evidence_heatmap(
     """Queries x writer steps heatmap of the retrieved evidence (row labels carry the query score)."""
     matrix = evidence_matrix(evidence_steps, T)
     labels = [f"Q{j}" + (f" (score {scores[j]:.2f})" if scores is not None else "") for j in range(len(matrix))]
-    fig, ax = plt.subplots(figsize=(2.4 + 0.6 * T, 1.2 + 0.35 * max(1, len(matrix))))
+    fig, ax = plt.subplots(figsize=(max(6.5, 2.4 + 0.6 * T), 1.4 + 0.35 * max(1, len(matrix))))
     sns.heatmap(
         matrix,
         annot=True,
