@@ -106,7 +106,7 @@ def plot_heldout(table: pd.DataFrame, path: str | Path | None = None) -> plt.Fig
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     panels = (
         (axes[0], "qa", "Held-out global QA after training", "mean score on test questions", "{:.3f}"),
-        (axes[1], "memory_tokens", "Final memory length", "tokens in final memory", "{:.0f}"),
+        (axes[1], "memory_tokens", "Final memory length", "tokens in final memory", "{:.1f}"),
     )
     for ax, key, title, ylabel, fmt in panels:
         column = f"{key}_final"
@@ -127,8 +127,8 @@ def plot_heldout(table: pd.DataFrame, path: str | Path | None = None) -> plt.Fig
         ax.set_ylim(*_zoomed_limits(np.concatenate(values)))
         means = frame.groupby("variant")[column].mean()
         for x, label in enumerate(labels):
-            ax.annotate(fmt.format(means[label]), (x, means[label]), textcoords="offset points", xytext=(14, 0),
-                        va="center", fontsize=9)  # fmt: skip
+            ax.annotate(fmt.format(means[label]), (x, means[label]), textcoords="offset points", xytext=(10, 5),
+                        va="bottom", fontsize=9)  # fmt: skip
         ax.set(title=title, xlabel="reward variant", ylabel=ylabel)
     fig.tight_layout()
     caption(fig, "Diamonds: mean ± sd over seeds, dots: seeds. The y-axis is zoomed: read the gaps against the spread.")
