@@ -204,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="finemem",
         description="Fine-Mem memory manager: memorize text with a trained manager, ask the memory, train, evaluate.",
-        epilog=__doc__.split("Examples::", 1)[1].rsplit("Every", 1)[0],
+        epilog="examples:" + __doc__.split("Examples::", 1)[1].rsplit("Every", 1)[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
