@@ -170,7 +170,8 @@ run_notebooks() {
             exit 1
         fi
     done
-    echo "==> done; executed notebooks in $out_dir"
+    .venv/bin/python -m finemem_lib.results_index "$results_dir" >/dev/null
+    echo "==> done; executed notebooks in $out_dir; index of the results in $results_dir/README.md"
 }
 
 CHECK_DIR=""

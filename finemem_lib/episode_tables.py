@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from finemem_lib.data.instance import Instance
 from finemem_lib.rewards import eara
-from finemem_lib.rollout import Episode
+from finemem_lib.rollout import Episode, group_advantages
+from finemem_lib.sentences import split_sentences
 
 
 def step_table(episode: Episode) -> pd.DataFrame:
@@ -63,3 +65,64 @@ def reward_components(episode: Episode, betas: tuple[float, ...] = (0.0, 0.5, 1.
 def conservation_gap(episode: Episode, beta: float) -> float:
     """|sum_t r_EARA(t) - r_global|: zero whenever every global question retrieved evidence."""
     return float(abs(np.sum(eara(episode.r_global, episode.N, beta)) - episode.r_global))
+
+
+def credit_table(episode: Episode, beta: float = 0.5, w1: float = 0.5, w2: float = 0.05) -> pd.DataFrame:
+    """Per step, the parts of r_t: the global reward as OR-only gives it (the same on every step) and as EARA
+    routes it, the chunk reward w1·r_chunk, the format reward and the compression reward w2·r_comp."""
+    T = episode.T
+    frame = pd.DataFrame(
+        {
+            "r_global (OR-only, +CSR)": np.full(T, episode.r_global),
+            "r_EARA (+EARA, Fine-Mem)": eara(episode.r_global, episode.N, beta),
+            "w1·r_chunk (+CSR, Fine-Mem)": w1 * episode.r_chunk,
+            "r_fmt (all)": episode.r_fmt,
+            "w2·r_comp (all)": np.full(T, w2 * episode.r_comp),
+        }
+    )
+    frame.index.name = "step"
+    return frame
+
+
+def advantage_table(
+    group: list[Episode] | tuple[Episode, ...],
+    variants: tuple[str, ...] = ("or_only", "finemem"),
+    beta: float = 0.5,
+    w1: float = 0.5,
+    w2: float = 0.05,
+    mode: str = "step",
+) -> pd.DataFrame:
+    """GRPO advantages A_t of the G rollouts of one instance, one row per (variant, rollout), a column per step."""
+    rows = []
+    for variant in variants:
+        advantages = group_advantages(group, variant, beta, w1, w2, mode)
+        for g, episode in enumerate(group):
+            rows.append(
+                {"variant": variant, "rollout": g, "r_global": episode.r_global}
+                | {f"A_{t}": a for t, a in enumerate(advantages[g])}
+            )
+    return pd.DataFrame(rows).set_index(["variant", "rollout"])
+
+
+def stale_items(episode: Episode, instance: Instance) -> pd.DataFrame:
+    """Items of the final memory that share a fact key (e.g. ``"Ada Brook|city"``) with another item: a stale
+    value kept beside its update. Needs the synthetic sources' sentence metadata; empty otherwise."""
+    roles = instance.metadata.get("sentences") or []
+    by_text = {}
+    for t, chunk in enumerate(instance.chunks):
+        for i, sentence in enumerate(split_sentences(chunk)):
+            if t < len(roles) and i < len(roles[t]) and roles[t][i].get("key"):
+                by_text[sentence.strip()] = (roles[t][i]["key"], roles[t][i].get("value"), t)
+    rows = []
+    for item in episode.memory.items if episode.memory is not None else []:
+        if item.content.strip() in by_text:
+            key, value, source_step = by_text[item.content.strip()]
+            rows.append(
+                {"key": key, "item": item.id, "value": value, "from_chunk": source_step, "content": item.content}
+            )
+    frame = pd.DataFrame(rows, columns=["key", "item", "value", "from_chunk", "content"])
+    if frame.empty:
+        return frame
+    frame = frame[frame.groupby("key")["key"].transform("size") > 1].sort_values(["key", "from_chunk"])
+    latest = frame.groupby("key")["from_chunk"].transform("max")
+    return frame.assign(current=frame["from_chunk"] == latest).reset_index(drop=True)

@@ -16,6 +16,7 @@ from finemem_lib.agents.policy import ManagerPolicy
 from finemem_lib.agents.reasoner import Reasoner
 from finemem_lib.baselines import BASELINES, run_baseline, store_everything_memory
 from finemem_lib.data.instance import Instance
+from finemem_lib.progress import progress
 from finemem_lib.qa import mean_score
 from finemem_lib.rollout import rollout, settings_from_config
 from finemem_lib.tokens import TokenCounter, regex_token_count
@@ -31,7 +32,7 @@ def evaluate_manager(
 ) -> pd.DataFrame:
     """One evaluation episode per instance (``rollout.eval_sampling``, greedy by default), all questions."""
     settings = settings_from_config(dict(cfg), training=False)
-    groups = rollout(instances, policy, reasoner, settings, seed=seed)
+    groups = rollout(instances, policy, reasoner, settings, seed=seed, progress_desc=f"{name}: held-out episodes")
     rows = []
     for inst, group in zip(instances, groups, strict=True):
         episode = group[0]
@@ -58,7 +59,7 @@ def evaluate_baselines(
 ) -> pd.DataFrame:
     """Every baseline on the same instances and questions."""
     rows = []
-    for name in names:
+    for name in progress(names, "baselines"):
         results = run_baseline(name, instances, reasoner, cfg, token_counter)
         for inst, answered in zip(instances, results, strict=True):
             memory_tokens = (

@@ -1,21 +1,27 @@
-"""Execute one notebook with papermill, as ``./reproduce.sh`` does, without a false alarm at the end.
+"""Execute one notebook with papermill, as ``./reproduce.sh`` does: quiet, and without a false alarm at the end.
 
 ``python -m finemem_lib.notebook_run IN.ipynb OUT.ipynb --cwd ROOT -p profile smoke -p reuse auto``
 
 jupyter_client interrupts a kernel before asking it to shut down, so ipykernel logs
 "KeyboardInterrupt caught in kernel" after every notebook, even one that ran to the end.
 :class:`QuietShutdownKernelManager` skips that interrupt during shutdown only (an interrupt on a cell
-timeout still happens). Values given with ``-p`` are parsed as YAML (``-p results_dir null``).
+timeout still happens). The kernel runs over IPC (no "TCP without encryption" warning) and inherits
+``FINEMEM_PROGRESS=0`` (no progress bars in executed notebooks). Values given with ``-p`` are parsed as YAML
+(``-p results_dir null``).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
 import yaml
 from jupyter_client.manager import AsyncKernelManager
+
+from finemem_lib.progress import ENV as PROGRESS_ENV
+from finemem_lib.quiet import kernel_config
 
 
 class QuietShutdownKernelManager(AsyncKernelManager):
@@ -38,6 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
+    os.environ.setdefault(PROGRESS_ENV, "0")  # the kernel inherits it
     parameters = {name: yaml.safe_load(value) for name, value in args.p}
     try:
         papermill.execute_notebook(
@@ -48,6 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cwd=args.cwd,
             progress_bar=False,
             kernel_manager_class=f"{__name__}.QuietShutdownKernelManager",
+            config=kernel_config(),
         )
     except PapermillExecutionError as exc:
         print(f"{args.notebook}: cell {exc.exec_count} raised {exc.ename}: {exc.evalue}", file=sys.stderr)

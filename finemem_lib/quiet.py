@@ -1,10 +1,18 @@
-"""No progress-bar noise where nobody watches: executed notebooks, CI logs, redirected output.
+"""No noise where nobody watches: executed notebooks, CI logs, redirected output.
 
-When standard error is not a terminal (a papermill kernel, a pipe, a file) or ``FINEMEM_PROGRESS=0``,
-tqdm bars of the Hugging Face libraries and TRL are turned off through their documented switches
-(``HF_HUB_DISABLE_PROGRESS_BARS``, ``HF_DATASETS_DISABLE_PROGRESS_BARS``, ``TQDM_DISABLE``), and tqdm's
-"IProgress not found" warning (tqdm.auto inside a kernel without ipywidgets) is silenced.
-``FINEMEM_PROGRESS=1`` keeps the bars everywhere. Called once when :mod:`finemem_lib` is imported.
+Called once when :mod:`finemem_lib` is imported. Where progress bars are off (see
+:func:`finemem_lib.progress.progress_enabled`: papermill, pytest, CI, a pipe, or ``FINEMEM_PROGRESS=0``),
+the bars of the Hugging Face libraries and TRL are turned off through their documented switches
+(``HF_HUB_DISABLE_PROGRESS_BARS``, ``HF_DATASETS_DISABLE_PROGRESS_BARS``, ``TQDM_DISABLE``). Always silenced:
+
+- tqdm's "IProgress not found" warning (a Jupyter kernel without ipywidgets: the bars fall back to text);
+- transformers' ``is_gradient_checkpointing`` deprecation, raised by the TRL 1.16 helper the GRPO trainer
+  calls (``trl.models.utils.disable_gradient_checkpointing``) under transformers 5;
+- bm25s's per-index "Building index from tokens" debug lines (bm25s sets its logger to DEBUG when it is
+  imported, so :mod:`finemem_lib.retrieval` sets it back right after importing it).
+
+:func:`kernel_config` launches notebook kernels over IPC instead of unencrypted TCP, which is what
+ipykernel's "Kernel is running over TCP without encryption" warning asks for.
 """
 
 from __future__ import annotations
@@ -12,40 +20,42 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+from typing import Any
 
-PROGRESS_ENV = "FINEMEM_PROGRESS"
+from finemem_lib.progress import ENV as PROGRESS_ENV
+from finemem_lib.progress import progress_enabled
+
 _SWITCHES = ("HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_BARS", "TQDM_DISABLE")
 
-
-def progress_wanted() -> bool:
-    """Progress bars only for a person at a terminal, unless ``FINEMEM_PROGRESS`` says otherwise."""
-    choice = os.environ.get(PROGRESS_ENV, "").strip().lower()
-    if choice in ("0", "false", "no", "off"):
-        return False
-    if choice in ("1", "true", "yes", "on"):
-        return True
-    stream = sys.stderr
-    return bool(stream is not None and hasattr(stream, "isatty") and stream.isatty())
+__all__ = ["PROGRESS_ENV", "configure", "kernel_config"]
 
 
 def configure() -> bool:
-    """Turn progress bars off when they are not wanted (before the libraries read the switches); returns the choice."""
-    wanted = progress_wanted()
+    """Install the filters above (idempotent) and switch bars off when unwanted; returns whether bars are on."""
+    warnings.filterwarnings("ignore", message="IProgress not found", category=Warning)
+    warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.*", category=FutureWarning)
+    wanted = progress_enabled()
     if not wanted:
         for name in _SWITCHES:
             os.environ.setdefault(name, "1")
-        warnings.filterwarnings("ignore", message="IProgress not found")
-        # a deprecation inside TRL's trainer, once per run: nothing a reader of the outputs can act on
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
         _disable_loaded()
     return wanted
 
 
 def _disable_loaded() -> None:
-    """Libraries already imported read their switch at import time: tell them directly."""
+    """Libraries imported before finemem_lib read their switch at import time: tell them directly."""
     if "transformers" in sys.modules:
         sys.modules["transformers"].utils.logging.disable_progress_bar()
     if "datasets" in sys.modules:
         sys.modules["datasets"].disable_progress_bars()
     if "huggingface_hub" in sys.modules:
         sys.modules["huggingface_hub"].utils.disable_progress_bars()
+
+
+def kernel_config() -> Any:
+    """A traitlets config for papermill/nbclient that starts kernels over IPC (a local socket, no TCP port)."""
+    from traitlets.config import Config
+
+    config = Config()
+    config.KernelManager.transport = "ipc"
+    return config

@@ -23,8 +23,9 @@ from finemem_lib import rewards
 from finemem_lib.agents.policy import ManagerPolicy, SamplingParams, sampling_from_config
 from finemem_lib.agents.reasoner import Reasoner
 from finemem_lib.data.instance import Instance
-from finemem_lib.memory import Memory, Operation, OpResult
+from finemem_lib.memory import Memory, MemoryItem, Operation, OpResult
 from finemem_lib.ops import format_score, parse_operations
+from finemem_lib.progress import progress
 from finemem_lib.qa import (
     MemoryQuestions,
     QAResult,
@@ -53,6 +54,7 @@ class StepRecord:
     memory_items: int
     memory_tokens: int
     chunk_correct: np.ndarray
+    memory_after: tuple[MemoryItem, ...] = ()  # M_t, for inspection (the episode viewer)
 
     @property
     def n_executed(self) -> int:
@@ -151,8 +153,11 @@ def rollout(
     settings: RolloutSettings,
     seed: int = 0,
     token_counter: TokenCounter = regex_token_count,
+    progress_desc: str | None = None,
 ) -> list[list[Episode]]:
     """Roll out ``settings.num_generations`` episodes per instance; returns ``[instance][rollout]``.
+
+    ``progress_desc`` names a progress bar over the chunk steps (see :mod:`finemem_lib.progress`).
 
     Deterministic for a given seed: sampling is seeded per step, and the global-question subsample
     of instance i is drawn from ``random.Random(seed, i)``.
@@ -166,7 +171,9 @@ def rollout(
         for inst in instances
     ]
     memories = [[Memory(token_counter, id_style=id_style, seed=seed * 1000 + g) for g in range(G)] for _ in instances]
-    for t in range(max(inst.num_chunks for inst in instances)):
+    T = max(inst.num_chunks for inst in instances)
+    steps = progress(range(T), progress_desc, total=T) if progress_desc else range(T)
+    for t in steps:
         live = [(i, g) for i, inst in enumerate(instances) if t < inst.num_chunks for g in range(G)]
         _run_step(t, live, instances, episodes, memories, policy, reasoner, settings, seed)
     questions = [
@@ -224,6 +231,7 @@ def _run_step(
                 memory_items=len(memory),
                 memory_tokens=memory.num_tokens(),
                 chunk_correct=ok,
+                memory_after=tuple(memory.items),
             )
         )
 

@@ -6,6 +6,8 @@ import jupytext
 import papermill as pm
 import pytest
 
+from finemem_lib.quiet import kernel_config
+
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
@@ -42,6 +44,7 @@ def test_notebook_runs_in_smoke_profile(notebook, shared_dirs):
         cwd=str(notebook.parents[1]),
         kernel_name="python3",
         progress_bar=False,
+        config=kernel_config(),  # IPC transport: no TCP-without-encryption warning
     )
     after = set((tmp_path / "results" / "figures").glob("*.png"))
     assert after - before, "the notebook saved no new figure"

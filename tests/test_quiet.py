@@ -16,15 +16,19 @@ def test_building_an_index_logs_nothing_even_at_debug(caplog):
 
 
 def test_progress_bars_only_for_a_terminal(monkeypatch):
+    from finemem_lib import progress
+
     class Pipe:
         def isatty(self):
             return False
 
-    monkeypatch.setattr(quiet.sys, "stderr", Pipe())
-    monkeypatch.delenv(quiet.PROGRESS_ENV, raising=False)
-    assert quiet.progress_wanted() is False
+    for name in ("CI", "PYTEST_CURRENT_TEST", quiet.PROGRESS_ENV):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(progress.sys, "stderr", Pipe())
+    monkeypatch.setattr(progress, "_parent_is_papermill", lambda: False)
+    assert progress.progress_enabled() is False
     monkeypatch.setenv(quiet.PROGRESS_ENV, "1")
-    assert quiet.progress_wanted() is True
+    assert progress.progress_enabled() is True
     monkeypatch.setenv(quiet.PROGRESS_ENV, "0")
     for name in ("HF_HUB_DISABLE_PROGRESS_BARS", "TQDM_DISABLE"):
         monkeypatch.delenv(name, raising=False)

@@ -27,3 +27,38 @@ def tiny_policy(instances: Sequence[Instance], vocab_size: int = 600, seed: int 
     tokenizer = train_tokenizer(tokenizer_corpus(instances, n_call_examples=20), vocab_size=vocab_size)
     model = build_offline_model(tokenizer, TINY_MODEL, seed=seed)
     return ManagerPolicy(model, tokenizer, **({"style": "extractive", "batch_size": 4} | policy))
+
+
+class ScriptedPolicy:
+    """A manager stand-in with known operations, so a test can check what an episode shows.
+
+    Rollout ``g`` (its position in the batch, modulo 2) inserts sentence 1, and also sentence 2 when
+    ``g`` is even; every step also emits an INSERT of sentence 99 (out of range: a failed operation),
+    and from step 1 on an UPDATE of ``m1`` with sentence 3.
+    """
+
+    style = "extractive"
+
+    def act(self, chunks, memories, sampling=None, seed=None):
+        import torch
+
+        from finemem_lib.agents.policy import Generation, StepPrompt
+        from finemem_lib.memory import Operation, OpKind
+        from finemem_lib.ops import render_tool_calls
+        from finemem_lib.sentences import split_sentences
+
+        prompts, generations = [], []
+        for position, (chunk, memory) in enumerate(zip(chunks, memories, strict=True)):
+            sentences = split_sentences(chunk)
+            ops = [Operation(OpKind.INSERT, sentence=1)]
+            if position % 2 == 0:
+                ops.append(Operation(OpKind.INSERT, sentence=2))
+            ops.append(Operation(OpKind.INSERT, sentence=99))
+            if len(memory) and "m1" in memory:
+                ops.append(Operation(OpKind.UPDATE, sentence=3, item_id="m1"))
+            prompts.append(StepPrompt(messages=[], ids=[1, 2], sentences=sentences))
+            ids = torch.tensor([3, 4])
+            generations.append(
+                Generation(torch.tensor([1, 2]), ids, render_tool_calls(ops, "extractive"), torch.zeros(2), True)
+            )
+        return prompts, generations

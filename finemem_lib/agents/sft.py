@@ -33,6 +33,7 @@ from finemem_lib.data.instance import Instance
 from finemem_lib.memory import Memory, OpKind
 from finemem_lib.ops import format_score, operation_to_call, parse_operations, tool_schemas
 from finemem_lib.paths import repo_relative
+from finemem_lib.progress import progress_enabled
 
 logger = logging.getLogger(__name__)
 
@@ -162,7 +163,7 @@ def _sft_args(sft: Mapping[str, Any], work_dir: str | Path, seed: int):
         logging_steps=int(sft.get("logging_steps", 10)),
         save_strategy="no",
         report_to="none",
-        disable_tqdm=True,
+        disable_tqdm=not progress_enabled(),
         seed=seed,
         data_seed=seed,
     )

@@ -31,6 +31,7 @@ from typing import Any
 from finemem_lib.data.instance import QA, Instance
 from finemem_lib.llm_client import ChatClient, LLMError
 from finemem_lib.metrics import normalize_answer
+from finemem_lib.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -329,6 +330,7 @@ class ChunkQABuilder:
             pool.submit(build_and_store, key, chunk): key for key, (chunk, _, _) in todo.items()
         }
         done_count = 0
+        bar = progress_bar(len(todo), "chunk QAs")
         try:
             pending = set(futures)
             while pending:
@@ -336,6 +338,7 @@ class ChunkQABuilder:
                 for future in finished:
                     key = futures[future]
                     _, instance_id, t = todo[key]
+                    bar.update(1)
                     try:
                         qas, generated = future.result()
                     except (LLMError, ChunkQAError) as exc:
@@ -349,4 +352,5 @@ class ChunkQABuilder:
                     if on_chunk_done is not None:
                         on_chunk_done(done_count, len(todo))
         finally:
+            bar.close()
             pool.shutdown(wait=True, cancel_futures=True)

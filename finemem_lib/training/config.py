@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from trl import GRPOConfig
 
+from finemem_lib.progress import progress_enabled
 from finemem_lib.rewards import GROUP_MODES, VARIANTS
 from finemem_lib.rollout import RolloutSettings, settings_from_config
 
@@ -83,6 +84,7 @@ class TrainingSettings:
     bf16: bool = True
     gradient_checkpointing: bool = False
     num_threads: int | None = None
+    report_to: str = "none"  # TRL/transformers loggers: none | tensorboard (logs in <run output>/runs)
     heldout: HeldOutSettings = field(default_factory=HeldOutSettings)
 
     def __post_init__(self) -> None:
@@ -258,8 +260,8 @@ def grpo_config(
         "optim": "adamw_torch_fused" if on_gpu else "adamw_torch",
         "remove_unused_columns": False,
         "shuffle_dataset": True,
-        "report_to": "none",
-        "disable_tqdm": True,
+        "report_to": settings.report_to,
+        "disable_tqdm": not progress_enabled(),
         "log_level": "warning",
     }
     kwargs.update(overrides)
