@@ -25,7 +25,8 @@
 #   `r_EARA(t) = (1 − β) · r_global / T + β · N_t`.
 #
 # Here the manager is the cold-started (SFT) offline model of this profile, trained on an
-# imperfect teacher's traces if it is not there yet. We roll out one episode on a held-out instance
+# imperfect teacher's traces if it is not there yet (a profile with `sft.enabled: false`, like the
+# paper's, uses `manager.model` itself). We roll out one episode on a held-out instance
 # and take every reward component apart. At the end, the SFT manager's held-out QA score is put
 # beside the baselines on the same questions.
 
@@ -47,14 +48,15 @@ import seaborn as sns
 from finemem_lib import rewards
 from finemem_lib.agents.policy import load_manager
 from finemem_lib.agents.reasoner import build_reasoner
+from finemem_lib.agents.sft import policy_settings
 from finemem_lib.config import load_profile
 from finemem_lib.data.prepared import load_prepared
 from finemem_lib.episode_tables import conservation_gap, retrieval_table, reward_components, step_table
 from finemem_lib.evaluation import evaluate_baselines, evaluate_manager, summary_table
 from finemem_lib.paths import profile_paths
-from finemem_lib.pipeline import ensure_sft_manager
 from finemem_lib.plots import plot_evidence_heatmap, plot_step_series, save
 from finemem_lib.rollout import rollout, settings_from_config
+from finemem_lib.training.runner import start_model
 
 logging.basicConfig(level=logging.WARNING, format="%(message)s")
 logging.getLogger("finemem_lib").setLevel(logging.INFO)
@@ -62,7 +64,7 @@ cfg = load_profile(profile)
 paths = profile_paths(cfg, results_dir, data_dir)
 w1, w2 = cfg["rewards"]["w1"], cfg["rewards"]["w2"]
 test = load_prepared(paths.data, "test")
-manager = load_manager(ensure_sft_manager(cfg, paths))
+manager = load_manager(start_model(cfg, paths), **policy_settings(cfg))  # prompt settings from the profile
 reasoner = build_reasoner(cfg.get("reasoner"))
 
 # %% [markdown]
