@@ -54,7 +54,12 @@ def generator_reply(prompt: str, max_pairs: int = 8) -> str:
     for sentence in split_sentences(match.group(1) if match else ""):
         words = _WORD.findall(sentence)
         if len(words) >= 5:
-            pairs.append({"question": f'In the passage, what comes after "{" ".join(words[:3])}"?', "answer": " ".join(words[3:6])})
+            pairs.append(
+                {
+                    "question": f'In the passage, what comes after "{" ".join(words[:3])}"?',
+                    "answer": " ".join(words[3:6]),
+                }
+            )
     return json.dumps(pairs[:max_pairs])
 
 

@@ -128,6 +128,10 @@ def test_paper_smoke_outputs(run_dirs):
     if (tables / "02_sft_vs_baselines.csv").is_file():
         scores = pd.read_csv(tables / "02_sft_vs_baselines.csv", index_col=0)
         assert {"squad", "booksum", "pubmed-rct", "icl_trec_coarse_6600shot_balance"} <= set(scores.columns)
-    for run in run_dirs["results"].glob("runs/03_paper-smoke_*_s0/run.json"):
+    runs = sorted(run_dirs["results"].glob("runs/03_paper-smoke_*_s0/run.json"))
+    if any(nb.stem.startswith("03_") for nb in NOTEBOOKS):
+        assert len(runs) == len(load_profile(PROFILE)["training"]["variants"])
+    for run in runs:
         record = json.loads(run.read_text())
         assert record["status"] == "finished" and record["steps"] == 2
+        assert record["settings"]["loss_type"] == "grpo" and record["settings"]["learning_rate"] == 1e-6

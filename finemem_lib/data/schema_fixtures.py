@@ -90,7 +90,8 @@ _ASSISTANT = "Thank you for sharing. I will remember this information."
 
 def _dialogue(day: int, user: str, body: str) -> str:
     """A chunk in Mem-alpha's conversational template."""
-    return f"[Dialogue between User and Assistant on 2024-01-{day:02d} 00:00]\n<User>{user}\n{body}\n<Assistant>{_ASSISTANT}"
+    header = f"[Dialogue between User and Assistant on 2024-01-{day:02d} 00:00]"
+    return f"{header}\n<User>{user}\n{body}\n<Assistant>{_ASSISTANT}"
 
 
 def _fact_sentence(person: str, attribute: str, value: str) -> str:
@@ -144,7 +145,7 @@ def memalpha_instances(split: str) -> list[dict[str, Any]]:
         instances.append({"data_source": "perltqa", "prompt": MEMALPHA_PROMPT, "chunks": chunks, "qas": qas})
 
         sessions = [
-            "[Event happened on 2024-02-03] <User> I adopted a beagle called Pepper today. <Assistant> Congratulations!",
+            "[Event happened on 2024-02-03] <User> I adopted a beagle called Pepper today. <Assistant> Lovely!",
             "[Event happened on 2024-02-09] <User> Pepper learned to sit in two days. <Assistant> Well done, Pepper.",
         ]
         qas = [{"question": "What is the name of the dog I adopted?", "answer": "Pepper"}]
@@ -165,8 +166,12 @@ def memalpha_instances(split: str) -> list[dict[str, Any]]:
         instances.append({"data_source": "booksum", "prompt": MEMALPHA_PROMPT, "chunks": chunks, "qas": qas})
 
         chunks = [
-            _dialogue(1, "Here are some labelled abstract sentences:", "To determine whether tea lowers pressure.\nLabel: 3"),
-            _dialogue(2, "Here are some labelled abstract sentences:", "Patients were randomised into two arms.\nLabel: 2"),
+            _dialogue(
+                1, "Here are some labelled abstract sentences:", "To determine whether tea lowers pressure.\nLabel: 3"
+            ),
+            _dialogue(
+                2, "Here are some labelled abstract sentences:", "Patients were randomised into two arms.\nLabel: 2"
+            ),
         ]
         qas = [{"question": "Classify: Adults were assigned at random to the groups.", "answer": "2"}]
         instances.append({"data_source": "pubmed-rct", "prompt": MEMALPHA_PROMPT, "chunks": chunks, "qas": qas})
@@ -301,7 +306,12 @@ def mab_rows() -> dict[str, list[dict[str, Any]]]:
     )
     return {
         "Accurate_Retrieval": [
-            _mab_row(facts_text, [_question(*_FACTS[0][:2]), _question(*_FACTS[5][:2])], [[_FACTS[0][2]], [_FACTS[5][2]]], "ruler_qa1_197K"),
+            _mab_row(
+                facts_text,
+                [_question(*_FACTS[0][:2]), _question(*_FACTS[5][:2])],
+                [[_FACTS[0][2]], [_FACTS[5][2]]],
+                "ruler_qa1_197K",
+            ),
             _mab_row(facts_text, [_question(*_FACTS[2][:2])], [[_FACTS[2][2]]], "ruler_qa2_421K"),
             _mab_row(
                 "I moved to Lisbon in March. My cousin Rafa visits every June. We like the tram to Belem.",
@@ -309,16 +319,33 @@ def mab_rows() -> dict[str, list[dict[str, Any]]]:
                 [["Lisbon"]],
                 "longmemeval_s*",
             ),
-            _mab_row("A skipped context. It is long in the real data.", ["Skipped?"], [["yes"]], "longmemeval_s_-1_500"),
+            _mab_row(
+                "A skipped context. It is long in the real data.", ["Skipped?"], [["yes"]], "longmemeval_s_-1_500"
+            ),
             _mab_row("An event happened. Then another one.", ["What happened?"], [["an event"]], "eventqa_full"),
         ],
         "Test_Time_Learning": [
-            _mab_row(icl_text, [_LABELLED[1][0], _LABELLED[4][0]], [[_LABELLED[1][1]], [_LABELLED[4][1]]], "icl_trec_coarse_6600shot_balance"),
+            _mab_row(
+                icl_text,
+                [_LABELLED[1][0], _LABELLED[4][0]],
+                [[_LABELLED[1][1]], [_LABELLED[4][1]]],
+                "icl_trec_coarse_6600shot_balance",
+            ),
             _mab_row(icl_text, [_LABELLED[3][0]], [[_LABELLED[3][1]]], "icl_banking77_5900shot_balance"),
-            _mab_row("User: I loved Inception. Assistant: Try Interstellar.", ["Recommend?"], [["Tenet"]], "recsys_redial_full"),
+            _mab_row(
+                "User: I loved Inception. Assistant: Try Interstellar.",
+                ["Recommend?"],
+                [["Tenet"]],
+                "recsys_redial_full",
+            ),
         ],
         "Long_Range_Understanding": [
-            _mab_row(book, ["Summarize the book."], [["Tomas builds a wall to save his pear orchard from floods."]], "infbench_sum_eng_shots2"),
+            _mab_row(
+                book,
+                ["Summarize the book."],
+                [["Tomas builds a wall to save his pear orchard from floods."]],
+                "infbench_sum_eng_shots2",
+            ),
             _mab_row(book, ["Who is the culprit?"], [["Lina"]], "detective_qa"),
         ],
         "Conflict_Resolution": [
@@ -408,7 +435,9 @@ def write_hub_fixture(root: str | Path, seed: int = 0) -> HubFixture:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out", help="folder to write Memalpha/, Memalpha-Memoryagentbench/, MemoryAgentBench/, tiny-qwen3/")
+    parser.add_argument(
+        "out", help="folder to write Memalpha/, Memalpha-Memoryagentbench/, MemoryAgentBench/, tiny-qwen3/"
+    )
     args = parser.parse_args(argv)
     fixture = write_hub_fixture(args.out)
     for name in ("memalpha", "memalpha_mab", "mab", "model"):
