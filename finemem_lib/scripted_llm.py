@@ -40,6 +40,7 @@ _CUE = re.compile(r'what comes after "([^"]+)"', re.IGNORECASE)
 _WORD = re.compile(r"[\w'-]+")
 _LABEL = re.compile(r"\blabel:\s*(\d+)", re.IGNORECASE)
 _ITEM = re.compile(r"^\d+\. (.+)$", re.MULTILINE)
+_MARKUP = re.compile(r"\[[^\]]*\]|<[A-Za-z]+>")
 
 
 # ---------------------------------------------------------------------------- replies
@@ -50,8 +51,9 @@ def _content(messages: list[dict[str, Any]], role: str) -> str:
 def generator_reply(prompt: str, max_pairs: int = 8) -> str:
     """Cue-and-continuation QA pairs from the passage's sentences, as a JSON list."""
     match = _PASSAGE.search(prompt)
+    passage = _MARKUP.sub(" ", match.group(1)) if match else ""  # template headers and speaker tags
     pairs = []
-    for sentence in split_sentences(match.group(1) if match else ""):
+    for sentence in split_sentences(passage):
         words = _WORD.findall(sentence)
         if len(words) >= 5:
             pairs.append(
@@ -68,7 +70,7 @@ def verifier_reply(prompt: str) -> str:
     passage = _PASSAGE.search(prompt)
     cue = _CUE.search(prompt.rsplit("Question:", 1)[-1])
     if passage and cue:
-        words = _WORD.findall(passage.group(1))
+        words = _WORD.findall(_MARKUP.sub(" ", passage.group(1)))
         wanted = cue.group(1).split()
         for i in range(len(words) - len(wanted)):
             if words[i : i + len(wanted)] == wanted:
