@@ -17,7 +17,7 @@ them, a few rows each, in the published layouts, so the whole paper path runs of
 - ``MemoryAgentBench/data/<Split>-00000-of-00001.parquet``: raw ``ai-hyz/MemoryAgentBench``: ``context``,
   ``questions`` (list of str), ``answers`` (list of lists), ``metadata`` (a struct with ``source`` and
   the other published keys), one file per split.
-- ``tiny-qwen3/``: a ``Qwen3ForCausalLM`` of about 0.1M parameters with random weights and a byte-level
+- ``tiny-qwen3/``: a ``Qwen3ForCausalLM`` of about 32K parameters with random weights and a byte-level
   BPE tokenizer (chat template with tools) trained on the text above; a manager and an ``hf`` reasoner.
 
 Everything is deterministic: the same call writes the same rows and the same model.
