@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from finemem_lib.config import PROFILES, load_profile
+from finemem_lib.config import load_profile, profile_names
 
 # subcommand -> (module whose main(argv) it forwards to, one-line help)
 ALIASES: dict[str, tuple[tuple[str, ...], str]] = {
@@ -208,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    profile_help = f"profile ({', '.join(PROFILES)}) or a YAML path; sets chunking, retrieval and reasoner"
+    profile_help = f"profile ({', '.join(profile_names())}) or a YAML path; sets chunking, retrieval and reasoner"
 
     mem = sub.add_parser(
         "memorize",
