@@ -83,7 +83,7 @@ cfg = load_profile(profile)
 paths = profile_paths(cfg, results_dir, data_dir)
 w1, w2 = cfg["rewards"]["w1"], cfg["rewards"]["w2"]
 test = load_prepared(paths.data, "test")
-manager = load_manager(start_model(cfg, paths, reuse_sft=reuse), **policy_settings(cfg))  # prompt settings from the profile
+manager = load_manager(start_model(cfg, paths, reuse_sft=reuse), **policy_settings(cfg))  # the profile's prompts
 reasoner = build_reasoner(cfg.get("reasoner"))
 
 # %% [markdown]
