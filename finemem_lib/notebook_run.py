@@ -44,7 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    os.environ.setdefault(PROGRESS_ENV, "0")  # the kernel inherits it
+    os.environ.setdefault(PROGRESS_ENV, "0")  # the kernel inherits these: no bars in executed notebooks
+    os.environ.setdefault("TQDM_DISABLE", "1")
     parameters = {name: yaml.safe_load(value) for name, value in args.p}
     try:
         papermill.execute_notebook(

@@ -11,9 +11,10 @@ import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from tqdm import tqdm
+if TYPE_CHECKING:  # tqdm is imported on first use, after finemem_lib.quiet has set TQDM_DISABLE where bars are off
+    from tqdm import tqdm
 
 T = TypeVar("T")
 ENV = "FINEMEM_PROGRESS"
@@ -49,11 +50,15 @@ def progress(iterable: Iterable[T], desc: str, total: int | None = None, **kwarg
     """``iterable`` wrapped in a tqdm bar when :func:`progress_enabled`, else returned as is."""
     if not progress_enabled():
         return iterable
+    from tqdm import tqdm
+
     return tqdm(iterable, desc=desc, total=total, dynamic_ncols=True, **{"leave": False, **kwargs})
 
 
 def progress_bar(total: int, desc: str, **kwargs: Any) -> tqdm:
     """A manual tqdm bar (``.update(n)``, ``.close()``), disabled when :func:`progress_enabled` is false."""
+    from tqdm import tqdm
+
     return tqdm(
         total=total, desc=desc, disable=not progress_enabled(), dynamic_ncols=True, **{"leave": False, **kwargs}
     )

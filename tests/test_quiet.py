@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 from finemem_lib import quiet
 from finemem_lib.retrieval import BM25Index
@@ -36,8 +37,13 @@ def test_progress_bars_only_for_a_terminal(monkeypatch):
     assert quiet.os.environ["TQDM_DISABLE"] == "1"
 
 
-def test_tqdm_is_off_in_a_kernel_like_process(monkeypatch):
-    from tqdm import tqdm
+def test_tqdm_is_off_in_a_process_without_progress():
+    """tqdm reads TQDM_DISABLE when it is imported: importing finemem_lib first must set it in time."""
+    import subprocess
+    import sys
 
-    monkeypatch.setenv("TQDM_DISABLE", "1")
-    assert tqdm(range(3)).disable is True
+    code = "import finemem_lib; from tqdm import tqdm; print(tqdm(range(3)).disable)"
+    env = {**os.environ, quiet.PROGRESS_ENV: "0"}
+    env.pop("TQDM_DISABLE", None)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"
