@@ -22,7 +22,7 @@ cd "$(dirname "$0")"
 ROOT=$(pwd)
 LOCK=requirements/cpu.lock
 
-profiles() { for f in configs/*.yaml; do basename "$f" .yaml; done | tr '\n' ' ' | sed 's/ $//'; }
+profiles() { for f in configs/*.yaml; do basename "$f" .yaml; done | LC_ALL=C sort | tr '\n' ' ' | sed 's/ $//'; }
 usage() {
     awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
     echo "PROFILES: $(profiles)"
