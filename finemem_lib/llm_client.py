@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 Messages = list[dict[str, Any]]
 
 _RETRYABLE_STATUS = {408, 409, 429}
+_sleep = time.sleep  # the wait between attempts (a seam for tests)
 _THINK_OPEN, _THINK_CLOSE = "<think>", "</think>"
 
 
@@ -128,10 +129,9 @@ class ChatClient:
             finally:
                 _deadline.end = None
             if attempt < self.max_retries:
-                time.sleep(wait)
+                _sleep(wait)
         raise LLMError(
-            f"chat request to {self.base_url} (model {self.model}) failed after "
-            f"{attempt + 1} attempt(s): {last_error}"
+            f"chat request to {self.base_url} (model {self.model}) failed after {attempt + 1} attempt(s): {last_error}"
         )
 
     def chat_many(

@@ -155,7 +155,7 @@ def parse_operations(text: str, style: str = "content") -> ParseResult:
             if len(calls) > MAX_CALLS:
                 break
     if len(calls) > MAX_CALLS:
-        calls = calls[:MAX_CALLS] + [ParsedCall("", None, f"more than {MAX_CALLS} calls in one completion")]
+        calls = [*calls[:MAX_CALLS], ParsedCall("", None, f"more than {MAX_CALLS} calls in one completion")]
     return ParseResult(calls)
 
 

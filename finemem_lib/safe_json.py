@@ -1,17 +1,19 @@
-"""A bounded JSON reader for untrusted text (model replies, dataset cells): iterative, linear time.
+"""A bounded JSON reader for untrusted text (model replies, dataset cells): linear time, one error type.
 
 :func:`loads` reads one JSON document; :func:`find_values` finds the JSON objects and lists embedded
-in free text, left to right. Neither recurses, both cap the nesting depth and the length of a number
-(Python's :func:`json.loads` recurses, so deep nesting raises ``RecursionError``, and an integer of
-more than 4,300 digits raises a plain ``ValueError``), and the only error either raises is
-:class:`JSONScanError`. Strings are decoded by the standard library's (iterative) string scanner, so
-escapes, ``NaN`` and ``Infinity`` behave as in :mod:`json`. Duplicate keys keep the last value.
+in free text, left to right. Python's :func:`json.loads` alone is not safe on such text: deep
+nesting raises ``RecursionError``, an integer of more than 4,300 digits raises a plain
+``ValueError``, and retrying it at every bracket of a broken text takes quadratic time. Here the
+standard library's C decoder still does the reading, but only of spans whose nesting depth was first
+checked by an iterative scan (so it never recurses deeply), with number literals capped in length,
+and every failure becomes :class:`JSONScanError`. Escapes, ``NaN`` and ``Infinity`` behave as in
+:mod:`json`; duplicate keys keep the last value.
 """
 
 from __future__ import annotations
 
+import json
 import re
-from json.decoder import scanstring
 from typing import Any
 
 MAX_DEPTH = 32
@@ -19,25 +21,13 @@ MAX_DEPTH = 32
 MAX_NUMBER_CHARS = 64
 """Longest number literal accepted, in characters."""
 
-_WS = re.compile(r"[ \t\n\r]*")
-_VALUE = re.compile(
-    r"[ \t\n\r]*(?:(?P<open>[\[{])|(?P<string>\")"
-    r"|(?P<number>-?(?:0|[1-9][0-9]*)(?P<frac>\.[0-9]+)?(?P<exp>[eE][-+]?[0-9]+)?)"
-    r"|(?P<literal>true|false|null|NaN|Infinity|-Infinity))"
-)
-_NEXT_CHAR = re.compile(r"[ \t\n\r]*(.?)", re.DOTALL)
-_KEY_QUOTE = re.compile(r"[ \t\n\r]*\"")
-_COLON = re.compile(r"[ \t\n\r]*:[ \t\n\r]*")
 _OPENERS = re.compile(r"[\[{]")
-_OPEN_RUN = re.compile(r"[\[{ \t\n\r]*")
-_LITERALS = {
-    "true": True,
-    "false": False,
-    "null": None,
-    "NaN": float("nan"),
-    "Infinity": float("inf"),
-    "-Infinity": float("-inf"),
-}
+# inside a value: a complete string, an opener, a closer, or a quote that opens a string never closed
+_STRUCTURE = re.compile(
+    r'(?P<string>"[^"\\]*(?:\\.[^"\\]*)*")|(?P<open>[\[{](?:[ \t\n\r]*[\[{])*)|(?P<close>[\]}])|(?P<lone>")',
+    re.DOTALL,
+)
+_CLOSER_OF = {"[": "]", "{": "}"}
 
 
 class JSONScanError(ValueError):
@@ -48,148 +38,187 @@ class JSONScanError(ValueError):
         self.reason, self.pos = reason, pos
 
 
-class _Failure(Exception):
-    """Internal: where and why a value failed, and the frames open at that point."""
+class _TooLong(ValueError):
+    """Internal: a number literal past the length cap."""
 
-    def __init__(self, reason: str, pos: int, open_frames: list[list[Any]]) -> None:
-        self.reason, self.pos, self.open_frames = reason, pos, open_frames
+
+def _decoder(max_number_chars: int) -> json.JSONDecoder:
+    def bounded(convert: Any) -> Any:
+        def parse(token: str) -> Any:
+            if len(token) > max_number_chars:
+                raise _TooLong(f"number longer than {max_number_chars} characters")
+            return convert(token)
+
+        return parse
+
+    return json.JSONDecoder(parse_int=bounded(int), parse_float=bounded(float))
+
+
+_DECODERS: dict[int, json.JSONDecoder] = {}
+
+
+def _decoder_for(max_number_chars: int) -> json.JSONDecoder:
+    if max_number_chars not in _DECODERS:
+        _DECODERS[max_number_chars] = _decoder(max_number_chars)
+    return _DECODERS[max_number_chars]
 
 
 def loads(text: str, max_depth: int = MAX_DEPTH, max_number_chars: int = MAX_NUMBER_CHARS) -> Any:
     """One JSON document (whitespace around it allowed); raises only :class:`JSONScanError`."""
     if not isinstance(text, str):
         raise JSONScanError(f"expected a string, got {type(text).__name__}", 0)
-    start = _WS.match(text, 0).end()
+    deepest, where = _deepest(text, max_depth)
+    if deepest > max_depth:
+        raise JSONScanError(f"nesting deeper than {max_depth}", where)
     try:
-        value, end = _read_value(text, start, max_depth, max_number_chars)
-    except _Failure as failure:
-        raise JSONScanError(failure.reason, failure.pos) from None
-    end = _WS.match(text, end).end()
-    if end != len(text):
-        raise JSONScanError("extra data after the JSON value", end)
-    return value
+        return _decoder_for(max_number_chars).decode(text)
+    except _TooLong as exc:
+        raise JSONScanError(str(exc), 0) from None
+    except json.JSONDecodeError as exc:
+        raise JSONScanError(exc.msg, exc.pos) from None
+    except (ValueError, RecursionError) as exc:  # not expected after the checks; kept as a guarantee
+        raise JSONScanError(f"{type(exc).__name__}: {exc}"[:200], 0) from None
 
 
-def find_values(text: str, max_depth: int = MAX_DEPTH, max_number_chars: int = MAX_NUMBER_CHARS) -> list[Any]:
+def _deepest(text: str, limit: int) -> tuple[int, int]:
+    """The deepest bracket nesting in ``text`` (strings skipped) and where it first passed ``limit``."""
+    depth = deepest = 0
+    where = -1
+    search = _STRUCTURE.search
+    pos = 0
+    while (match := search(text, pos)) is not None:
+        kind, pos = match.lastgroup, match.end()
+        if kind == "open":
+            lo = match.start()
+            depth += 1 if pos - lo == 1 else text.count("[", lo, pos) + text.count("{", lo, pos)
+            if depth > deepest:
+                deepest = depth
+                if depth > limit and where < 0:
+                    where = match.start()
+                    break
+        elif kind == "close":
+            depth = max(0, depth - 1)
+        elif kind == "lone":
+            break
+    return deepest, where
+
+
+def find_values(
+    text: str,
+    max_depth: int = MAX_DEPTH,
+    max_number_chars: int = MAX_NUMBER_CHARS,
+    max_values: int | None = None,
+) -> list[Any]:
     """The JSON objects and lists embedded in free text, left to right; never raises.
 
-    Reading starts at each ``{`` or ``[`` outside a value already read. When a value turns out
-    broken (say, cut off), the complete objects and lists already read inside it are kept and
-    reading goes on from the point where it broke, so every character is read a bounded number of
-    times: the time is linear in the text's length. (Brackets inside a string of a broken value are
-    not tried again as starts of values.)
+    One left-to-right scan matches brackets (outside strings) and records each bracketed span. A
+    span whose brackets match and whose nesting is at most ``max_depth`` is decoded; when it is not
+    valid JSON (or nested too deep, or its brackets never close) the spans inside it are tried
+    instead, so complete values inside a broken one are kept. Every character is inside at most
+    ``max_depth`` decoded spans, so the time is linear in the text's length. Stops after
+    ``max_values`` values when given.
     """
     if not isinstance(text, str):
         return []
+    decoder = _decoder_for(max_number_chars)
     values: list[Any] = []
     pos, n = 0, len(text)
-    while pos < n:
+    while pos < n and (max_values is None or len(values) < max_values):
         match = _OPENERS.search(text, pos)
         if match is None:
             break
-        start = match.start()
-        try:
-            value, pos = _read_value(text, start, max_depth, max_number_chars)
-        except _Failure as failure:
-            for frame in failure.open_frames:
-                children = frame[0].values() if isinstance(frame[0], dict) else frame[0]
-                values.extend(child for child in children if isinstance(child, dict | list))
-            pos = failure.pos
-            if failure.reason.startswith("nesting"):
-                # a run of openers deeper than the cap: only its last max_depth openers can start a value
-                run_end = _OPEN_RUN.match(text, pos).end()
-                pos = max(pos, _last_openers_start(text, pos, run_end, max_depth))
-            continue
-        values.append(value)
+        roots, pos = _scan_spans(text, match.start(), max_depth)
+        _decode_spans(text, roots, max_depth, decoder, values, max_values)
     return values
 
 
-def _last_openers_start(text: str, start: int, end: int, count: int) -> int:
-    """Position of the ``count``-th opener counted back from ``end`` within ``text[start:end]``."""
-    seen = 0
-    for i in range(end - 1, start - 1, -1):
-        if text[i] in "[{":
-            seen += 1
-            if seen == count:
-                return i
-    return start
-
-
-def _read_value(text: str, pos: int, max_depth: int, max_number_chars: int) -> tuple[Any, int]:
-    """Read one value at ``pos``; iterative. Raises :class:`_Failure` with the frames still open."""
-    stack: list[list[Any]] = []  # frames: [container, pending key]
-    value_at, next_char = _VALUE.match, _NEXT_CHAR.match
+# a span: [start, end (-1 while open or never closed), height, children, levels]; levels > 0 marks a
+# placeholder standing for that many outer openers of one run, too deep to decode (and never decoded)
+def _scan_spans(text: str, start: int, max_depth: int) -> tuple[list[Any], int]:
+    """The tree of bracketed spans of the value that opens at ``start``; and where scanning stopped."""
+    roots: list[list[Any]] = []
+    stack: list[list[Any]] = []
+    search = _STRUCTURE.search
+    pos = start
     while True:
-        # ---- expecting a value at pos
-        match = value_at(text, pos)
-        if match is None:
-            raise _Failure("expected a value", _WS.match(text, pos).end(), stack)
+        match = search(text, pos)
+        if match is None:  # the end of the text: whatever is open never closes
+            pos = len(text)
+            break
         kind, pos = match.lastgroup, match.end()
+        if kind == "string":
+            continue
         if kind == "open":
-            if len(stack) >= max_depth:
-                raise _Failure(f"nesting deeper than {max_depth}", pos - 1, stack)
-            is_dict = text[pos - 1] == "{"
-            frame: list[Any] = [{} if is_dict else [], None]
-            stack.append(frame)
-            step = next_char(text, pos)
-            if step.group(1) == ("}" if is_dict else "]"):
-                stack.pop()
-                value, pos = frame[0], step.end()
-            elif is_dict:
-                frame[1], pos = _read_key(text, pos, stack)
-                continue
+            lo = match.start()
+            if pos - lo == 1:  # one opener (the common case)
+                span = [lo, -1, 1, [], 0]
+                (stack[-1][3] if stack else roots).append(span)
+                stack.append(span)
             else:
+                _push_openers(text, lo, pos, max_depth, stack, roots)
+            continue
+        if kind == "lone" or not stack:  # a string that never closes: nothing open can close either
+            break
+        top = stack[-1]
+        if top[4]:  # a placeholder level closes (its kind does not matter: it is never decoded)
+            top[4] -= 1
+            if top[4]:
                 continue
-        elif kind == "string":
-            value, pos = _read_string(text, pos, stack)
-        elif kind == "number":
-            if pos - match.start(kind) > max_number_chars:
-                raise _Failure(f"number longer than {max_number_chars} characters", match.start(kind), stack)
-            token = match.group(kind)
-            value = float(token) if match.group("frac") or match.group("exp") else int(token)
-        else:
-            value = _LITERALS[match.group(kind)]
-        # ---- have a value: attach it, then read separators and closers
-        while True:
-            if not stack:
-                return value, pos
-            frame = stack[-1]
-            container = frame[0]
-            if type(container) is list:
-                container.append(value)
+        stack.pop()
+        if not top[4] and top[1] < 0 and _CLOSER_OF[text[top[0]]] == text[match.start()]:
+            top[1] = pos
+        if stack and stack[-1][2] <= top[2]:
+            stack[-1][2] = top[2] + 1
+        if not stack:
+            break
+    while stack:  # spans left open: propagate their heights
+        span = stack.pop()
+        if stack and stack[-1][2] <= span[2]:
+            stack[-1][2] = span[2] + 1
+    return roots, pos
+
+
+def _push_openers(text: str, lo: int, hi: int, max_depth: int, stack: list, roots: list) -> None:
+    """Open the spans of a run of openers in ``text[lo:hi]``; all but the innermost ``max_depth`` of a long
+    run are too deep to decode, so they share one placeholder."""
+    count = text.count("[", lo, hi) + text.count("{", lo, hi)
+    keep = min(count, max_depth)
+    if count == hi - lo:  # no whitespace in the run
+        positions = range(hi - keep, hi)
+    else:
+        found, end = [], hi
+        for _ in range(keep):
+            end = max(text.rfind("[", lo, end), text.rfind("{", lo, end))
+            found.append(end)
+        positions = found[::-1]
+    spans = [[lo, -1, max_depth + 1, [], count - keep]] if count > keep else []
+    spans += [[p, -1, 1, [], 0] for p in positions]
+    for span in spans:
+        (stack[-1][3] if stack else roots).append(span)
+        stack.append(span)
+
+
+def _decode_spans(
+    text: str,
+    roots: list[list[Any]],
+    max_depth: int,
+    decoder: json.JSONDecoder,
+    values: list[Any],
+    max_values: int | None,
+) -> None:
+    """Decode the outermost decodable spans of a tree, left to right (iteratively)."""
+    todo = roots[::-1]
+    while todo:
+        if max_values is not None and len(values) >= max_values:
+            return
+        start, end, height, children, levels = todo.pop()
+        if end >= 0 and height <= max_depth and not levels:
+            try:
+                value, stop = decoder.raw_decode(text, start)
+            except (ValueError, RecursionError):  # JSONDecodeError, a number too long
+                pass
             else:
-                container[frame[1]] = value
-            step = next_char(text, pos)
-            c = step.group(1)
-            if c == ",":
-                pos = step.end()
-                if type(container) is dict:
-                    frame[1], pos = _read_key(text, pos, stack)
-                break
-            if c == ("]" if type(container) is list else "}"):
-                stack.pop()
-                value, pos = container, step.end()
-                continue
-            raise _Failure(
-                "unexpected end of text" if not c else "expected ',' or a closing bracket", step.start(1), stack
-            )
-
-
-def _read_string(text: str, pos: int, stack: list[list[Any]]) -> tuple[str, int]:
-    """The string whose opening quote ends just before ``pos`` (the standard library's iterative scanner)."""
-    try:
-        return scanstring(text, pos, True)
-    except ValueError as exc:  # json.JSONDecodeError: unterminated string, bad escape, control character
-        raise _Failure(f"bad string ({getattr(exc, 'msg', exc)})", getattr(exc, "pos", pos), stack) from None
-
-
-def _read_key(text: str, pos: int, stack: list[list[Any]]) -> tuple[str, int]:
-    """An object key and the ``:`` after it; returns the key and the position of its value."""
-    match = _KEY_QUOTE.match(text, pos)
-    if match is None:
-        raise _Failure("expected a string key", _WS.match(text, pos).end(), stack)
-    key, pos = _read_string(text, match.end(), stack)
-    match = _COLON.match(text, pos)
-    if match is None:
-        raise _Failure("expected ':' after a key", _WS.match(text, pos).end(), stack)
-    return key, match.end()
+                if stop == end:
+                    values.append(value)
+                    continue
+        todo.extend(reversed(children))

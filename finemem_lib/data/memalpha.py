@@ -193,9 +193,7 @@ def parse_qa_list(value: Any, where: str, column: str | None = None) -> tuple[QA
     for i, item in enumerate(value):
         here = f"{where} item {i}"
         if not isinstance(item, Mapping) or "question" not in item or "answer" not in item:
-            raise DataSchemaError(
-                f"{here}: expected an object with 'question' and 'answer', got {item!r:.120}", column
-            )
+            raise DataSchemaError(f"{here}: expected an object with 'question' and 'answer', got {item!r:.120}", column)
         question = item["question"]
         if not isinstance(question, str) or not question.strip():
             raise DataSchemaError(f"{here}: 'question' must be a non-empty string", column)
@@ -305,8 +303,9 @@ def instances_from_rows(
         try:
             instance = instance_from_row(row, here)
             if instance.id in seen:
+                first = seen[instance.id]
                 raise DataSchemaError(
-                    f"{here} column 'instance_id': duplicate instance id {instance.id!r} (first at {seen[instance.id]})",
+                    f"{here} column 'instance_id': duplicate instance id {instance.id!r} (first at {first})",
                     "instance_id",
                 )
         except DataSchemaError as exc:

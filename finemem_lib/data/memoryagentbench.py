@@ -68,9 +68,7 @@ def _qas(questions: Any, answers: Any, where: str) -> tuple[QA, ...]:
         )
     if not isinstance(answers, list) or len(answers) != len(questions):
         got = len(answers) if isinstance(answers, list) else type(answers).__name__
-        raise DataSchemaError(
-            f"{where} column 'answers': expected {len(questions)} answer lists, got {got}", "answers"
-        )
+        raise DataSchemaError(f"{where} column 'answers': expected {len(questions)} answer lists, got {got}", "answers")
     qas = []
     for j, (question, gold) in enumerate(zip(questions, answers, strict=True)):
         golds = gold if isinstance(gold, list) else [gold]
@@ -106,9 +104,7 @@ def mab_instance(
         raise DataSchemaError(f"{where} column 'metadata': must be a struct with a non-empty 'source'", "metadata")
     context = row["context"]
     if not isinstance(context, str):
-        raise DataSchemaError(
-            f"{where} column 'context': must be a string, got {type(context).__name__}", "context"
-        )
+        raise DataSchemaError(f"{where} column 'context': must be a string, got {type(context).__name__}", "context")
     chunks = chunk_text(context, chunk_size, count_tokens)
     if not chunks or not all(c.strip() for c in chunks):
         raise DataSchemaError(f"{where} column 'context': empty or blank, so there is nothing to memorise", "context")
