@@ -102,8 +102,10 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"worst: {worst} {classes[worst]['cpu_ms']} ms (goal {GOAL_MS} ms); reference 1M loop "
-          f"{result['reference_1m_loop_cpu_ms']} ms; wrote {out}")
+    print(
+        f"worst: {worst} {classes[worst]['cpu_ms']} ms (goal {GOAL_MS} ms); reference 1M loop "
+        f"{result['reference_1m_loop_cpu_ms']} ms; wrote {out}"
+    )
     return result
 
 

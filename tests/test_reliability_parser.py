@@ -41,7 +41,8 @@ def test_hostile_completions_parse_without_raising(text, style):
 
 
 def test_a_non_ascii_digit_sentence_is_an_invalid_call_not_a_crash():
-    parsed = parse_operations('{"name": "memory_insert", "arguments": {"sentence": "²"}}', "extractive")  # was ValueError
+    text = '{"name": "memory_insert", "arguments": {"sentence": "²"}}'
+    parsed = parse_operations(text, "extractive")  # was ValueError (isdigit but not int)
     assert parsed.n_emitted == 1 and parsed.n_valid == 0 and "integer 'sentence'" in parsed.calls[0].error
     assert parse_operations('{"name": "insert", "arguments": {"sentence": " 12 "}}', "extractive").operations == [
         Operation(OpKind.INSERT, sentence=12)
