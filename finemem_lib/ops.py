@@ -130,8 +130,8 @@ MAX_CALLS = 512
 def parse_operations(text: str, style: str = "content") -> ParseResult:
     """Parse a completion into memory operations; never raises on model text, linear time.
 
-    JSON is read by :mod:`finemem_lib.safe_json` (iterative, nesting and number length capped), so
-    no completion can raise or take quadratic time; a call with text that is not valid Unicode (a
+    JSON is read by :mod:`finemem_lib.safe_json` (nesting and number length capped, spans checked
+    before decoding), so no completion can raise or take quadratic time; a call with text that is not valid Unicode (a
     lone surrogate) is invalid, as is every call past :data:`MAX_CALLS`.
     """
     _check_style(style)
@@ -150,7 +150,7 @@ def parse_operations(text: str, style: str = "content") -> ParseResult:
             if len(calls) > MAX_CALLS:
                 break
     else:
-        for value in safe_json.find_values(text):
+        for value in safe_json.find_values(text, max_values=MAX_CALLS + 1):
             calls.extend(_calls_from_value(value, style))
             if len(calls) > MAX_CALLS:
                 break

@@ -22,9 +22,11 @@ MAX_NUMBER_CHARS = 64
 """Longest number literal accepted, in characters."""
 
 _OPENERS = re.compile(r"[\[{]")
-# inside a value: a complete string, an opener, a closer, or a quote that opens a string never closed
-_STRUCTURE = re.compile(
-    r'(?P<string>"[^"\\]*(?:\\.[^"\\]*)*")|(?P<open>[\[{](?:[ \t\n\r]*[\[{])*)|(?P<close>[\]}])|(?P<lone>")',
+# inside a value: skip text and complete strings, then an opener run, a closer, or a quote whose string
+# never closes (unambiguous, so a failed match backtracks at most linearly, and only at the end)
+_NEXT_TOKEN = re.compile(
+    r'[^"\[\]{}]*(?:"[^"\\]*(?:\\.[^"\\]*)*"[^"\[\]{}]*)*'
+    r'(?:(?P<open>[\[{](?:[ \t\n\r]*[\[{])*)|(?P<close>[\]}])|(?P<lone>"))',
     re.DOTALL,
 )
 _CLOSER_OF = {"[": "]", "{": "}"}
@@ -84,17 +86,17 @@ def _deepest(text: str, limit: int) -> tuple[int, int]:
     """The deepest bracket nesting in ``text`` (strings skipped) and where it first passed ``limit``."""
     depth = deepest = 0
     where = -1
-    search = _STRUCTURE.search
+    next_token = _NEXT_TOKEN.match
     pos = 0
-    while (match := search(text, pos)) is not None:
+    while (match := next_token(text, pos)) is not None:
         kind, pos = match.lastgroup, match.end()
         if kind == "open":
-            lo = match.start()
+            lo = match.start(kind)
             depth += 1 if pos - lo == 1 else text.count("[", lo, pos) + text.count("{", lo, pos)
             if depth > deepest:
                 deepest = depth
                 if depth > limit and where < 0:
-                    where = match.start()
+                    where = lo
                     break
         elif kind == "close":
             depth = max(0, depth - 1)
@@ -138,22 +140,22 @@ def _scan_spans(text: str, start: int, max_depth: int) -> tuple[list[Any], int]:
     """The tree of bracketed spans of the value that opens at ``start``; and where scanning stopped."""
     roots: list[list[Any]] = []
     stack: list[list[Any]] = []
-    search = _STRUCTURE.search
+    next_token = _NEXT_TOKEN.match
     pos = start
     while True:
-        match = search(text, pos)
+        match = next_token(text, pos)
         if match is None:  # the end of the text: whatever is open never closes
             pos = len(text)
             break
         kind, pos = match.lastgroup, match.end()
-        if kind == "string":
-            continue
         if kind == "open":
-            lo = match.start()
-            if pos - lo == 1:  # one opener (the common case)
-                span = [lo, -1, 1, [], 0]
-                (stack[-1][3] if stack else roots).append(span)
-                stack.append(span)
+            lo = match.start(kind)
+            if pos - lo <= max_depth:  # a short run (most often one opener)
+                for p in range(lo, pos):
+                    if text[p] in "[{":
+                        span = [p, -1, 1, [], 0]
+                        (stack[-1][3] if stack else roots).append(span)
+                        stack.append(span)
             else:
                 _push_openers(text, lo, pos, max_depth, stack, roots)
             continue
@@ -165,7 +167,7 @@ def _scan_spans(text: str, start: int, max_depth: int) -> tuple[list[Any], int]:
             if top[4]:
                 continue
         stack.pop()
-        if not top[4] and top[1] < 0 and _CLOSER_OF[text[top[0]]] == text[match.start()]:
+        if not top[4] and top[1] < 0 and _CLOSER_OF[text[top[0]]] == text[pos - 1]:
             top[1] = pos
         if stack and stack[-1][2] <= top[2]:
             stack[-1][2] = top[2] + 1

@@ -137,6 +137,8 @@ def add_chunk_qas(
             verifier_prefix=qa_cfg.get("verifier_env", "CHUNKQA_VERIFIER"),
             timeout_s=qa_cfg.get("timeout_s", 60.0),
             max_retries=qa_cfg.get("max_retries", 3),
+            deadline_s=qa_cfg.get("deadline_s"),
+            max_wait_s=qa_cfg.get("max_wait_s", 120.0),
         )
     except LLMError as exc:
         return list(instances), f"chunk QAs not built: {exc}"
