@@ -1,20 +1,26 @@
 """The memory environment: a flat list of items {id, content, step} with write provenance.
 
 An operation is applied with :meth:`Memory.apply`, which never raises on a bad operation: it
-returns an :class:`OpResult` saying whether the operation executed and, if not, why. Every item
+returns an :class:`OpResult` saying whether the operation executed and, if not, why. No two live
+items hold the same text: an INSERT of text already held is skipped, and an UPDATE to text held by
+another item merges the updated item into that one (both count as executed). Every item
 remembers the step that last wrote it (``step``, the paper's phi(m)) and its full write history,
 which is what evidence-anchored attribution needs.
 """
 
 from __future__ import annotations
 
+import numbers
 import random
+import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
 from finemem_lib.tokens import TokenCounter, regex_token_count
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class OpKind(str, Enum):
@@ -38,6 +44,27 @@ class Operation:
     content: str | None = None
     sentence: int | None = None
     item_id: str | None = None
+
+    def __post_init__(self) -> None:
+        """Check field types, so a hand-built operation with a wrong type fails here, naming the field."""
+        if not isinstance(self.kind, OpKind):
+            try:
+                object.__setattr__(self, "kind", OpKind(self.kind))
+            except ValueError:
+                kinds = ", ".join(repr(k.value) for k in OpKind)
+                raise TypeError(f"Operation.kind must be an OpKind ({kinds}), got {self.kind!r}") from None
+        for name in ("content", "item_id"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"Operation.{name} must be a str or None, got {type(value).__name__} {value!r:.60}")
+            if value is not None and _SURROGATE.search(value):
+                raise ValueError(f"Operation.{name} is not valid Unicode (it holds a lone surrogate): {value!r:.60}")
+        if self.sentence is not None:
+            if isinstance(self.sentence, bool) or not isinstance(self.sentence, numbers.Integral):
+                raise TypeError(
+                    f"Operation.sentence must be an int or None, got {type(self.sentence).__name__} {self.sentence!r}"
+                )
+            object.__setattr__(self, "sentence", int(self.sentence))
 
 
 @dataclass(frozen=True)
@@ -224,6 +251,12 @@ class Memory:
         old = self._items.get(item_id) if item_id is not None else None
         if old is None:
             return OpResult(False, f"update of unknown memory id {item_id!r}")
+        if self._contents[text] > 0 and old.content != text:
+            # the new text is already held by another item: as for INSERT, keep one copy (that item),
+            # and the updated item, whose old text is being replaced, is removed
+            existing = next(i.id for i in self._items.values() if i.content == text)
+            self._remove(old, step)
+            return OpResult(True, f"duplicate content: {old.id} merged into {existing}", existing)
         self._contents[old.content] -= 1
         self._contents[text] += 1
         item = MemoryItem(old.id, text, step)
@@ -232,13 +265,17 @@ class Memory:
         return OpResult(True, "", item.id)
 
     def _delete(self, item_id: str | None, step: int) -> OpResult:
-        old = self._items.pop(item_id, None) if item_id is not None else None
+        old = self._items.get(item_id) if item_id is not None else None
         if old is None:
             return OpResult(False, f"delete of unknown memory id {item_id!r}")
+        self._remove(old, step)
+        return OpResult(True, "", old.id)
+
+    def _remove(self, old: MemoryItem, step: int) -> None:
+        del self._items[old.id]
         self._contents[old.content] -= 1
         self._write_seq.pop(old.id)
         self._history[old.id].append(WriteRecord(step, OpKind.DELETE, None))
-        return OpResult(True, "", old.id)
 
     # ------------------------------------------------------------------ state
     def snapshot(self) -> MemorySnapshot:

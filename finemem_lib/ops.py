@@ -9,7 +9,8 @@ Two op styles share one schema switch:
 The parser accepts Qwen/Hermes ``<tool_call>{...}</tool_call>`` blocks and bare JSON objects or
 lists (optionally in code fences, optionally OpenAI-style ``{"function": {...}}`` wrappers or
 ``arguments`` given as a JSON string). It never raises on model text; each call it finds is
-reported valid or invalid with a reason.
+reported valid or invalid with a reason, and it reads JSON with :mod:`finemem_lib.safe_json`, so the
+time is linear in the text's length whatever the text.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from finemem_lib import safe_json
 from finemem_lib.memory import Operation, OpKind, OpResult
 
 STYLES = ("content", "extractive")
@@ -117,88 +119,123 @@ class ParseResult:
         return sum(c.valid for c in self.calls)
 
 
-_TOOL_CALL_BLOCK = re.compile(r"<tool_call>(.*?)(?:</tool_call>|\Z)", re.DOTALL)
-_CODE_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
+_TOOL_CALL_OPEN, _TOOL_CALL_CLOSE = "<tool_call>", "</tool_call>"
+_FENCE = "```"
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SENTENCE_NUMBER = re.compile(r"[0-9]{1,9}")
+MAX_CALLS = 512
+"""Calls read from one completion at most; more are reported as one invalid call."""
 
 
 def parse_operations(text: str, style: str = "content") -> ParseResult:
-    """Parse a completion into memory operations; never raises on model text."""
+    """Parse a completion into memory operations; never raises on model text, linear time.
+
+    JSON is read by :mod:`finemem_lib.safe_json` (nesting and number length capped, spans checked
+    before decoding), so no completion can raise or take quadratic time; a call with text that is not valid Unicode (a
+    lone surrogate) is invalid, as is every call past :data:`MAX_CALLS`.
+    """
     _check_style(style)
     if not isinstance(text, str):
-        return ParseResult([ParsedCall(repr(text)[:200], None, "completion is not a string")])
-    blocks = _TOOL_CALL_BLOCK.findall(text) if "<tool_call>" in text else []
+        return ParseResult([ParsedCall(_safe_raw(repr(text)), None, "completion is not a string")])
     calls: list[ParsedCall] = []
-    if blocks:
-        for block in blocks:
+    if _TOOL_CALL_OPEN in text:
+        for block in _tool_call_blocks(text):
             block = _strip_fence(block.strip())
             try:
-                value = json.loads(block)
-            except (json.JSONDecodeError, RecursionError):
-                calls.append(ParsedCall(block[:500], None, "malformed JSON in <tool_call> block"))
-                continue
-            calls.extend(_calls_from_value(value, style))
+                value = safe_json.loads(block)
+            except safe_json.JSONScanError as exc:
+                calls.append(ParsedCall(_safe_raw(block), None, f"malformed JSON in <tool_call> block ({exc})"))
+            else:
+                calls.extend(_calls_from_value(value, style))
+            if len(calls) > MAX_CALLS:
+                break
     else:
-        for value in _bare_json_values(text):
+        for value in safe_json.find_values(text, max_values=MAX_CALLS + 1):
             calls.extend(_calls_from_value(value, style))
+            if len(calls) > MAX_CALLS:
+                break
+    if len(calls) > MAX_CALLS:
+        calls = [*calls[:MAX_CALLS], ParsedCall("", None, f"more than {MAX_CALLS} calls in one completion")]
     return ParseResult(calls)
 
 
+def _tool_call_blocks(text: str) -> list[str]:
+    """The bodies of ``<tool_call>...</tool_call>`` blocks; an unclosed last block runs to the end."""
+    blocks, pos = [], 0
+    while (start := text.find(_TOOL_CALL_OPEN, pos)) >= 0:
+        body_start = start + len(_TOOL_CALL_OPEN)
+        end = text.find(_TOOL_CALL_CLOSE, body_start)
+        if end < 0:
+            blocks.append(text[body_start:])
+            break
+        blocks.append(text[body_start:end])
+        pos = end + len(_TOOL_CALL_CLOSE)
+    return blocks
+
+
 def _strip_fence(text: str) -> str:
-    match = _CODE_FENCE.search(text)
-    return match.group(1).strip() if match else text
-
-
-def _bare_json_values(text: str) -> list[Any]:
-    """Top-level JSON objects or lists embedded in free text, left to right."""
-    decoder = json.JSONDecoder()
-    values: list[Any] = []
-    pos = 0
-    while True:
-        starts = [i for i in (text.find("{", pos), text.find("[", pos)) if i >= 0]
-        if not starts:
-            return values
-        start = min(starts)
-        try:
-            value, end = decoder.raw_decode(text, start)
-        except (json.JSONDecodeError, RecursionError):
-            pos = start + 1
-            continue
-        if isinstance(value, dict | list):
-            values.append(value)
-        pos = end
+    """The body of the first complete code fence (an optional ``json`` tag dropped), else the text."""
+    start = text.find(_FENCE)
+    if start < 0:
+        return text
+    body_start = start + len(_FENCE)
+    end = text.find(_FENCE, body_start)
+    if end < 0:
+        return text
+    body = text[body_start:end]
+    if body.startswith("json"):
+        body = body[4:]
+    return body.strip()
 
 
 def _calls_from_value(value: Any, style: str) -> list[ParsedCall]:
-    if isinstance(value, list):
-        return [c for v in value for c in _calls_from_value(v, style)]
-    if isinstance(value, dict) and isinstance(value.get("tool_calls"), list):
-        return _calls_from_value(value["tool_calls"], style)
+    """Calls in a parsed JSON value: lists and ``tool_calls`` wrappers are flattened (iteratively)."""
+    calls: list[ParsedCall] = []
+    todo = [value]
+    while todo and len(calls) <= MAX_CALLS:
+        value = todo.pop()
+        if isinstance(value, list):
+            todo.extend(reversed(value))
+        elif isinstance(value, dict) and isinstance(value.get("tool_calls"), list):
+            todo.extend(reversed(value["tool_calls"]))
+        else:
+            calls.append(_call_from(value, style))
+    return calls
+
+
+def _call_from(value: Any, style: str) -> ParsedCall:
     raw = _safe_dump(value)
     if not isinstance(value, dict):
-        return [ParsedCall(raw, None, "a tool call must be a JSON object")]
+        return ParsedCall(raw, None, "a tool call must be a JSON object")
     if isinstance(value.get("function"), dict):
         value = value["function"]
     name, args = value.get("name"), value.get("arguments", value.get("parameters", {}))
     if isinstance(args, str):
         try:
-            args = json.loads(args) if args.strip() else {}
-        except (json.JSONDecodeError, RecursionError):
-            return [ParsedCall(raw, None, "arguments string is not valid JSON")]
+            args = safe_json.loads(args) if args.strip() else {}
+        except safe_json.JSONScanError:
+            return ParsedCall(raw, None, "arguments string is not valid JSON")
     if not isinstance(name, str):
-        return [ParsedCall(raw, None, "missing tool name")]
+        return ParsedCall(raw, None, "missing tool name")
     if args is None:
         args = {}
     if not isinstance(args, dict):
-        return [ParsedCall(raw, None, "arguments must be a JSON object")]
+        return ParsedCall(raw, None, "arguments must be a JSON object")
     op, error = _operation_from(name, args, style)
-    return [ParsedCall(raw, op, error)]
+    return ParsedCall(raw, op, error)
+
+
+def _safe_raw(text: str, limit: int = 500) -> str:
+    """At most ``limit`` characters of ``text``, lone surrogates escaped (so logs and CSV files can hold it)."""
+    text = text[:limit]
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text) if _SURROGATE.search(text) else text
 
 
 def _safe_dump(value: Any) -> str:
     try:
-        return json.dumps(value, ensure_ascii=False)[:500]
+        return _safe_raw(json.dumps(value, ensure_ascii=False))
     except (TypeError, ValueError, RecursionError):
-        return repr(value)[:500]
+        return _safe_raw(repr(value))
 
 
 def _as_sentence_number(value: Any) -> int | None:
@@ -208,7 +245,7 @@ def _as_sentence_number(value: Any) -> int | None:
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and _SENTENCE_NUMBER.fullmatch(value.strip()):
         return int(value.strip())
     return None
 
@@ -221,13 +258,19 @@ def _as_id(value: Any) -> str | None:
     return None
 
 
+def _has_surrogate(*texts: str | None) -> bool:
+    return any(t is not None and _SURROGATE.search(t) is not None for t in texts)
+
+
 def _operation_from(name: str, args: dict[str, Any], style: str) -> tuple[Operation | None, str]:
     kind = _NAME_ALIASES.get(name.strip().lower())
     if kind is None:
-        return None, f"unknown tool {name!r}"
+        return None, f"unknown tool {_safe_raw(name, 80)!r}"
     if kind is OpKind.SKIP:
         return Operation(OpKind.SKIP), ""
     item_id = _as_id(args.get("memory_id", args.get("id")))
+    if _has_surrogate(item_id):
+        return None, f"{name} memory_id is not valid Unicode (a lone surrogate)"
     if kind is OpKind.DELETE:
         return (Operation(kind, item_id=item_id), "") if item_id else (None, "delete needs memory_id")
     if kind is OpKind.UPDATE and not item_id:
@@ -237,6 +280,8 @@ def _operation_from(name: str, args: dict[str, Any], style: str) -> tuple[Operat
         content = args.get(key, args.get("content"))
         if not isinstance(content, str) or not content.strip():
             return None, f"{name} needs a non-empty string {key!r}"
+        if _has_surrogate(content):
+            return None, f"{name} {key!r} is not valid Unicode (a lone surrogate)"
         return Operation(kind, content=content, item_id=item_id), ""
     sentence = _as_sentence_number(args.get("sentence"))
     if sentence is None:

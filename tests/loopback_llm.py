@@ -12,8 +12,12 @@ API
 Endpoints
     ``POST /v1/chat/completions`` (a non-streaming chat completion) and ``GET /v1/models``.
 Fault injection (queued; each request takes the next queued fault, in arrival order)
-    ``fail_next(n=1, status=500)``: answer HTTP ``status`` with an OpenAI-style error body.
+    ``fail_next(n=1, status=500, retry_after=None)``: answer HTTP ``status`` with an OpenAI-style error body
+    (and a ``Retry-After: <retry_after>`` header when given).
     ``slow_next(n=1, seconds=5.0)``: sleep before answering normally (exceed the client's timeout).
+    ``trickle_next(n=1, interval=0.2)``: send the headers at once, then the body one byte per ``interval``
+    seconds (every read is quick, the whole reply is not).
+    ``finish_next(n=1, reason="length")``: answer normally but with this ``finish_reason``.
     ``malformed_next(n=1, kind="not_json")``: kinds ``not_json`` (a body that is not JSON), ``no_choices``
     (valid JSON without ``choices``), ``null_content`` (``message.content`` is null), ``truncated``
     (JSON cut off halfway).
@@ -46,11 +50,13 @@ MALFORMED_KINDS = ("not_json", "no_choices", "null_content", "truncated")
 
 @dataclass(frozen=True)
 class Fault:
-    """One injected fault: ``kind`` is ``status``, ``slow`` or a malformed kind."""
+    """One injected fault: ``kind`` is ``status``, ``slow``, ``trickle``, ``finish`` or a malformed kind."""
 
     kind: str
     status: int = 500
     seconds: float = 0.0
+    retry_after: str | None = None
+    finish_reason: str = "stop"
 
 
 def echo_responder(messages: list[dict[str, Any]]) -> str:
@@ -108,8 +114,15 @@ class LoopbackLLM:
         return f"http://127.0.0.1:{self.port}/v1"
 
     # ------------------------------------------------------------------ faults and inspection
-    def fail_next(self, n: int = 1, status: int = 500) -> None:
-        self._queue(n, Fault("status", status=status))
+    def fail_next(self, n: int = 1, status: int = 500, retry_after: float | str | None = None) -> None:
+        header = None if retry_after is None else str(retry_after)
+        self._queue(n, Fault("status", status=status, retry_after=header))
+
+    def trickle_next(self, n: int = 1, interval: float = 0.2) -> None:
+        self._queue(n, Fault("trickle", seconds=interval))
+
+    def finish_next(self, n: int = 1, reason: str = "length") -> None:
+        self._queue(n, Fault("finish", finish_reason=reason))
 
     def slow_next(self, n: int = 1, seconds: float = 5.0) -> None:
         self._queue(n, Fault("slow", seconds=seconds))
@@ -152,13 +165,31 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
         pass
 
-    def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
+    def _send(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
+        trickle_s: float = 0.0,
+    ) -> None:
         try:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.end_headers()
-            self.wfile.write(body)
+            if trickle_s <= 0:
+                self.wfile.write(body)
+                return
+            self.wfile.flush()
+            for i in range(len(body)):
+                if self.owner._stopping.is_set():
+                    return
+                self.wfile.write(body[i : i + 1])
+                self.wfile.flush()
+                self.owner._sleep(trickle_s)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (timeout); nothing to do
 
@@ -182,7 +213,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         fault = self.owner._record(body)
         if fault is not None and fault.kind == "status":
-            self._json(fault.status, {"error": {"message": f"injected HTTP {fault.status}", "type": "server_error"}})
+            error = {"error": {"message": f"injected HTTP {fault.status}", "type": "server_error"}}
+            headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else None
+            self._send(fault.status, json.dumps(error).encode(), headers=headers)
             return
         if fault is not None and fault.kind == "slow":
             self.owner._sleep(fault.seconds)
@@ -191,16 +224,21 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as exc:  # a responder bug becomes a 500, as a real server would answer
             self._json(500, {"error": {"message": f"responder failed: {exc}", "type": "server_error"}})
             return
-        self._reply(body, text, fault.kind if fault is not None else None)
+        self._reply(body, text, fault)
 
-    def _reply(self, body: dict[str, Any], text: str, malformed: str | None) -> None:
+    def _reply(self, body: dict[str, Any], text: str, fault: Fault | None) -> None:
+        malformed = fault.kind if fault is not None else None
         completion = {
             "id": f"chatcmpl-loopback-{time.monotonic_ns()}",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": body.get("model", self.owner.model),
             "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"},
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": fault.finish_reason if fault is not None else "stop",
+                },
             ],
             "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
         }
@@ -213,6 +251,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif malformed == "null_content":
             completion["choices"][0]["message"]["content"] = None
             self._json(200, completion)
+        elif malformed == "trickle":
+            self._send(200, json.dumps(completion).encode(), trickle_s=fault.seconds)
         else:
             self._json(200, completion)
 

@@ -34,6 +34,7 @@ INSTANCES = [
     Instance("t/2", "t", (chunk(NAMES[5:9], "z"),), (QA("q?", ("a",)),)),
 ]
 DISTINCT_CHUNKS = len({c for inst in INSTANCES for c in inst.chunks})
+FILLER = ("t/0", 2)  # a chunk without facts: no pair survives, so it is reported failed and never cached
 
 
 def passage(messages):
@@ -96,13 +97,19 @@ def generator_calls(server):
     return [passage(body["messages"]) for body in server.requests]
 
 
+def failed_chunks(report):
+    return {(i, t) for i, t, _ in report.failed}
+
+
 def test_builds_k_verified_deduplicated_pairs_per_chunk(servers, tmp_path):
     built, report = make_builder(servers, tmp_path / "cache.jsonl").build(INSTANCES)
-    assert report.complete and report.built == DISTINCT_CHUNKS and report.cached == 0  # a repeated chunk: built once
+    assert report.built == DISTINCT_CHUNKS - 1 and report.cached == 0  # a repeated chunk: built once
+    assert failed_chunks(report) == {FILLER} and report.no_qa == 1 and not report.complete
+    assert "verifier confirmed none" in report.failed[0][2]
     for inst, new in zip(INSTANCES, built, strict=True):
         assert new.chunk_qas == expected(inst, 3)
         assert (new.id, new.chunks, new.questions) == (inst.id, inst.chunks, inst.questions)
-    assert built[0].chunk_qas[2] == ()  # a chunk without facts gets no pairs
+    assert built[0].chunk_qas[2] == ()  # a chunk without facts gets no pairs (and is not cached)
     assert sorted(generator_calls(servers[0])) == sorted({c for i in INSTANCES for c in i.chunks})
 
 
@@ -111,8 +118,9 @@ def test_a_second_build_is_answered_from_the_cache(servers, tmp_path):
     servers[0].reset()
     servers[1].reset()
     again, report = make_builder(servers, tmp_path / "cache.jsonl").build(INSTANCES)
-    assert again == first and report.built == 0 and report.cached == sum(i.num_chunks for i in INSTANCES)
-    assert servers[0].request_count == 0 and servers[1].request_count == 0
+    assert again == first and report.built == 0 and report.cached == sum(i.num_chunks for i in INSTANCES) - 1
+    assert generator_calls(servers[0]) == [INSTANCES[0].chunks[2]]  # only the chunk with no verified pair
+    assert failed_chunks(report) == {FILLER}
 
 
 def test_http_faults_timeouts_and_malformed_bodies_are_survived(servers, tmp_path):
@@ -124,7 +132,7 @@ def test_http_faults_timeouts_and_malformed_bodies_are_survived(servers, tmp_pat
     ver.malformed_next(1, "not_json")
     ver.slow_next(1, seconds=2.0)
     built, report = make_builder(servers, tmp_path / "cache.jsonl").build(INSTANCES)
-    assert report.complete
+    assert failed_chunks(report) == {FILLER}
     assert [b.chunk_qas for b in built] == [expected(i, 3) for i in INSTANCES]
 
 
@@ -140,7 +148,7 @@ def test_an_unparseable_generator_reply_is_asked_again(servers, tmp_path):
 
     servers[0].responder = chatty_then_json
     built, report = make_builder(servers, tmp_path / "cache.jsonl").build(INSTANCES)
-    assert report.complete and [b.chunk_qas for b in built] == [expected(i, 3) for i in INSTANCES]
+    assert failed_chunks(report) == {FILLER} and [b.chunk_qas for b in built] == [expected(i, 3) for i in INSTANCES]
     assert servers[0].request_count == 2 * DISTINCT_CHUNKS
 
 
@@ -155,18 +163,19 @@ def test_failed_chunks_are_reported_then_resumed_without_repeating_work(servers,
     gen.responder = broken_for_bo
     cache_path = tmp_path / "cache.jsonl"
     built, report = make_builder(servers, cache_path).build(INSTANCES)
-    failed_chunks = {(i, t) for i, t, _ in report.failed}
-    assert failed_chunks == {("t/0", 0), ("t/1", 0)} and "HTTP 500" in report.failed[0][2]
+    failed = sorted(report.failed)
+    assert failed_chunks(report) == {("t/0", 0), ("t/1", 0), FILLER} and "HTTP 500" in failed[0][2]
     assert built[0].chunk_qas[0] == () and built[0].chunk_qas[1] == expected(INSTANCES[0], 3)[1]
 
     gen.responder = generator
     gen.reset()
     resumed, report = make_builder(servers, cache_path).build(INSTANCES)
-    assert report.complete and report.built == 2
-    assert sorted(generator_calls(gen)) == sorted({INSTANCES[0].chunks[0], INSTANCES[1].chunks[0]})
+    assert failed_chunks(report) == {FILLER} and report.built == 2
+    retried = {INSTANCES[0].chunks[0], INSTANCES[1].chunks[0], INSTANCES[0].chunks[2]}
+    assert sorted(generator_calls(gen)) == sorted(retried)
     assert [b.chunk_qas for b in resumed] == [expected(i, 3) for i in INSTANCES]
     keys = [json.loads(line)["key"] for line in cache_path.read_text().splitlines()]
-    assert len(keys) == len(set(keys)) == DISTINCT_CHUNKS
+    assert len(keys) == len(set(keys)) == DISTINCT_CHUNKS - 1
 
 
 def test_an_interrupted_build_resumes_with_nothing_lost_or_duplicated(servers, tmp_path):
@@ -181,14 +190,14 @@ def test_an_interrupted_build_resumes_with_nothing_lost_or_duplicated(servers, t
     with pytest.raises(Interrupted):  # one worker: chunks not yet started when it stops are never asked
         make_builder(servers, cache_path, concurrency=1).build(INSTANCES, on_chunk_done=stop_after_first)
     stored = len(cache_path.read_text().splitlines())
-    assert 1 <= stored < DISTINCT_CHUNKS
+    assert 1 <= stored < DISTINCT_CHUNKS - 1
 
     resumed, report = make_builder(servers, cache_path).build(INSTANCES)
-    assert report.complete and report.built == DISTINCT_CHUNKS - stored
+    assert failed_chunks(report) == {FILLER} and report.built == DISTINCT_CHUNKS - 1 - stored
     assert [b.chunk_qas for b in resumed] == [expected(i, 3) for i in INSTANCES]
     assert sorted(generator_calls(servers[0])) == sorted({c for i in INSTANCES for c in i.chunks})  # each once
     keys = [json.loads(line)["key"] for line in cache_path.read_text().splitlines()]
-    assert len(keys) == len(set(keys)) == DISTINCT_CHUNKS
+    assert len(keys) == len(set(keys)) == DISTINCT_CHUNKS - 1
 
 
 def test_a_torn_cache_line_is_ignored_and_writing_continues_cleanly(tmp_path, caplog):

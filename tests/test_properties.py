@@ -106,9 +106,11 @@ def test_memory_invariants(program, id_style):
                 ever.append(res.item_id)
         elif instr[0] == "update":
             res = mem.apply(Operation(OpKind.UPDATE, content=instr[2], item_id=target), step)
-            if res.ok:
+            if res.ok and res.item_id == target:
                 assert mem.writer_step(target) == step
                 assert mem.get(target).content == instr[2]
+            elif res.ok:  # the text was held by another item: the target merged into it
+                assert target not in mem and mem.get(res.item_id).content == instr[2]
         elif instr[0] == "delete":
             res = mem.apply(Operation(OpKind.DELETE, item_id=target), step)
             if res.ok:
@@ -117,6 +119,8 @@ def test_memory_invariants(program, id_style):
             assert mem.apply(Operation(OpKind.SKIP), step).ok
         ids = [it.id for it in mem.items]
         assert len(ids) == len(set(ids))
+        contents = [it.content for it in mem.items]
+        assert len(contents) == len(set(contents))  # INSERT and UPDATE both de-duplicate
         for item in mem.items:
             assert mem.history(item.id)[-1].step == item.step
     assert len(ever) == len(set(ever))

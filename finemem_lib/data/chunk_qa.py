@@ -10,8 +10,10 @@ server; base URL, model and key from the environment with :meth:`ChatClient.from
 processed concurrently. Each finished chunk is appended to a JSONL cache (one line per chunk, keyed
 by a hash of the chunk text and the build settings) and flushed at once, so an interrupted build
 resumes where it stopped: cached chunks are never asked again, nothing is lost or duplicated. A chunk
-whose requests fail after the client's retries is reported and left out of the cache, so the next run
-tries it again.
+that ends with no verified pair (the generator wrote none, or the verifier confirmed none), or whose
+requests or replies fail after the client's retries (an empty or cut-off reply, a reply that is not a
+usable JSON list, however pathological), is reported as failed and left out of the cache, so the next
+run tries it again; one failed chunk never stops the build of the others.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import threading
@@ -28,8 +31,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from finemem_lib import safe_json
 from finemem_lib.data.instance import QA, Instance
-from finemem_lib.llm_client import ChatClient, LLMError
+from finemem_lib.llm_client import ChatClient
 from finemem_lib.metrics import normalize_answer
 from finemem_lib.progress import progress_bar
 
@@ -66,6 +70,10 @@ class ChunkQAError(RuntimeError):
     """A model reply that cannot be used (e.g. no JSON list of QA pairs)."""
 
 
+class NoVerifiedQA(ChunkQAError):
+    """A chunk for which no QA pair was generated or none survived the checks and the verifier."""
+
+
 @dataclass(frozen=True)
 class ChunkQASettings:
     """Knobs of the builder (``data.chunk_qa`` in the profile YAML).
@@ -91,11 +99,16 @@ class ChunkQASettings:
 
 @dataclass
 class BuildReport:
-    """What a build did: chunks answered from the cache, built now, and failed (with the reason)."""
+    """What a build did: chunks answered from the cache, built now, and failed (with the reason).
+
+    ``failed`` includes the ``no_qa`` chunks that ended with no verified pair (not cached either, so a
+    later build asks again).
+    """
 
     cached: int = 0
     built: int = 0
     failed: list[tuple[str, int, str]] = field(default_factory=list)  # (instance id, chunk index, error)
+    no_qa: int = 0
     generated: int = 0
     kept: int = 0
 
@@ -105,31 +118,52 @@ class BuildReport:
 
 
 # ---------------------------------------------------------------------------- parsing and checks
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _strip_thinking(text: str) -> str:
     return text.split("</think>")[-1].strip()
 
 
+def _fenced_body(text: str) -> str:
+    """The body of the first complete code fence (tag line dropped), else the text (linear time)."""
+    start = text.find("```")
+    end = text.find("```", start + 3) if start >= 0 else -1
+    if end < 0:
+        return text
+    body = text[start + 3 : end]
+    return body[4:] if body.startswith("json") else body
+
+
+def _usable_text(value: object) -> bool:
+    return isinstance(value, str) and bool(value.strip()) and _SURROGATE.search(value) is None
+
+
 def parse_qa_pairs(reply: str) -> list[tuple[str, str]]:
-    """(question, answer) pairs from a generator reply: a JSON list, possibly fenced or inside an object."""
-    text = _strip_thinking(reply)
-    fenced = re.search(r"```(?:json)?\s*(.*?)```", text, re.DOTALL)
-    if fenced:
-        text = fenced.group(1)
+    """(question, answer) pairs from a generator reply: a JSON list, possibly fenced or inside an object.
+
+    The JSON is read with :mod:`finemem_lib.safe_json`, so a pathological reply (a 5,000-digit number,
+    deep nesting) is a :class:`ChunkQAError` like any other unusable reply; a pair whose text is not
+    valid Unicode (a lone surrogate) is dropped.
+    """
+    text = _fenced_body(_strip_thinking(reply))
     start, end = text.find("["), text.rfind("]")
     if start < 0 or end <= start:
         raise ChunkQAError(f"no JSON list in generator reply: {reply[:120]!r}")
     try:
-        items = json.loads(text[start : end + 1])
-    except json.JSONDecodeError as exc:
-        raise ChunkQAError(f"generator reply is not valid JSON ({exc.msg}): {reply[:120]!r}") from None
+        items = safe_json.loads(text[start : end + 1])
+    except safe_json.JSONScanError as exc:
+        raise ChunkQAError(f"generator reply is not valid JSON ({exc}): {reply[:120]!r}") from None
+    if not isinstance(items, list):
+        raise ChunkQAError(f"no JSON list in generator reply: {reply[:120]!r}")
     pairs = []
     for item in items:
         if not isinstance(item, dict):
             continue
         question, answer = item.get("question"), item.get("answer")
-        if isinstance(answer, int | float) and not isinstance(answer, bool):
+        if isinstance(answer, int | float) and not isinstance(answer, bool) and math.isfinite(answer):
             answer = str(answer)
-        if isinstance(question, str) and isinstance(answer, str) and question.strip() and answer.strip():
+        if _usable_text(question) and _usable_text(answer):
             pairs.append((question.strip(), answer.strip()))
     if items and not pairs:
         raise ChunkQAError(f"generator reply has no {{question, answer}} objects: {reply[:120]!r}")
@@ -175,8 +209,8 @@ def verifier_agrees(reply: str, answer: str) -> bool:
 class ChunkQACache:
     """Append-only JSONL cache of finished chunks, safe across threads and interruptions.
 
-    A torn last line (an interrupted write) is ignored when loading; a key seen twice keeps its
-    first entry, so the loaded cache never duplicates a chunk.
+    A torn last line (an interrupted write, even one cut inside a multi-byte character) is ignored
+    when loading; a key seen twice keeps its first entry, so the loaded cache never duplicates a chunk.
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -188,11 +222,13 @@ class ChunkQACache:
             self._load()
 
     def _load(self) -> None:
-        for n, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), start=1):
+        for n, raw in enumerate(self.path.read_bytes().splitlines(), start=1):
             try:
-                record = json.loads(line)
+                record = safe_json.loads(raw.decode("utf-8"))
                 key, qas = record["key"], [(q, a) for q, a in record["qas"]]
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+                if not isinstance(key, str) or not all(_usable_text(q) and _usable_text(a) for q, a in qas):
+                    raise ValueError("not a cache entry")
+            except (UnicodeDecodeError, KeyError, TypeError, ValueError):  # JSONScanError is a ValueError
                 log.warning("%s line %d: unreadable entry ignored (an interrupted write?)", self.path, n)
                 continue
             self.entries.setdefault(key, qas)
@@ -270,9 +306,17 @@ class ChunkQABuilder:
         raise ChunkQAError(f"after {s.parse_retries + 1} tries: {error}")
 
     def build_chunk(self, chunk: str) -> tuple[list[tuple[str, str]], int]:
-        """Verified QA pairs for one chunk (not cached) and the number of generated candidates."""
+        """Verified QA pairs for one chunk (not cached) and the number of generated candidates.
+
+        Raises :class:`NoVerifiedQA` when none is left, :class:`ChunkQAError` or
+        :class:`~finemem_lib.llm_client.LLMError` when a reply cannot be used.
+        """
         generated = self._generate(chunk)
+        if not generated:
+            raise NoVerifiedQA("the generator returned no QA pairs")
         candidates = usable_pairs(generated, self.settings.max_answer_words)
+        if not candidates:
+            raise NoVerifiedQA(f"none of the {len(generated)} generated pairs passed the checks")
         batch = [
             [
                 {
@@ -286,6 +330,10 @@ class ChunkQABuilder:
         verified = [
             pair for pair, reply in zip(candidates, replies, strict=True) if verifier_agrees(str(reply), pair[1])
         ]
+        if not verified:
+            raise NoVerifiedQA(
+                f"the verifier confirmed none of {len(candidates)} usable pairs ({len(generated)} generated)"
+            )
         return distinct_questions(verified)[: self.settings.k], len(generated)
 
     def build(
@@ -293,7 +341,8 @@ class ChunkQABuilder:
     ) -> tuple[list[Instance], BuildReport]:
         """Instances with ``chunk_qas`` filled from the cache or built now, and a :class:`BuildReport`.
 
-        Failed chunks get no QAs (see ``report.failed``); run again to retry them.
+        Failed chunks, including those left with no verified pair, get no QAs and are not cached
+        (see ``report.failed`` and ``report.no_qa``); run again to retry them.
         ``on_chunk_done(done, total)`` is called after each chunk built now (e.g. for a progress bar).
         """
         report = BuildReport()
@@ -341,9 +390,11 @@ class ChunkQABuilder:
                     bar.update(1)
                     try:
                         qas, generated = future.result()
-                    except (LLMError, ChunkQAError) as exc:
-                        report.failed.append((instance_id, t, str(exc)))
-                        log.warning("chunk QA failed for %s chunk %d: %s", instance_id, t, exc)
+                    except Exception as exc:  # one chunk's failure, whatever it is, never ends the build
+                        reason = str(exc) if isinstance(exc, ChunkQAError) else f"{type(exc).__name__}: {exc}"
+                        report.failed.append((instance_id, t, reason))
+                        report.no_qa += isinstance(exc, NoVerifiedQA)
+                        log.warning("chunk QA failed for %s chunk %d: %s", instance_id, t, reason)
                         continue
                     report.built += 1
                     report.generated += generated

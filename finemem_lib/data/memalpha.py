@@ -7,24 +7,34 @@ Columns: ``instance_id`` (int), ``prompt`` (str), ``chunks`` (JSON string: list 
 
 Mapping to :class:`Instance`: ``id = "<data_source>/<instance_id>"``, ``source = data_source``,
 ``metadata`` is the parsed JSON with the ``prompt`` column under ``"prompt"`` (when non-empty). An
-``answer`` may be a string, a number or a list of strings (acceptable answers). Every row is checked;
-an error names the file, row and column.
+``answer`` may be a string, a finite number or a list of strings (acceptable answers).
+
+Every row is checked, and an error names the file, the row index, the instance id and the column:
+text that is not valid UTF-8, JSON that is invalid, nested deeper than 64 levels or holds a number
+longer than 100 characters (read by :mod:`finemem_lib.safe_json`), a count (``num_chunks``,
+``num_questions``) that is NaN or disagrees with the row, a blank chunk, a row with no question
+(it would score 0.0 and still be averaged in), a NaN or infinite answer (it would become the gold
+``"nan"``), an instance id seen before in the same load. With ``on_error="skip"`` such rows are
+left out and listed, with their reasons, in the returned list's ``skipped``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import numbers
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from finemem_lib import safe_json
 from finemem_lib.data.instance import QA, Instance
 
 log = logging.getLogger(__name__)
@@ -46,10 +56,91 @@ SCHEMA = pa.schema(
     ]
 )
 _ID = re.compile(r"^(?P<source>.+)/(?P<number>\d+)$")
+CELL_MAX_DEPTH = 64
+CELL_MAX_NUMBER_CHARS = 100
 
 
 class DataSchemaError(ValueError):
-    """A dataset row that does not fit the expected schema (the message names row and column)."""
+    """A dataset row that does not fit the expected schema (the message names file, row, instance and column).
+
+    ``column`` is the column at fault when known.
+    """
+
+    def __init__(self, message: str, column: str | None = None) -> None:
+        super().__init__(message)
+        self.column = column
+
+
+@dataclass(frozen=True)
+class SkippedRow:
+    """A row left out by ``on_error="skip"``: where it is, which instance and column, and why."""
+
+    file: str
+    row: int
+    instance_id: str | None
+    column: str | None
+    reason: str
+
+
+class LoadedInstances(list):
+    """The instances of a load (a plain list) and, in ``skipped``, the rows left out by ``on_error="skip"``."""
+
+    def __init__(self, instances: Iterable[Instance] = (), skipped: Iterable[SkippedRow] = ()) -> None:
+        super().__init__(instances)
+        self.skipped: list[SkippedRow] = list(skipped)
+
+
+@dataclass(frozen=True)
+class InvalidText:
+    """A parquet cell whose bytes are not valid UTF-8 (kept so that the row, not the file, is refused)."""
+
+    error: str
+
+
+def table_rows(table: pa.Table) -> list[dict[str, Any]]:
+    """A table's rows as dicts; a cell that is not valid UTF-8 becomes :class:`InvalidText`."""
+    try:
+        return table.to_pylist()
+    except UnicodeDecodeError:
+        pass
+    rows = []
+    for i in range(table.num_rows):
+        row: dict[str, Any] = {}
+        for name in table.column_names:
+            try:
+                row[name] = table.column(name).slice(i, 1).to_pylist()[0]
+            except UnicodeDecodeError as exc:
+                row[name] = InvalidText(f"byte {exc.object[exc.start]:#04x} at offset {exc.start}: {exc.reason}")
+        rows.append(row)
+    return rows
+
+
+def read_parquet_rows(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of one parquet file; a file that is not readable parquet (e.g. truncated) is a
+    :class:`DataSchemaError` naming it."""
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise DataSchemaError(
+            f"{path}: not a readable parquet file, perhaps truncated ({type(exc).__name__}: {str(exc)[:200]})"
+        ) from None
+    return table_rows(table)
+
+
+def invalid_text_error(row: Mapping[str, Any], where: str) -> DataSchemaError | None:
+    """An error naming the first cell of ``row`` that is not valid UTF-8, or None."""
+    for column, value in row.items():
+        if isinstance(value, InvalidText):
+            return DataSchemaError(f"{where} column {column!r}: not valid UTF-8 text ({value.error})", column)
+    return None
+
+
+def row_instance_id(row: Mapping[str, Any]) -> str | None:
+    """``"<data_source>/<instance_id>"`` of a row when both are plain values, else None (for messages)."""
+    source, number = row.get("data_source"), row.get("instance_id")
+    if isinstance(source, str) and isinstance(number, str | int) and not isinstance(number, bool):
+        return f"{source}/{number}"[:200]
+    return None
 
 
 class DataNotAvailableError(FileNotFoundError):
@@ -59,44 +150,54 @@ class DataNotAvailableError(FileNotFoundError):
 # ---------------------------------------------------------------------------- row -> Instance
 def _json_column(row: Mapping[str, Any], column: str, where: str) -> Any:
     value = row.get(column)
+    if isinstance(value, bytes):  # a binary column holding JSON text
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataSchemaError(f"{where} column {column!r}: not valid UTF-8 text ({exc})", column) from None
     if isinstance(value, str):
         try:
-            return json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise DataSchemaError(f"{where} column {column!r}: not valid JSON ({exc.msg} at char {exc.pos})") from None
+            return safe_json.loads(value, max_depth=CELL_MAX_DEPTH, max_number_chars=CELL_MAX_NUMBER_CHARS)
+        except safe_json.JSONScanError as exc:
+            raise DataSchemaError(f"{where} column {column!r}: not valid JSON ({exc})", column) from None
     if hasattr(value, "tolist"):  # numpy arrays from pandas / datasets
         return value.tolist()
     return value
 
 
-def _answers(value: Any, where: str) -> tuple[str, ...]:
+def _answers(value: Any, where: str, column: str | None = None) -> tuple[str, ...]:
     items = value if isinstance(value, list | tuple) else [value]
     answers = []
     for item in items:
         if isinstance(item, bool) or not isinstance(item, str | int | float):
-            raise DataSchemaError(f"{where}: answer must be a string, a number or a list of strings, got {item!r}")
+            raise DataSchemaError(
+                f"{where}: answer must be a string, a number or a list of strings, got {item!r:.120}", column
+            )
+        if isinstance(item, float) and not math.isfinite(item):
+            raise DataSchemaError(f"{where}: answer is {item!r}, not a usable gold answer", column)
         text = str(item).strip() if isinstance(item, str) else str(item)
         if not text:
-            raise DataSchemaError(f"{where}: empty answer")
+            raise DataSchemaError(f"{where}: empty answer", column)
         answers.append(text if not isinstance(item, str) else item)
     if not answers:
-        raise DataSchemaError(f"{where}: no answer")
+        raise DataSchemaError(f"{where}: no answer", column)
     return tuple(answers)
 
 
-def parse_qa_list(value: Any, where: str) -> tuple[QA, ...]:
-    """A list of ``{"question", "answer"}`` dicts as :class:`QA` tuples (errors name ``where`` and the index)."""
+def parse_qa_list(value: Any, where: str, column: str | None = None) -> tuple[QA, ...]:
+    """A list of ``{"question", "answer"}`` dicts as :class:`QA` tuples (errors name ``where`` and the index;
+    ``column`` is recorded on the error)."""
     if not isinstance(value, list):
-        raise DataSchemaError(f"{where}: expected a list of {{question, answer}}, got {type(value).__name__}")
+        raise DataSchemaError(f"{where}: expected a list of {{question, answer}}, got {type(value).__name__}", column)
     qas = []
     for i, item in enumerate(value):
         here = f"{where} item {i}"
         if not isinstance(item, Mapping) or "question" not in item or "answer" not in item:
-            raise DataSchemaError(f"{here}: expected an object with 'question' and 'answer', got {item!r:.120}")
+            raise DataSchemaError(f"{here}: expected an object with 'question' and 'answer', got {item!r:.120}", column)
         question = item["question"]
         if not isinstance(question, str) or not question.strip():
-            raise DataSchemaError(f"{here}: 'question' must be a non-empty string")
-        qas.append(QA(question, _answers(item["answer"], here)))
+            raise DataSchemaError(f"{here}: 'question' must be a non-empty string", column)
+        qas.append(QA(question, _answers(item["answer"], here, column)))
     return tuple(qas)
 
 
@@ -104,32 +205,48 @@ def _count(row: Mapping[str, Any], column: str, expected: int, where: str) -> No
     value = row.get(column)
     if value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or int(value) != expected:
-        raise DataSchemaError(f"{where} column {column!r}: says {value!r} but the row has {expected}")
+    finite = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(value, numbers.Real) and not isinstance(value, bool) and not finite:
+        raise DataSchemaError(f"{where} column {column!r}: is {value!r}, not a count (the row has {expected})", column)
+    if not finite or value != expected:
+        raise DataSchemaError(f"{where} column {column!r}: says {value!r:.60} but the row has {expected}", column)
 
 
 def instance_from_row(row: Mapping[str, Any], where: str = "row") -> Instance:
     """One Memalpha-schema row as an :class:`Instance`; raises :class:`DataSchemaError` naming the column."""
     missing = [c for c in REQUIRED_COLUMNS if c not in row]
     if missing:
-        raise DataSchemaError(f"{where}: missing column(s) {missing}; have {sorted(row)}")
+        raise DataSchemaError(f"{where}: missing column(s) {missing}; have {sorted(row)}", missing[0])
+    invalid = invalid_text_error(row, where)
+    if invalid is not None:
+        raise invalid
     source = row["data_source"]
     if not isinstance(source, str) or not source.strip():
-        raise DataSchemaError(f"{where} column 'data_source': must be a non-empty string, got {source!r}")
+        raise DataSchemaError(
+            f"{where} column 'data_source': must be a non-empty string, got {source!r:.60}", "data_source"
+        )
     instance_id = row["instance_id"]
     if (
         isinstance(instance_id, bool)
         or not isinstance(instance_id, numbers.Integral | str)
         or not str(instance_id).strip()
     ):
-        raise DataSchemaError(f"{where} column 'instance_id': must be an integer or string, got {instance_id!r}")
+        raise DataSchemaError(
+            f"{where} column 'instance_id': must be an integer or string, got {instance_id!r:.60}", "instance_id"
+        )
 
     chunks = _json_column(row, "chunks", where)
     if not isinstance(chunks, list) or not chunks or not all(isinstance(c, str) for c in chunks):
-        raise DataSchemaError(f"{where} column 'chunks': must be a non-empty JSON list of strings")
-    questions = parse_qa_list(
-        _json_column(row, "questions_and_answers", where), f"{where} column 'questions_and_answers'"
-    )
+        raise DataSchemaError(f"{where} column 'chunks': must be a non-empty JSON list of strings", "chunks")
+    blank = [t for t, c in enumerate(chunks) if not c.strip()]
+    if blank:
+        raise DataSchemaError(f"{where} column 'chunks': chunk(s) {blank[:10]} are blank", "chunks")
+    column = "questions_and_answers"
+    questions = parse_qa_list(_json_column(row, column, where), f"{where} column {column!r}", column)
+    if not questions:
+        raise DataSchemaError(
+            f"{where} column {column!r}: no questions (the instance would score 0.0 and be averaged in)", column
+        )
     _count(row, "num_chunks", len(chunks), where)
     _count(row, "num_questions", len(questions), where)
 
@@ -137,43 +254,71 @@ def instance_from_row(row: Mapping[str, Any], where: str = "row") -> Instance:
     if row.get("chunk_qas") is not None:
         raw = _json_column(row, "chunk_qas", where)
         if not isinstance(raw, list) or len(raw) != len(chunks):
-            raise DataSchemaError(f"{where} column 'chunk_qas': must be a JSON list with one entry per chunk")
-        chunk_qas = tuple(parse_qa_list(qas, f"{where} column 'chunk_qas' chunk {t}") for t, qas in enumerate(raw))
+            raise DataSchemaError(
+                f"{where} column 'chunk_qas': must be a JSON list with one entry per chunk", "chunk_qas"
+            )
+        chunk_qas = tuple(
+            parse_qa_list(qas, f"{where} column 'chunk_qas' chunk {t}", "chunk_qas") for t, qas in enumerate(raw)
+        )
 
     metadata = _json_column(row, "metadata", where) if row.get("metadata") not in (None, "") else {}
     if not isinstance(metadata, dict):
-        raise DataSchemaError(f"{where} column 'metadata': must be a JSON object, got {type(metadata).__name__}")
+        raise DataSchemaError(
+            f"{where} column 'metadata': must be a JSON object, got {type(metadata).__name__}", "metadata"
+        )
     prompt = row.get("prompt")
     if prompt is not None and not isinstance(prompt, str):
-        raise DataSchemaError(f"{where} column 'prompt': must be a string, got {type(prompt).__name__}")
+        raise DataSchemaError(f"{where} column 'prompt': must be a string, got {type(prompt).__name__}", "prompt")
     if prompt:
         metadata = {"prompt": prompt, **metadata}
     return Instance(f"{source}/{instance_id}", source, tuple(chunks), questions, chunk_qas, metadata)
 
 
-def instances_from_rows(
-    rows: Iterable[Mapping[str, Any]], where: str, on_error: str = "raise", sources: Sequence[str] | None = None
-) -> list[Instance]:
-    """Rows as instances. ``on_error="skip"`` logs and drops a bad row instead of raising.
-
-    ``sources`` keeps only rows whose ``data_source`` is listed.
-    """
+def _check_on_error(on_error: str) -> None:
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-    instances, skipped = [], 0
+
+
+def instances_from_rows(
+    rows: Iterable[Mapping[str, Any]],
+    where: str,
+    on_error: str = "raise",
+    sources: Sequence[str] | None = None,
+    seen: dict[str, str] | None = None,
+) -> LoadedInstances:
+    """Rows as instances. ``on_error="skip"`` drops a bad row instead of raising, logs it and lists it in
+    the result's ``skipped`` (file, row, instance id, column, reason).
+
+    ``sources`` keeps only rows whose ``data_source`` is listed. ``seen`` maps instance ids already
+    loaded (e.g. from another file of the split) to where they were, so a duplicate id is refused.
+    """
+    _check_on_error(on_error)
+    seen = {} if seen is None else seen
+    result = LoadedInstances()
     for i, row in enumerate(rows):
         if sources is not None and row.get("data_source") not in sources:
             continue
+        ident = row_instance_id(row)
+        here = f"{where} row {i}" + (f" (instance {ident})" if ident else "")
         try:
-            instances.append(instance_from_row(row, f"{where} row {i}"))
+            instance = instance_from_row(row, here)
+            if instance.id in seen:
+                first = seen[instance.id]
+                raise DataSchemaError(
+                    f"{here} column 'instance_id': duplicate instance id {instance.id!r} (first at {first})",
+                    "instance_id",
+                )
         except DataSchemaError as exc:
             if on_error == "raise":
                 raise
-            skipped += 1
+            result.skipped.append(SkippedRow(where, i, ident, exc.column, str(exc)))
             log.warning("skipping bad row: %s", exc)
-    if skipped:
-        log.warning("%s: skipped %d bad row(s)", where, skipped)
-    return instances
+            continue
+        seen[instance.id] = f"{where} row {i}"
+        result.append(instance)
+    if result.skipped:
+        log.warning("%s: skipped %d bad row(s)", where, len(result.skipped))
+    return result
 
 
 # ---------------------------------------------------------------------------- Instance -> parquet
@@ -215,17 +360,22 @@ def write_memalpha_parquet(instances: Sequence[Instance], path: str | Path) -> P
 
 # ---------------------------------------------------------------------------- loading
 def read_memalpha_parquet(
-    path: str | Path, on_error: str = "raise", sources: Sequence[str] | None = None
-) -> list[Instance]:
-    """Instances from one Memalpha-schema parquet file."""
+    path: str | Path,
+    on_error: str = "raise",
+    sources: Sequence[str] | None = None,
+    seen: dict[str, str] | None = None,
+) -> LoadedInstances:
+    """Instances from one Memalpha-schema parquet file (see :func:`instances_from_rows`).
+
+    A file that is not readable parquet (missing footer, truncated) raises :class:`DataSchemaError`
+    naming the file, with either ``on_error``: no row of it can be read.
+    """
+    _check_on_error(on_error)
     path = Path(path)
     if not path.is_file():
         raise DataNotAvailableError(f"no parquet file at {path}")
-    try:
-        rows = pq.read_table(path).to_pylist()
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise DataSchemaError(f"{path}: not a readable parquet file ({exc})") from None
-    return instances_from_rows(rows, str(path), on_error=on_error, sources=sources)
+    rows = read_parquet_rows(path)
+    return instances_from_rows(rows, str(path), on_error=on_error, sources=sources, seen=seen)
 
 
 def find_split_files(data_dir: str | Path, split: str) -> list[Path]:
@@ -278,12 +428,13 @@ def load_memalpha(
     repo_id: str = MEMALPHA_REPO,
     sources: Sequence[str] | None = None,
     on_error: str = "raise",
-) -> list[Instance]:
+) -> LoadedInstances:
     """Memalpha ``split`` (train/test) from local parquet (``data_dir``: a folder or a file) or the Hub.
 
     Without ``data_dir`` the Hub dataset is read through ``datasets`` (cached after the first
     download). ``sources`` keeps only those ``data_source`` values.
     """
+    _check_on_error(on_error)
     if data_dir is not None:
         files = find_split_files(data_dir, split)
         if not files:
@@ -292,12 +443,17 @@ def load_memalpha(
                 f"data/{split}-*.parquet); download with `hf download {repo_id} --repo-type dataset "
                 f"--local-dir {data_dir}`"
             )
-        return [inst for f in files for inst in read_memalpha_parquet(f, on_error=on_error, sources=sources)]
+        result, seen = LoadedInstances(), {}
+        for f in files:
+            part = read_memalpha_parquet(f, on_error=on_error, sources=sources, seen=seen)
+            result.extend(part)
+            result.skipped.extend(part.skipped)
+        return result
     return instances_from_rows(hub_rows(repo_id, split), f"{repo_id}[{split}]", on_error=on_error, sources=sources)
 
 
 def load_memalpha_mab(
     split: str, data_dir: str | Path | None = None, sources: Sequence[str] | None = None, on_error: str = "raise"
-) -> list[Instance]:
+) -> LoadedInstances:
     """The processed MemoryAgentBench copy ``YuWangX/Memalpha-Memoryagentbench`` (Memalpha schema, pre-chunked)."""
     return load_memalpha(split, data_dir=data_dir, repo_id=MEMALPHA_MAB_REPO, sources=sources, on_error=on_error)

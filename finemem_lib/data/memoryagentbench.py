@@ -7,6 +7,12 @@ does). Conflict_Resolution, which Mem-alpha and Fine-Mem skip, is supported too.
 
 Instance: ``id = "<source>/<row>"``, ``source = metadata.source``, ``metadata`` = the row's metadata
 plus ``split`` and ``chunk_size``.
+
+Every row is checked and an error names the file, the row index, the instance id and the column: text
+that is not valid UTF-8, a blank context, no question (the instance would score 0.0 and still be
+averaged in), a question with no usable answer, a NaN or infinite answer (it would become the gold
+``"nan"``); a file that is not readable parquet (e.g. truncated) is an error naming the file. With
+``on_error="skip"`` bad rows are left out and listed, with their reasons, in the result's ``skipped``.
 """
 
 from __future__ import annotations
@@ -14,15 +20,23 @@ from __future__ import annotations
 import fnmatch
 import json
 import logging
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
-
 from finemem_lib.data.chunking import chunk_text, default_chunk_size
 from finemem_lib.data.instance import QA, Instance
-from finemem_lib.data.memalpha import DataNotAvailableError, DataSchemaError, find_split_files, hub_rows
+from finemem_lib.data.memalpha import (
+    DataNotAvailableError,
+    DataSchemaError,
+    LoadedInstances,
+    SkippedRow,
+    find_split_files,
+    hub_rows,
+    invalid_text_error,
+    read_parquet_rows,
+)
 from finemem_lib.tokens import TokenCounter
 
 log = logging.getLogger(__name__)
@@ -47,37 +61,53 @@ def _plain(value: Any) -> Any:
 def _qas(questions: Any, answers: Any, where: str) -> tuple[QA, ...]:
     questions, answers = _plain(questions), _plain(answers)
     if not isinstance(questions, list) or not all(isinstance(q, str) and q.strip() for q in questions):
-        raise DataSchemaError(f"{where} column 'questions': must be a list of non-empty strings")
+        raise DataSchemaError(f"{where} column 'questions': must be a list of non-empty strings", "questions")
+    if not questions:
+        raise DataSchemaError(
+            f"{where} column 'questions': no questions (the instance would score 0.0 and be averaged in)", "questions"
+        )
     if not isinstance(answers, list) or len(answers) != len(questions):
         got = len(answers) if isinstance(answers, list) else type(answers).__name__
-        raise DataSchemaError(f"{where} column 'answers': expected {len(questions)} answer lists, got {got}")
+        raise DataSchemaError(f"{where} column 'answers': expected {len(questions)} answer lists, got {got}", "answers")
     qas = []
     for j, (question, gold) in enumerate(zip(questions, answers, strict=True)):
         golds = gold if isinstance(gold, list) else [gold]
-        golds = [str(g) for g in golds if isinstance(g, str | int | float) and not isinstance(g, bool) and str(g)]
+        if any(isinstance(g, float) and not math.isfinite(g) for g in golds):
+            raise DataSchemaError(f"{where} column 'answers' item {j}: a NaN or infinite answer", "answers")
+        golds = [
+            str(g) for g in golds if isinstance(g, str | int | float) and not isinstance(g, bool) and str(g).strip()
+        ]
         if not golds:
-            raise DataSchemaError(f"{where} column 'answers' item {j}: no acceptable answer")
+            raise DataSchemaError(f"{where} column 'answers' item {j}: no acceptable answer", "answers")
         qas.append(QA(question, tuple(golds)))
     return tuple(qas)
 
 
 def mab_instance(
-    row: Mapping[str, Any], split: str, index: int, chunk_size: int, count_tokens: TokenCounter | None = None
+    row: Mapping[str, Any],
+    split: str,
+    index: int,
+    chunk_size: int,
+    count_tokens: TokenCounter | None = None,
+    where: str | None = None,
 ) -> Instance:
-    """One MemoryAgentBench row as a chunked :class:`Instance`."""
-    where = f"MemoryAgentBench[{split}] row {index}"
+    """One MemoryAgentBench row as a chunked :class:`Instance` (errors name ``where``, default the split and row)."""
+    where = where or f"MemoryAgentBench[{split}] row {index}"
     missing = [c for c in ("context", "questions", "answers", "metadata") if c not in row]
     if missing:
-        raise DataSchemaError(f"{where}: missing column(s) {missing}; have {sorted(row)}")
+        raise DataSchemaError(f"{where}: missing column(s) {missing}; have {sorted(row)}", missing[0])
+    invalid = invalid_text_error(row, where)
+    if invalid is not None:
+        raise invalid
     metadata = _plain(row["metadata"])
     if not isinstance(metadata, dict) or not isinstance(metadata.get("source"), str) or not metadata["source"]:
-        raise DataSchemaError(f"{where} column 'metadata': must be a struct with a non-empty 'source'")
+        raise DataSchemaError(f"{where} column 'metadata': must be a struct with a non-empty 'source'", "metadata")
     context = row["context"]
     if not isinstance(context, str):
-        raise DataSchemaError(f"{where} column 'context': must be a string, got {type(context).__name__}")
+        raise DataSchemaError(f"{where} column 'context': must be a string, got {type(context).__name__}", "context")
     chunks = chunk_text(context, chunk_size, count_tokens)
-    if not chunks:
-        raise DataSchemaError(f"{where} column 'context': empty, so there is nothing to memorise")
+    if not chunks or not all(c.strip() for c in chunks):
+        raise DataSchemaError(f"{where} column 'context': empty or blank, so there is nothing to memorise", "context")
     source = metadata["source"]
     return Instance(
         id=f"{source}/{index}",
@@ -92,7 +122,9 @@ def _matches(source: Any, patterns: Sequence[str] | None) -> bool:
     return patterns is None or any(fnmatch.fnmatchcase(str(source), p) for p in patterns)
 
 
-def _local_rows(data_dir: str | Path, split: str) -> Iterable[dict[str, Any]]:
+def _local_rows(data_dir: str | Path, split: str) -> Iterable[tuple[str, int, dict[str, Any]]]:
+    """(file, row index in the file, row) of a local split; a file that is not readable parquet is a
+    :class:`DataSchemaError`."""
     files = find_split_files(data_dir, split)
     if not files:
         raise DataNotAvailableError(
@@ -101,7 +133,8 @@ def _local_rows(data_dir: str | Path, split: str) -> Iterable[dict[str, Any]]:
             f"--local-dir {data_dir}`"
         )
     for path in files:
-        yield from pq.read_table(path).to_pylist()
+        for i, row in enumerate(read_parquet_rows(path)):
+            yield str(path), i, row
 
 
 def load_memoryagentbench(
@@ -125,34 +158,48 @@ def load_memoryagentbench(
         chunk_size: tokens per chunk; None uses :func:`default_chunk_size` (2048, 1024 for TTL).
         count_tokens: token counter; None uses the regex fallback.
         max_instances: stop after this many kept rows.
-        on_error: ``"raise"`` or ``"skip"`` (log and drop a bad row).
+        on_error: ``"raise"`` or ``"skip"`` (drop a bad row, log it and list it in the result's ``skipped``).
         exclude: drop rows whose source matches one of these names or patterns (applied after ``sources``).
+
+    Returns:
+        The instances, as a :class:`~finemem_lib.data.memalpha.LoadedInstances` list whose ``skipped``
+        names each row left out (file, row index, instance id, column, reason).
     """
     if split not in MAB_SPLITS:
         raise ValueError(f"unknown MemoryAgentBench split {split!r}; splits: {', '.join(MAB_SPLITS)}")
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     size = chunk_size or default_chunk_size(split)
-    rows = (
+    rows: Iterable[tuple[str, int, Any]] = (
         _local_rows(data_dir, split)
         if data_dir is not None
-        else hub_rows(MAB_REPO, split, profile_key="data.memoryagentbench.local_dir")
+        else (
+            (f"{MAB_REPO} on the Hub", i, row)
+            for i, row in enumerate(hub_rows(MAB_REPO, split, profile_key="data.memoryagentbench.local_dir"))
+        )
     )
-    instances: list[Instance] = []
-    for index, row in enumerate(rows):
+    result = LoadedInstances()
+    for index, (file, file_row, row) in enumerate(rows):
         metadata = _plain(row.get("metadata")) if isinstance(row, Mapping) else None
         source = metadata.get("source") if isinstance(metadata, dict) else None
         if source is not None and (not _matches(source, sources) or (exclude and _matches(source, exclude))):
             continue  # rows without a source are not filtered out: mab_instance reports them
+        ident = f"{source}/{index}" if isinstance(source, str) and source else None
+        where = f"MemoryAgentBench[{split}] row {index} ({file} row {file_row})" + (
+            f" (instance {ident})" if ident else ""
+        )
         try:
-            instances.append(mab_instance(row, split, index, size, count_tokens))
+            result.append(mab_instance(row, split, index, size, count_tokens, where=where))
         except DataSchemaError as exc:
             if on_error == "raise":
                 raise
+            result.skipped.append(SkippedRow(file, file_row, ident, exc.column, str(exc)))
             log.warning("skipping bad row: %s", exc)
-        if max_instances is not None and len(instances) >= max_instances:
+        if max_instances is not None and len(result) >= max_instances:
             break
-    return instances
+    if result.skipped:
+        log.warning("MemoryAgentBench[%s]: skipped %d bad row(s)", split, len(result.skipped))
+    return result
 
 
 def mab_row(

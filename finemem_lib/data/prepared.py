@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -95,10 +96,15 @@ def load_prepared(data_dir: str | Path, split: str = "train") -> list[Instance]:
 
 # ---------------------------------------------------------------------------- per profile
 def _hub_data(data_cfg: Mapping[str, Any], count_tokens: TokenCounter) -> dict[str, list[Instance]]:
+    """The hub profile's splits; ``data.on_error: skip`` leaves bad rows out (listed in each split's ``skipped``)."""
+    on_error = data_cfg.get("on_error", "raise")
     memalpha = data_cfg.get("memalpha", {})
     splits = {
         split: load_memalpha(
-            split, data_dir=memalpha.get("local_dir"), repo_id=memalpha.get("repo", "YuWangX/Memalpha")
+            split,
+            data_dir=memalpha.get("local_dir"),
+            repo_id=memalpha.get("repo", "YuWangX/Memalpha"),
+            on_error=on_error,
         )
         for split in ("train", "test")
     }
@@ -112,8 +118,18 @@ def _hub_data(data_cfg: Mapping[str, Any], count_tokens: TokenCounter) -> dict[s
             count_tokens=count_tokens,
             max_instances=mab.get("max_instances"),
             exclude=mab.get("exclude_sources"),
+            on_error=on_error,
         )
     return splits
+
+
+def skipped_rows(splits: Mapping[str, Sequence[Instance]]) -> dict[str, list[dict[str, Any]]]:
+    """The rows each split's loader left out (``on_error="skip"``), for the manifest; splits without any omitted."""
+    return {
+        split: [asdict(row) for row in getattr(instances, "skipped", [])]
+        for split, instances in splits.items()
+        if getattr(instances, "skipped", None)
+    }
 
 
 def add_chunk_qas(
@@ -133,13 +149,15 @@ def add_chunk_qas(
             verifier_prefix=qa_cfg.get("verifier_env", "CHUNKQA_VERIFIER"),
             timeout_s=qa_cfg.get("timeout_s", 60.0),
             max_retries=qa_cfg.get("max_retries", 3),
+            deadline_s=qa_cfg.get("deadline_s"),
+            max_wait_s=qa_cfg.get("max_wait_s", 120.0),
         )
     except LLMError as exc:
         return list(instances), f"chunk QAs not built: {exc}"
     built, report = builder.build(instances)
     status = f"chunk QAs: {report.cached} chunks cached, {report.built} built, {len(report.failed)} failed"
     if report.failed:
-        status += " (run again to retry the failed chunks)"
+        status += f" ({report.no_qa} of them with no verified QA pair; run again to retry the failed chunks)"
     return built, status
 
 
@@ -155,6 +173,10 @@ def prepare_profile_data(cfg: Mapping[str, Any], data_dir: str | Path) -> tuple[
     elif kind == "hub":
         count_tokens = make_token_counter(data_cfg.get("tokenizer"))
         splits = _hub_data(data_cfg, count_tokens)
+        skipped = skipped_rows(splits)
+        if skipped:
+            info["skipped_rows"] = skipped
+            log.warning("skipped bad rows: %s", {split: len(rows) for split, rows in skipped.items()})
         splits["train"], info["chunk_qa_status"] = add_chunk_qas(
             splits["train"], data_cfg.get("chunk_qa", {}), Path(data_dir) / "chunk_qa_cache.jsonl"
         )
