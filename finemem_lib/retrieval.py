@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -52,45 +51,47 @@ class OkapiScorer:
 
     def __init__(self, corpus: Sequence[Sequence[str]], k1: float = 1.5, b: float = 0.75, epsilon: float = 0.25):
         self.k1, self.b, self.epsilon = k1, b, epsilon
-        self.n_docs = len(corpus)
-        postings: dict[str, tuple[list[int], list[int]]] = {}
-        total = 0
-        for d, doc in enumerate(corpus):
-            total += len(doc)
-            for word, tf in Counter(doc).items():  # first-occurrence order, as rank_bm25 builds its dicts
-                docs, tfs = postings.setdefault(word, ([], []))
-                docs.append(d)
-                tfs.append(tf)
-        self._postings = {
-            w: (np.asarray(d, dtype=np.int64), np.asarray(t, dtype=np.float64)) for w, (d, t) in postings.items()
-        }
+        self.n_docs = n = len(corpus)
+        # term ids in first-occurrence order over the corpus: the order of rank_bm25's document-frequency dict
+        self.vocab: dict[str, int] = {}
+        term_ids = np.fromiter(
+            (self.vocab.setdefault(w, len(self.vocab)) for doc in corpus for w in doc), dtype=np.int64
+        )
+        doc_len = np.fromiter((len(doc) for doc in corpus), dtype=np.int64, count=n)
         self.idf: dict[str, float] = {}
-        if self.n_docs and postings:
-            avgdl = total / self.n_docs
-            doc_len = np.asarray([len(doc) for doc in corpus], dtype=np.float64)
-            self._norm = self.k1 * (1 - self.b + self.b * doc_len / avgdl)
-            idf_sum = 0
-            negative = []
-            for word, (docs, _) in postings.items():
-                freq = len(docs)
-                idf = math.log(self.n_docs - freq + 0.5) - math.log(freq + 0.5)
-                self.idf[word] = idf
-                idf_sum += idf
-                if idf < 0:
-                    negative.append(word)
-            eps = self.epsilon * (idf_sum / len(self.idf))
-            for word in negative:
-                self.idf[word] = eps
-        self._contrib: dict[str, np.ndarray] = {}
+        self._contrib: dict[str, np.ndarray | None] = {}
+        if not n or not self.vocab:
+            return
+        pairs, tf = np.unique(term_ids * n + np.repeat(np.arange(n), doc_len), return_counts=True)
+        self._docs = pairs % n  # sorted by term, then document
+        self._tf = tf.astype(np.float64)
+        df = np.bincount(pairs // n, minlength=len(self.vocab))
+        self._start = np.concatenate(([0], np.cumsum(df)))
+        avgdl = int(doc_len.sum()) / n
+        self._norm = self.k1 * (1 - self.b + self.b * doc_len.astype(np.float64) / avgdl)
+        idf = [math.log(n - freq + 0.5) - math.log(freq + 0.5) for freq in df.tolist()]
+        idf_sum = 0
+        for value in idf:  # summed in rank_bm25's order, so the mean (and the floor) is bit-identical
+            idf_sum += value
+        eps = self.epsilon * (idf_sum / len(idf))
+        self.idf = {word: (eps if idf[t] < 0 else idf[t]) for word, t in self.vocab.items()}
 
-    def _contribution(self, word: str) -> tuple[np.ndarray, np.ndarray] | None:
-        posting = self._postings.get(word)
-        if posting is None or not self.idf.get(word):
-            return None
-        if word not in self._contrib:
-            docs, tf = posting
-            self._contrib[word] = self.idf[word] * (tf * (self.k1 + 1) / (tf + self._norm[docs]))
-        return posting[0], self._contrib[word]
+    def _contribution(self, word: str) -> np.ndarray | None:
+        """The term's score in every document (None if it scores nothing), cached.
+
+        Documents without the term get 0.0 (rank_bm25 adds idf * 0 there: 0.0 or -0.0, which leaves
+        every sum unchanged), so adding the whole vector is bit-identical to rank_bm25's update."""
+        if word in self._contrib:
+            return self._contrib[word]
+        found = None
+        t = self.vocab.get(word)
+        if t is not None and self.idf[word]:
+            lo, hi = self._start[t], self._start[t + 1]
+            docs, tf = self._docs[lo:hi], self._tf[lo:hi]
+            found = np.zeros(self.n_docs)
+            found[docs] = self.idf[word] * (tf * (self.k1 + 1) / (tf + self._norm[docs]))
+        self._contrib[word] = found
+        return found
 
     def get_scores(self, query: Sequence[str]) -> np.ndarray:
         """The score of every document for a tokenized query (repeated tokens count again)."""
@@ -98,7 +99,7 @@ class OkapiScorer:
         for word in query:
             found = self._contribution(word)
             if found is not None:
-                score[found[0]] += found[1]
+                score += found
         return score
 
 
@@ -140,13 +141,14 @@ class BM25Index:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def scores(self, query: str) -> np.ndarray:
-        """BM25 score of every document for ``query`` (zeros where nothing matches)."""
+    def scores(self, query: str | Sequence[str]) -> np.ndarray:
+        """BM25 score of every document for ``query`` (text or its tokens; zeros where nothing matches)."""
+        query_tokens = tokenize(query) if isinstance(query, str) else list(query)
         if self._okapi is not None:
-            return self._okapi.get_scores(tokenize(query))
+            return self._okapi.get_scores(query_tokens)
         if self._retriever is None:
             return np.zeros(len(self.ids))
-        tokens = [t for t in tokenize(query) if t in self._vocab and t]
+        tokens = [t for t in query_tokens if t in self._vocab and t]
         if not tokens:
             return np.zeros(len(self.ids))
         return np.asarray(self._retriever.get_scores(tokens), dtype=np.float64)[: len(self.ids)]
@@ -155,11 +157,12 @@ class BM25Index:
         """Top-``k`` documents by score, ties broken by position."""
         if k < 0:
             raise ValueError(f"k must be >= 0, got {k}")
-        if not self.ids or k == 0 or not tokenize(query):
+        tokens = tokenize(query)
+        if not self.ids or k == 0 or not tokens:
             return []
-        scores = self.scores(query)
+        scores = self.scores(tokens)
         order = np.argsort(-scores, kind="stable")[:k]
-        hits = [Hit(self.ids[i], int(i), float(scores[i])) for i in order]
+        hits = [Hit(self.ids[i], i, s) for i, s in zip(order.tolist(), scores[order].tolist(), strict=True)]
         if min_score is not None:
             hits = [h for h in hits if h.score > min_score]
         return hits
