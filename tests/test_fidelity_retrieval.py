@@ -46,7 +46,7 @@ def test_okapi_scores_and_top_k_equal_rank_bm25_on_random_memories():
         texts = _random_memory(rng)
         if not any(tokenize(t) for t in texts):
             continue
-        query = " ".join(rng.choice(VOCAB + ["zebra"]) for _ in range(rng.randint(1, 8)))
+        query = " ".join(rng.choice([*VOCAB, "zebra"]) for _ in range(rng.randint(1, 8)))
         expected, ref_scores = _mem_alpha_top_k(texts, query, 2)
         index = BM25Index([(f"m{i}", t) for i, t in enumerate(texts)], method="okapi")
         assert np.array_equal(index.scores(query), ref_scores)

@@ -97,7 +97,8 @@ def test_recsys_is_unsupported_without_the_entity_map_and_recall_at_5_with_it(tm
     with pytest.raises(UnsupportedScoring, match="entity"):
         Scorer().check("recsys_redial_full")
     path = tmp_path / "entity2id.json"
-    path.write_text(json.dumps({"<http://x/Heat_(1995)>": 1, "<http://x/Alien_(1979)>": 2, "<http://x/Jaws_(1975)>": 3}))
+    entities = {"<http://x/Heat_(1995)>": 1, "<http://x/Alien_(1979)>": 2, "<http://x/Jaws_(1975)>": 3}
+    path.write_text(json.dumps(entities))
     scorer = Scorer(entities=metrics.EntityMap.load(path))
     assert scorer.score("recsys_redial_full", "You may like: 1. Heat (1995)\n2. Alen\n3. Up", ["2", "3"]) == 0.5
 

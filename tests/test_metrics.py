@@ -51,6 +51,7 @@ def test_token_f1_and_yes_no_rule():
 
 
 def test_rouge_l():
+    """MemoryAgentBench utils/eval_other_utils.py, calculate_metrics: rouge_score's RougeScorer(use_stemmer=True)."""
     assert rouge_l_f1("w x y z", "w y z") == pytest.approx(2 * (3 / 4) * 1 / (3 / 4 + 1))
     assert rouge_l_f1("The cat!", "the CAT") == 1.0
     assert rouge_l_f1("x y", "z") == 0.0
@@ -68,6 +69,8 @@ def test_answer_parsing_and_max_over_raw_and_parsed_and_golds():
 
 
 def test_memalpha_rules():
+    """Mem-alpha evaluate_agent_results.py, _compute_score (squad/hotpotqa: ``gold_answer[0]``; perltqa;
+    booksum keywords) and memalpha/llm_agent/metrics.py helpers."""
     assert containment("It is TEAL today", "teal") == 1.0
     assert containment("It is blue", ["teal", "navy"]) == 0.0
     assert containment("It is navy", ["teal", "navy"]) == 0.0  # Mem-alpha reads the first gold only
