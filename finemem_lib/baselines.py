@@ -23,7 +23,14 @@ from finemem_lib import metrics
 from finemem_lib.agents.reasoner import Reasoner
 from finemem_lib.data.instance import QA, Instance
 from finemem_lib.memory import Memory, MemoryItem, Operation, OpKind
-from finemem_lib.qa import PreparedQuestion, QAResult, answer_over_memory, answer_prepared
+from finemem_lib.qa import (
+    PreparedQuestion,
+    QAOptions,
+    QAResult,
+    answer_over_memory,
+    answer_prepared,
+    qa_options_from_config,
+)
 from finemem_lib.retrieval import BM25Index
 from finemem_lib.sentences import split_sentences
 from finemem_lib.tokens import TokenCounter, regex_token_count
@@ -97,6 +104,7 @@ def long_context(
     token_counter: TokenCounter = regex_token_count,
     questions: Sequence[QA] | None = None,
     judge: metrics.Judge | None = None,
+    options: QAOptions | None = None,
 ) -> list[QAResult]:
     """Answer from the last ``max_tokens`` tokens of the raw chunks.
 
@@ -107,7 +115,7 @@ def long_context(
     window = tail_window(instance, max_tokens, token_counter)
     items = window[::-1] if reasoner.item_granularity == "sentence" else _as_passages(window)
     prepared = [PreparedQuestion(qa, instance.source, tuple(items)) for qa in _questions(instance, questions)]
-    return answer_prepared(prepared, reasoner, judge)
+    return answer_prepared(prepared, reasoner, judge, options)
 
 
 def rag_bm25(
@@ -116,14 +124,16 @@ def rag_bm25(
     top_k: int = 2,
     questions: Sequence[QA] | None = None,
     judge: metrics.Judge | None = None,
+    options: QAOptions | None = None,
 ) -> list[QAResult]:
     """Answer from the BM25 top-``k`` raw chunks (best first; the offline reader gets their sentences in order)."""
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
-    index = BM25Index([(f"c{t}", chunk) for t, chunk in enumerate(instance.chunks)])
+    opts = options or QAOptions(top_k=top_k, scorer=metrics.Scorer(judge=judge))
+    index = BM25Index([(f"c{t}", chunk) for t, chunk in enumerate(instance.chunks)], method=opts.bm25)
     prepared = []
     for qa in _questions(instance, questions):
-        chunks = [hit.position for hit in index.search(qa.question, top_k)]
+        chunks = [hit.position for hit in index.search(opts.retrieval_query(qa.question, instance.source), top_k)]
         if reasoner.item_granularity == "sentence":
             items = [
                 MemoryItem(f"c{t}.s{i}", sentence, t)
@@ -133,7 +143,7 @@ def rag_bm25(
         else:
             items = [MemoryItem(f"c{t}", instance.chunks[t], t) for t in chunks]
         prepared.append(PreparedQuestion(qa, instance.source, tuple(items)))
-    return answer_prepared(prepared, reasoner, judge)
+    return answer_prepared(prepared, reasoner, judge, opts)
 
 
 def store_everything_memory(instance: Instance, token_counter: TokenCounter = regex_token_count) -> Memory:
@@ -150,10 +160,11 @@ def store_everything(
     top_k: int = 2,
     questions: Sequence[QA] | None = None,
     judge: metrics.Judge | None = None,
+    options: QAOptions | None = None,
 ) -> list[QAResult]:
     """Answer over a memory that stored every sentence (the normal qa path: BM25 top-``k`` items)."""
     memory = store_everything_memory(instance)
-    return answer_over_memory(memory, _questions(instance, questions), instance.source, reasoner, top_k, judge)
+    return answer_over_memory(memory, _questions(instance, questions), instance.source, reasoner, top_k, judge, options)
 
 
 Baseline = Callable[..., list[QAResult]]
@@ -174,17 +185,20 @@ def run_baseline(
     """Run one baseline over instances with settings from a profile.
 
     ``cfg`` is the whole profile (or None for defaults): ``baselines.long_context_tokens`` sets the
-    long-context window and ``retrieval.top_k`` the number of retrieved chunks/items.
+    long-context window, ``retrieval`` the retrieved chunks/items (``top_k``, ``bm25``, ``query``) and
+    ``scoring`` the scorer (a judged source without a required judge fails before any reasoner call).
     """
     if name not in BASELINES:
         raise ValueError(f"unknown baseline {name!r}; choose one of {sorted(BASELINES)}")
     cfg = cfg or {}
-    top_k = int(cfg.get("retrieval", {}).get("top_k", 2))
+    options = qa_options_from_config(cfg)
+    options.scorer.check(sorted({inst.source for inst in instances}))
+    top_k = options.top_k
     window = int(cfg.get("baselines", {}).get("long_context_tokens", 32768))
     results = []
     for instance in instances:
         if name == "long_context":
-            results.append(long_context(instance, reasoner, window, token_counter))
+            results.append(long_context(instance, reasoner, window, token_counter, options=options))
         else:
-            results.append(BASELINES[name](instance, reasoner, top_k))
+            results.append(BASELINES[name](instance, reasoner, top_k, options=options))
     return results

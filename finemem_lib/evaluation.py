@@ -17,9 +17,9 @@ from finemem_lib.agents.reasoner import Reasoner
 from finemem_lib.baselines import BASELINES, run_baseline, store_everything_memory
 from finemem_lib.data.instance import Instance
 from finemem_lib.progress import progress
-from finemem_lib.qa import mean_score
+from finemem_lib.qa import mean_score, qa_options_from_config
 from finemem_lib.rollout import rollout, settings_from_config
-from finemem_lib.tokens import TokenCounter, regex_token_count
+from finemem_lib.tokens import TokenCounter, regex_token_count, token_counter_from_config
 
 
 def evaluate_manager(
@@ -32,7 +32,17 @@ def evaluate_manager(
 ) -> pd.DataFrame:
     """One evaluation episode per instance (``rollout.eval_sampling``, greedy by default), all questions."""
     settings = settings_from_config(dict(cfg), training=False)
-    groups = rollout(instances, policy, reasoner, settings, seed=seed, progress_desc=f"{name}: held-out episodes")
+    counter = token_counter_from_config(cfg, policy.tokenizer)
+    groups = rollout(
+        instances,
+        policy,
+        reasoner,
+        settings,
+        seed=seed,
+        token_counter=counter,
+        progress_desc=f"{name}: held-out episodes",
+    )
+    scorer = settings.qa_options.scorer
     rows = []
     for inst, group in zip(instances, groups, strict=True):
         episode = group[0]
@@ -41,6 +51,7 @@ def evaluate_manager(
                 "method": name,
                 "instance_id": inst.id,
                 "source": inst.source,
+                "scorer": scorer.rule_name(inst.source),
                 "score": episode.r_global,
                 "memory_tokens": episode.memory_tokens,
                 "memory_items": episode.steps[-1].memory_items if episode.steps else 0,
@@ -59,6 +70,7 @@ def evaluate_baselines(
 ) -> pd.DataFrame:
     """Every baseline on the same instances and questions."""
     rows = []
+    scorer = qa_options_from_config(cfg).scorer
     for name in progress(names, "baselines"):
         results = run_baseline(name, instances, reasoner, cfg, token_counter)
         for inst, answered in zip(instances, results, strict=True):
@@ -70,11 +82,19 @@ def evaluate_baselines(
                     "method": name,
                     "instance_id": inst.id,
                     "source": inst.source,
+                    "scorer": scorer.rule_name(inst.source),
                     "score": mean_score(answered),
                     "memory_tokens": memory_tokens,
                 }
             )
     return pd.DataFrame(rows)
+
+
+def scorer_row(frame: pd.DataFrame) -> pd.Series:
+    """Which scorer produced each source column of :func:`summary_table` (e.g. a table caption or footer row)."""
+    if "scorer" not in frame:
+        raise ValueError("the frame has no 'scorer' column (made by evaluate_manager / evaluate_baselines)")
+    return frame.groupby("source")["scorer"].agg(lambda s: " | ".join(sorted(set(s))))
 
 
 def summary_table(frame: pd.DataFrame) -> pd.DataFrame:

@@ -76,6 +76,10 @@ class OpResult:
     item_id: str | None = None
 
 
+VIEW_ORDERS = ("recency", "position")
+"""How the manager's view picks and orders its last ``k`` items (see :meth:`Memory.view`)."""
+
+
 @dataclass(frozen=True)
 class MemoryItem:
     """A memory item; ``step`` is the (0-based) chunk step that last wrote it."""
@@ -166,9 +170,19 @@ class Memory:
             raise KeyError(f"no memory item with id {item_id!r} was ever written")
         return list(self._history[item_id])
 
-    def view(self, k: int | None = 5) -> list[MemoryItem]:
-        """The manager's view: the ``k`` most recently written items, oldest write first (all if None)."""
-        ordered = sorted(self._items.values(), key=lambda item: self._write_seq[item.id])
+    def view(self, k: int | None = 5, order: str = "recency") -> list[MemoryItem]:
+        """The manager's view: the last ``k`` items (all if None) in one of two orders.
+
+        ``recency`` (offline default): by last write, oldest write first, so an UPDATE moves its item
+        to the end. ``position`` (Mem-alpha's ``Memory.render_system_prompt``: ``semantic[-k:]``): by list
+        position, an UPDATE keeping its item's place and an INSERT appending.
+        """
+        if order not in VIEW_ORDERS:
+            raise ValueError(f"view order must be one of {VIEW_ORDERS}, got {order!r}")
+        if order == "position":
+            ordered = list(self._items.values())
+        else:
+            ordered = sorted(self._items.values(), key=lambda item: self._write_seq[item.id])
         return ordered if k is None else ordered[max(0, len(ordered) - k) :]
 
     def render(self, k: int | None = 5) -> str:

@@ -289,16 +289,24 @@ def _operation_from(name: str, args: dict[str, Any], style: str) -> tuple[Operat
     return Operation(kind, sentence=sentence, item_id=item_id), ""
 
 
-def format_score(parsed: ParseResult, results: Sequence[OpResult]) -> float:
-    """r_fmt: valid executed operations / operations emitted (0 when nothing parses).
+DUPLICATE_SKIP_REASON = "duplicate content: insert skipped"
+"""The :class:`~finemem_lib.memory.OpResult` reason of an INSERT whose content was already stored."""
 
-    ``results`` are the outcomes of applying ``parsed.operations`` in order.
+
+def format_score(parsed: ParseResult, results: Sequence[OpResult], count_duplicates: bool = False) -> float:
+    """r_fmt: successful operations / operations emitted (0 when nothing parses).
+
+    ``results`` are the outcomes of applying ``parsed.operations`` in order. As in Mem-alpha's
+    ``fc_success`` (``memalpha/llm_agent/generation.py``: a call counts when it "executed
+    successfully" and its status is not ``skipped``), an INSERT that memory skipped as a duplicate is
+    not a success; ``count_duplicates=True`` counts it (it did execute, as a no-op).
     """
     if parsed.n_emitted == 0:
         return 0.0
     if len(results) != parsed.n_valid:
         raise ValueError(f"results has {len(results)} entries but parsed has {parsed.n_valid} valid ops")
-    return sum(r.ok for r in results) / parsed.n_emitted
+    ok = sum(r.ok and (count_duplicates or r.reason != DUPLICATE_SKIP_REASON) for r in results)
+    return ok / parsed.n_emitted
 
 
 # ---------------------------------------------------------------------------- rendering

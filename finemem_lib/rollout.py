@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -28,11 +28,13 @@ from finemem_lib.ops import format_score, parse_operations
 from finemem_lib.progress import progress
 from finemem_lib.qa import (
     MemoryQuestions,
+    QAOptions,
     QAResult,
     answer_over_memories,
     chunk_correctness_many,
     evidence_steps,
     mean_score,
+    qa_options_from_config,
     sample_questions,
 )
 from finemem_lib.tokens import TokenCounter, regex_token_count
@@ -128,6 +130,15 @@ class RolloutSettings:
     top_k: int = 2
     sampling: SamplingParams = field(default_factory=SamplingParams)
     chunk_qas: bool = True
+    qa: QAOptions | None = None
+    subsample_min_questions: int = 0
+
+    @property
+    def qa_options(self) -> QAOptions:
+        """Retrieval and scoring options (``top_k`` wins over ``qa.top_k``)."""
+        if self.qa is None:
+            return QAOptions(top_k=self.top_k)
+        return self.qa if self.qa.top_k == self.top_k else replace(self.qa, top_k=self.top_k)
 
 
 def settings_from_config(cfg: dict, training: bool) -> RolloutSettings:
@@ -143,6 +154,8 @@ def settings_from_config(cfg: dict, training: bool) -> RolloutSettings:
         top_k=int(cfg.get("retrieval", {}).get("top_k", 2)),
         sampling=sampling,
         chunk_qas=bool(section.get("chunk_qas", True)),
+        qa=qa_options_from_config(cfg),
+        subsample_min_questions=int(section.get("subsample_min_questions", 0)) if training else 0,
     )
 
 
@@ -164,6 +177,8 @@ def rollout(
     """
     if not instances:
         return []
+    options = settings.qa_options
+    options.scorer.check(sorted({inst.source for inst in instances}))  # before any generation
     G = settings.num_generations
     id_style = "short" if policy.style == "extractive" else "hex"
     episodes = [
@@ -177,13 +192,15 @@ def rollout(
         live = [(i, g) for i, inst in enumerate(instances) if t < inst.num_chunks for g in range(G)]
         _run_step(t, live, instances, episodes, memories, policy, reasoner, settings, seed)
     questions = [
-        sample_questions(inst.questions, settings.question_ratio, random.Random(f"{seed}-{i}"))
+        sample_questions(
+            inst.questions, settings.question_ratio, random.Random(f"{seed}-{i}"), settings.subsample_min_questions
+        )
         for i, inst in enumerate(instances)
     ]
     tasks = [
         MemoryQuestions(memories[i][g], questions[i], inst.source) for i, inst in enumerate(instances) for g in range(G)
     ]
-    answered = answer_over_memories(tasks, reasoner, settings.top_k)
+    answered = answer_over_memories(tasks, reasoner, options=options)
     for (i, g), results in zip(((i, g) for i in range(len(instances)) for g in range(G)), answered, strict=True):
         episodes[i][g].memory = memories[i][g]
         episodes[i][g].global_results = results
@@ -212,7 +229,7 @@ def _run_step(
         applied.append((parsed, results))
     if settings.chunk_qas:
         tasks = [MemoryQuestions(memories[i][g], instances[i].chunk_qas[t], instances[i].source) for i, g in live]
-        correct = chunk_correctness_many(tasks, reasoner, settings.top_k)
+        correct = chunk_correctness_many(tasks, reasoner, options=settings.qa_options)
     else:
         correct = [np.zeros(0) for _ in live]
     for (i, g), gen, (parsed, results), ok in zip(live, generations, applied, correct, strict=True):

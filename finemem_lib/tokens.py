@@ -28,3 +28,22 @@ def hf_token_counter(tokenizer: Any) -> TokenCounter:
         return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
     return count
+
+
+TOKEN_COUNTERS = ("regex", "manager")
+
+
+def token_counter_from_config(cfg: Any, tokenizer: Any = None) -> TokenCounter:
+    """The token counter of compression and memory length: ``rewards.token_counter`` of a profile.
+
+    ``manager`` (paper profile) counts with the manager's tokenizer (Mem-alpha counts with a real
+    tokenizer); ``regex`` (offline default) uses :func:`regex_token_count`.
+    """
+    kind = str(((cfg or {}).get("rewards") or {}).get("token_counter", "regex"))
+    if kind not in TOKEN_COUNTERS:
+        raise ValueError(f"rewards.token_counter must be one of {TOKEN_COUNTERS}, got {kind!r}")
+    if kind == "regex":
+        return regex_token_count
+    if tokenizer is None:
+        raise ValueError("rewards.token_counter: manager needs the manager's tokenizer")
+    return hf_token_counter(tokenizer)

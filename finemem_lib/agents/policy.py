@@ -86,6 +86,8 @@ class ManagerPolicy:
         tokenizer: its tokenizer, with a chat template that accepts ``tools``.
         style: op style, ``content`` (free text) or ``extractive`` (sentence numbers).
         view_k: memory items shown in the prompt (Mem-alpha: 5); halved while the prompt is too long.
+        view_order: ``recency`` (last written) or ``position`` (Mem-alpha: last by list position, with
+            "showing k of M" in the heading); see :meth:`finemem_lib.memory.Memory.view`.
         max_prompt_tokens: prompt budget that triggers the halving.
         batch_size: prompts per ``generate`` call.
         with_tools: render the tool schemas through the chat template's ``tools``.
@@ -102,6 +104,7 @@ class ManagerPolicy:
         batch_size: int = 16,
         with_tools: bool = True,
         chat_template_kwargs: dict[str, Any] | None = None,
+        view_order: str = "recency",
     ) -> None:
         if style not in STYLES:
             raise ValueError(f"style must be one of {STYLES}, got {style!r}")
@@ -113,6 +116,7 @@ class ManagerPolicy:
         self.tokenizer = tokenizer
         self.style = style
         self.view_k = view_k
+        self.view_order = view_order
         self.max_prompt_tokens = max_prompt_tokens
         self.batch_size = batch_size
         self.tools = tool_schemas(style) if with_tools else None
@@ -162,6 +166,7 @@ class ManagerPolicy:
             "batch_size": self.batch_size,
             "with_tools": self.tools is not None,
             "chat_template_kwargs": self.chat_template_kwargs,
+            "view_order": self.view_order,
         }
 
     def save_pretrained(self, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
@@ -180,8 +185,9 @@ class ManagerPolicy:
     ) -> list[dict[str, Any]]:
         """The chat messages of one chunk step given the current memory."""
         k = self.view_k if view_k is None else view_k
-        view = memory.view(k) if k > 0 else []
-        return prompts.build_messages(chunk, view, self.style, sentences)
+        view = memory.view(k, self.view_order) if k > 0 else []
+        total = len(memory) if self.view_order == "position" else None
+        return prompts.build_messages(chunk, view, self.style, sentences, total)
 
     def encode_messages(self, messages: list[dict[str, Any]]) -> list[int]:
         """Prompt token ids (chat template with the generation prompt), as TRL tokenizes prompts."""

@@ -67,8 +67,19 @@ def render_memory_view(items: Sequence[MemoryItem]) -> str:
     return "\n".join(lines) if lines else EMPTY_MEMORY
 
 
+def memory_heading(shown: int, total: int | None) -> str:
+    """``Current memory:``, or with Mem-alpha's count ``Current memory (showing the most recent k of M items):``."""
+    if total is None:
+        return "Current memory:"
+    return f"Current memory (showing the most recent {shown} of {total} items):"
+
+
 def user_prompt(
-    chunk: str, memory_view: Sequence[MemoryItem], style: str, sentences: Sequence[str] | None = None
+    chunk: str,
+    memory_view: Sequence[MemoryItem],
+    style: str,
+    sentences: Sequence[str] | None = None,
+    total: int | None = None,
 ) -> str:
     """The user turn: instructions, the memory view and the chunk.
 
@@ -77,6 +88,7 @@ def user_prompt(
         memory_view: the items the manager sees (usually ``memory.view(k)``).
         style: ``content`` shows the chunk as is; ``extractive`` shows it as numbered sentences.
         sentences: the chunk's sentences when already split (extractive style); split here otherwise.
+        total: the memory's size; when given the heading says "showing k of M" (Mem-alpha's view).
     """
     _check_style(style)
     if style == "extractive":
@@ -85,16 +97,20 @@ def user_prompt(
         body = chunk.strip()
     return (
         f"{_INSTRUCTIONS[style]}\n\n"
-        f"Current memory:\n{render_memory_view(memory_view)}\n\n"
+        f"{memory_heading(len(memory_view), total)}\n{render_memory_view(memory_view)}\n\n"
         f"<new_chunk>\n{body}\n</new_chunk>"
     )
 
 
 def build_messages(
-    chunk: str, memory_view: Sequence[MemoryItem], style: str, sentences: Sequence[str] | None = None
+    chunk: str,
+    memory_view: Sequence[MemoryItem],
+    style: str,
+    sentences: Sequence[str] | None = None,
+    total: int | None = None,
 ) -> list[dict[str, Any]]:
     """The chat messages (system + user) of one chunk step."""
     return [
         {"role": "system", "content": system_prompt(style)},
-        {"role": "user", "content": user_prompt(chunk, memory_view, style, sentences)},
+        {"role": "user", "content": user_prompt(chunk, memory_view, style, sentences, total)},
     ]

@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 
 from finemem_lib.agents.instructions import build_messages
 from finemem_lib.memory import MemoryItem
+from finemem_lib.metrics import clean_prediction
 
 BACKENDS = ("offline", "hf", "openai")
 
@@ -61,17 +62,10 @@ class Answer:
     evidence_ids: tuple[str, ...]
 
 
-_THINK_CLOSE = "</think>"
-
-
 def clean_output(text: str) -> str:
-    """Drop a reasoning trace as Mem-alpha does: keep the text after ``</think>``; an unclosed
-    ``<think>`` (the answer never came) gives ``"Empty"``."""
-    if _THINK_CLOSE in text:
-        text = text.rsplit(_THINK_CLOSE, 1)[1]
-    elif "<think>" in text:
-        return "Empty"
-    return text.strip()
+    """Drop a reasoning trace as Mem-alpha does (:func:`finemem_lib.metrics.clean_prediction`): keep the
+    text after the first ``</think>`` (up to a second one); a ``<think>`` left over gives ``"Empty"``."""
+    return clean_prediction(text).strip()
 
 
 class Reasoner(ABC):

@@ -38,6 +38,7 @@ from finemem_lib.config import repo_root
 from finemem_lib.data.instance import Instance
 from finemem_lib.paths import ProfilePaths, from_repo, repo_relative
 from finemem_lib.pipeline import ensure_sft_manager, sft_manager_dir
+from finemem_lib.tokens import token_counter_from_config
 from finemem_lib.training.config import (
     TrainingSettings,
     grpo_config,
@@ -470,6 +471,7 @@ def _build_trainer(
         heldout_instances=heldout_subset(test, settings.heldout.max_instances),
         heldout_settings=eval_settings,
         heldout_every=settings.heldout.every,
+        token_counter=token_counter_from_config(cfg, policy.tokenizer),
     )
 
 
