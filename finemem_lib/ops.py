@@ -291,6 +291,8 @@ def _operation_from(name: str, args: dict[str, Any], style: str) -> tuple[Operat
 
 DUPLICATE_SKIP_REASON = "duplicate content: insert skipped"
 """The :class:`~finemem_lib.memory.OpResult` reason of an INSERT whose content was already stored."""
+DUPLICATE_PREFIX = "duplicate content"
+"""Every duplicate outcome starts so: a skipped INSERT, and an UPDATE merged into the item that holds its text."""
 
 
 def format_score(parsed: ParseResult, results: Sequence[OpResult], count_duplicates: bool = False) -> float:
@@ -299,13 +301,15 @@ def format_score(parsed: ParseResult, results: Sequence[OpResult], count_duplica
     ``results`` are the outcomes of applying ``parsed.operations`` in order. As in Mem-alpha's
     ``fc_success`` (``memalpha/llm_agent/generation.py``: a call counts when it "executed
     successfully" and its status is not ``skipped``), an INSERT that memory skipped as a duplicate is
-    not a success; ``count_duplicates=True`` counts it (it did execute, as a no-op).
+    not a success, and neither is an UPDATE whose new text was already stored (memory merges it into the
+    item holding that text, exactly as it skips the INSERT: both wrote nothing new);
+    ``count_duplicates=True`` counts both (they did execute).
     """
     if parsed.n_emitted == 0:
         return 0.0
     if len(results) != parsed.n_valid:
         raise ValueError(f"results has {len(results)} entries but parsed has {parsed.n_valid} valid ops")
-    ok = sum(r.ok and (count_duplicates or r.reason != DUPLICATE_SKIP_REASON) for r in results)
+    ok = sum(r.ok and (count_duplicates or not r.reason.startswith(DUPLICATE_PREFIX)) for r in results)
     return ok / parsed.n_emitted
 
 

@@ -30,7 +30,10 @@ def test_insert_and_update_de_duplicate_the_same_way_in_a_scored_step():
     parsed = parse_operations(render_tool_calls(ops))
     results = mem.apply_all(parsed.operations, 1)
     assert [r.reason.split(":")[0] for r in results] == ["duplicate content"] * 2
-    assert format_score(parsed, results) == 1.0 and len(mem) == 1
+    assert len(mem) == 1
+    # both wrote nothing new: neither is a success under Mem-alpha's fc_success rule, both are with count_duplicates
+    assert format_score(parsed, results) == 0.0
+    assert format_score(parsed, results, count_duplicates=True) == 1.0
 
 
 def test_an_update_to_its_own_text_is_a_plain_update():
