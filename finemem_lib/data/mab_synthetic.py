@@ -129,7 +129,11 @@ COUNTRIES = _w("Norvania Eldoria Quessia Tarvonne Ulmstad Brevania Caskland Dorr
 CR_RELATIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("What is the capital of {e}?", "Fact: the capital of {e} is {v}.", TOWNS),
     ("Who is the head of state of {e}?", "Fact: the head of state of {e} is {v}.", PEOPLE),
-    ("What is the currency of {e}?", "Fact: the currency of {e} is the {v}.", _w("crown mark florin talon scute ducat")),
+    (
+        "What is the currency of {e}?",
+        "Fact: the currency of {e} is the {v}.",
+        _w("crown mark florin talon scute ducat"),
+    ),
     ("What is the national bird of {e}?", "Fact: the national bird of {e} is the {v}.", _w("wren kite plover tern")),
 )
 FILLER = (
@@ -255,7 +259,10 @@ def _classification(
 
     def sample(cls: str) -> str:  # two keywords of its class and one of another class, in random order
         while True:
-            words = [*rng.sample(ICL_CLASSES[cls], 2), rng.choice(ICL_CLASSES[rng.choice([c for c in classes if c != cls])])]
+            words = [
+                *rng.sample(ICL_CLASSES[cls], 2),
+                rng.choice(ICL_CLASSES[rng.choice([c for c in classes if c != cls])]),
+            ]
             rng.shuffle(words)
             text = f"{words[0]}, {words[1]} and {words[2]}"
             if text not in seen:
@@ -268,7 +275,9 @@ def _classification(
         for cls in (rng.choice(classes) for _ in range(cfg.context_sentences - n_labels))
     ]
     rng.shuffle(shots)
-    qas = [(ICL_QUESTION.format(sample(cls)), labels[cls]) for cls in (rng.choice(classes) for _ in range(cfg.questions))]
+    qas = [
+        (ICL_QUESTION.format(sample(cls)), labels[cls]) for cls in (rng.choice(classes) for _ in range(cfg.questions))
+    ]
     return shots, qas
 
 
@@ -329,13 +338,17 @@ ROW_SCHEMA = pa.schema(
         ("answers", pa.list_(pa.list_(pa.string()))),
         (
             "metadata",
-            pa.struct([("source", pa.string()), ("generator", pa.string()), ("seed", pa.int64()), ("index", pa.int64())]),
+            pa.struct(
+                [("source", pa.string()), ("generator", pa.string()), ("seed", pa.int64()), ("index", pa.int64())]
+            ),
         ),
     ]
 )
 
 
-def write_mab_synthetic(knobs: MABSyntheticConfig | Mapping[str, Any] | None, seed: int, out_dir: str | Path) -> dict[str, Path]:
+def write_mab_synthetic(
+    knobs: MABSyntheticConfig | Mapping[str, Any] | None, seed: int, out_dir: str | Path
+) -> dict[str, Path]:
     """Write ``<out_dir>/<Split>.parquet`` per MemoryAgentBench split; same input gives identical files."""
     cfg = knobs if isinstance(knobs, MABSyntheticConfig) else MABSyntheticConfig.from_mapping(knobs)
     out = Path(out_dir)

@@ -11,6 +11,14 @@
 ``evaluate_manager``, ``evaluate_baselines`` and ``summary_table`` (in-memory, per raw source) stay here.
 """
 
-from finemem_lib.evaluation.legacy import evaluate_baselines, evaluate_manager, summary_table
+from typing import Any
 
 __all__ = ["evaluate_baselines", "evaluate_manager", "summary_table"]
+
+
+def __getattr__(name: str) -> Any:  # the legacy helpers import torch (rollouts): load them on first use only
+    if name in __all__:
+        from finemem_lib.evaluation import legacy
+
+        return getattr(legacy, name)
+    raise AttributeError(f"module 'finemem_lib.evaluation' has no attribute {name!r}")

@@ -41,7 +41,11 @@ class Benchmark:
         """A short hash of the instances (ids, chunks, questions): records are reused only on the same data."""
         digest = hashlib.sha256()
         for inst in self.instances:
-            digest.update(json.dumps([inst.id, inst.source, inst.chunks, [[q.question, q.answers] for q in inst.questions]]).encode())
+            digest.update(
+                json.dumps(
+                    [inst.id, inst.source, inst.chunks, [[q.question, q.answers] for q in inst.questions]]
+                ).encode()
+            )
         return digest.hexdigest()[:16]
 
 

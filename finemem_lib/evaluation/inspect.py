@@ -32,7 +32,10 @@ def benchmark_overview(
     if frame.empty:
         return frame
     table = frame.groupby(["benchmark", "source"], sort=False).agg(
-        instances=("chunks", "size"), questions=("questions", "sum"), chunks=("chunks", "mean"), tokens=("tokens", "mean")
+        instances=("chunks", "size"),
+        questions=("questions", "sum"),
+        chunks=("chunks", "mean"),
+        tokens=("tokens", "mean"),
     )
     table["chunks_vs_train"] = table["chunks"] / train_chunks
     return table.round(2)
@@ -64,7 +67,11 @@ def describe_example(row: pd.Series | None, trained: str, start: str) -> str:
     """A readable account of one compared question (what each method answered from what it retrieved)."""
     if row is None:
         return "(no such question)"
-    lines = [f"[{row['benchmark']}] {row['instance_id']} ({row['source']})", f"Q: {row['question']}", f"gold: {row['golds']}"]
+    lines = [
+        f"[{row['benchmark']}] {row['instance_id']} ({row['source']})",
+        f"Q: {row['question']}",
+        f"gold: {row['golds']}",
+    ]
     for method in (trained, start):
         lines.append(f"-- {method}: score {row[f'score[{method}]']:.2f}, answer {row[f'prediction[{method}]']!r}")
         for text, step in zip(row[f"evidence_texts[{method}]"], row[f"evidence_steps[{method}]"], strict=False):

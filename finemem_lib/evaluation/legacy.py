@@ -22,7 +22,6 @@ from finemem_lib.qa import mean_score
 from finemem_lib.rollout import rollout, settings_from_config
 from finemem_lib.tokens import TokenCounter, regex_token_count
 
-
 CLASSIC_BASELINES = tuple(name for name in BASELINES if name != "closed_book")
 
 

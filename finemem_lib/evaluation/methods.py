@@ -84,7 +84,9 @@ def discover_methods(cfg: Mapping[str, Any], paths: ProfilePaths) -> list[Method
     training = cfg.get("training") or {}
     if training.get("sft_model"):
         start = Path(training["sft_model"])
-        methods.append(Method("sft_manager", "manager", str(start if start.is_absolute() else repo_root() / start), "start"))
+        methods.append(
+            Method("sft_manager", "manager", str(start if start.is_absolute() else repo_root() / start), "start")
+        )
     elif (cfg.get("sft") or {}).get("enabled", True):
         methods.append(Method("sft_manager", "manager", str(sft_manager_dir(paths)), "start"))
     else:

@@ -19,7 +19,9 @@ def plot_score_vs_memory(per_instance: pd.DataFrame, path: str | Path | None = N
             score=("score", "mean"), sem=("score", "sem"), tokens=("memory_tokens", "mean")
         )
         for i, (method, row) in enumerate(summary.iterrows()):
-            ax.errorbar(row["tokens"], row["score"], yerr=row["sem"], fmt="o", color=f"C{i % 10}", capsize=3, label=method)
+            ax.errorbar(
+                row["tokens"], row["score"], yerr=row["sem"], fmt="o", color=f"C{i % 10}", capsize=3, label=method
+            )
         ax.set_xlabel("memory length (tokens, mean over instances)")
         ax.set_ylabel("score (mean over instances)")
         ax.set_title(benchmark)

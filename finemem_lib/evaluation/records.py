@@ -70,7 +70,9 @@ class RecordStore:
         complete = _complete_records(records)
         if damaged or len(complete) != len(records):
             logger.warning(
-                "%s: dropping %d record(s) of unfinished instances or torn lines", self.path, len(records) - len(complete)
+                "%s: dropping %d record(s) of unfinished instances or torn lines",
+                self.path,
+                len(records) - len(complete),
             )
             self._rewrite(complete)
         else:

@@ -35,7 +35,6 @@ from finemem_lib.evaluation.methods import (
 from finemem_lib.evaluation.records import RecordStore
 from finemem_lib.evaluation.sources import check_sources, register_sources
 from finemem_lib.paths import ProfilePaths
-from finemem_lib.training.runs import config_hash, git_state, package_versions
 
 logger = logging.getLogger(__name__)
 
@@ -74,8 +73,8 @@ def _check_models(methods: Sequence[Method], cfg: Mapping[str, Any]) -> None:
     if missing:
         name = cfg.get("name", "default")
         raise EvaluationSetupError(
-            f"manager model folder(s) missing: {'; '.join(missing)}. Train them first: `./reproduce.sh --profile {name} "
-            f"--only 03` (SFT start and every variant), or `python -m finemem_lib.training.cli --profile {name}`; "
+            f"manager model folder(s) missing: {'; '.join(missing)}. Train them first: "
+            f"`./reproduce.sh --profile {name} --only 03` (SFT start and every variant), or `python -m finemem_lib.training.cli --profile {name}`; "
             "or leave them out with --methods, or set evaluation.trained_managers: false"
         )
 
@@ -93,13 +92,19 @@ def _check_reasoner(cfg: Mapping[str, Any]) -> None:
         "REASONER_BASE_URL=http://localhost:8000/v1` (or set reasoner.base_url in the profile)"
     )
     if not base_url or not model:
-        raise EvaluationSetupError(f"the reasoner endpoint is not configured (reasoner.base_url / REASONER_BASE_URL); {fix}")
+        raise EvaluationSetupError(
+            f"the reasoner endpoint is not configured (reasoner.base_url / REASONER_BASE_URL); {fix}"
+        )
     try:
         import openai
 
-        openai.OpenAI(base_url=base_url, api_key=os.environ.get("REASONER_API_KEY", "EMPTY"), timeout=10, max_retries=0).models.list()
-    except Exception as exc:  # noqa: BLE001 - any failure means the endpoint cannot be used
-        raise EvaluationSetupError(f"the reasoner endpoint {base_url} is not reachable ({type(exc).__name__}); {fix}") from None
+        openai.OpenAI(
+            base_url=base_url, api_key=os.environ.get("REASONER_API_KEY", "EMPTY"), timeout=10, max_retries=0
+        ).models.list()
+    except Exception as exc:
+        raise EvaluationSetupError(
+            f"the reasoner endpoint {base_url} is not reachable ({type(exc).__name__}); {fix}"
+        ) from None
 
 
 def preflight(
@@ -133,6 +138,8 @@ def preflight(
 
 
 def _header(cfg: Mapping[str, Any], benchmark: Benchmark, method: Method) -> dict[str, Any]:
+    from finemem_lib.training.runs import config_hash, git_state, package_versions  # (the package imports trl)
+
     relevant = {k: cfg.get(k) for k in CONFIG_KEYS}
     relevant["evaluation"] = {k: v for k, v in (cfg.get("evaluation") or {}).items() if k not in ("bootstrap",)}
     identity = method.identity()
@@ -197,11 +204,15 @@ def evaluate_pair(
     todo = [inst for inst in benchmark.instances if inst.id not in done]
     if not todo:
         return store
-    bar = tqdm(total=len(benchmark.instances), initial=len(done), desc=f"{benchmark.name}/{method.name}", disable=not progress)
+    bar = tqdm(
+        total=len(benchmark.instances), initial=len(done), desc=f"{benchmark.name}/{method.name}", disable=not progress
+    )
     try:
         if method.kind == "baseline":
             for inst in todo:
-                store.append_instance(_records(run_baseline(method.name, inst, reasoner, cfg), benchmark, method, custom))
+                store.append_instance(
+                    _records(run_baseline(method.name, inst, reasoner, cfg), benchmark, method, custom)
+                )
                 bar.update(1)
         else:
             policy = load_policy(method, cfg)

@@ -29,7 +29,9 @@ AVERAGING_RULES = {
 def instance_scores(records: pd.DataFrame) -> pd.DataFrame:
     """One row per (benchmark, method, instance): mean score over its questions, memory tokens, column."""
     if records.empty:
-        return pd.DataFrame(columns=["benchmark", "method", "instance_id", "source", "column", "score", "memory_tokens"])
+        return pd.DataFrame(
+            columns=["benchmark", "method", "instance_id", "source", "column", "score", "memory_tokens"]
+        )
     keys = ["benchmark", "method", "instance_id", "source", "column"]
     return (
         records.groupby(keys, sort=False)
@@ -86,7 +88,7 @@ def bootstrap_table(
             if column.in_average:
                 replicate_means.append(boot)
                 means.append(scores.mean())
-        avg = {"method": method, "column": "avg", "group": "", "n": int(len(frame))}
+        avg = {"method": method, "column": "avg", "group": "", "n": len(frame)}
         if means:
             boot_avg = np.mean(np.stack(replicate_means), axis=0)
             lo, hi = np.percentile(boot_avg, [2.5, 97.5])
@@ -98,7 +100,7 @@ def bootstrap_table(
                 "column": "memory",
                 "group": "",
                 "mean": float(frame["memory_tokens"].mean()),
-                "n": int(len(frame)),
+                "n": len(frame),
             }
         )
     return pd.DataFrame(rows, columns=["method", "column", "group", "mean", "lo", "hi", "n"])
