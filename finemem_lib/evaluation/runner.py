@@ -74,7 +74,8 @@ def _check_models(methods: Sequence[Method], cfg: Mapping[str, Any]) -> None:
         name = cfg.get("name", "default")
         raise EvaluationSetupError(
             f"manager model folder(s) missing: {'; '.join(missing)}. Train them first: "
-            f"`./reproduce.sh --profile {name} --only 03` (SFT start and every variant), or `python -m finemem_lib.training.cli --profile {name}`; "
+            f"`./reproduce.sh --profile {name} --only 03` (SFT start and every variant), or "
+            f"`python -m finemem_lib.training.cli --profile {name}`; "
             "or leave them out with --methods, or set evaluation.trained_managers: false"
         )
 
