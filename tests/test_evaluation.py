@@ -255,3 +255,29 @@ def test_bring_your_own_source_needs_a_rule_and_then_is_evaluated(smoke, tmp_pat
     with pytest.raises(UnknownSourceError, match="unknown rule"):
         register_sources({"other": "no_such_rule"})
     assert Method("x", "baseline").identity()["fingerprint"] is None
+
+
+# ---------------------------------------------------------------------------- the LongMemEval judge
+def test_llm_judge_scores_longmemeval_records_through_an_endpoint():
+    from finemem_lib.evaluation.judge import is_judged, judge_from_config, verdict
+    from finemem_lib.evaluation.methods import InstanceResult
+    from finemem_lib.evaluation.runner import _records
+    from finemem_lib.qa import QAResult
+    from tests.loopback_llm import LoopbackLLM
+
+    assert is_judged("longmemeval_s*") and is_judged("lme_train") and not is_judged("infbench_sum_eng_shots2")
+    assert verdict("Yes.") == 1.0 and verdict("no") == 0.0 and verdict("yes or no") == 0.0
+    with LoopbackLLM(responder=lambda m: "yes" if "Model Response: in Lisbon" in m[-1]["content"] else "no") as server:
+        cfg = {"reasoner": {"model": server.model}, "evaluation": {"judge": {"base_url": server.base_url}}}
+        judge = judge_from_config(cfg)
+        inst = Instance(
+            "longmemeval_s*/0", "longmemeval_s*", ("x",), (QA("Where?", ("Lisbon",)), QA("When?", ("May",)))
+        )
+        results = [
+            QAResult("Where?", ("Lisbon",), "in Lisbon", 1.0, (), (), inst.source),
+            QAResult("When?", ("May",), "May, I think", 1.0, (), (), inst.source),
+        ]
+        bench = type("B", (), {"name": "mab", "layout": "mab"})()
+        rows = _records(InstanceResult(inst, results, [[], []], 0, 0), bench, Method("m", "baseline"), {}, judge)
+    assert [r["score"] for r in rows] == [1.0, 0.0] and {r["scored_by"] for r in rows} == {"llm_judge"}
+    assert rows[0]["column"] == "LME"

@@ -20,9 +20,11 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
+from finemem_lib import metrics
 from finemem_lib.agents.reasoner import Reasoner, build_reasoner
 from finemem_lib.evaluation.benchmarks import Benchmark, benchmark_names, load_benchmark
 from finemem_lib.evaluation.columns import column_for, layout
+from finemem_lib.evaluation.judge import is_judged, judge_from_config
 from finemem_lib.evaluation.methods import (
     InstanceResult,
     Method,
@@ -82,10 +84,13 @@ def _check_models(methods: Sequence[Method], cfg: Mapping[str, Any]) -> None:
 
 def _check_reasoner(cfg: Mapping[str, Any]) -> None:
     section = dict(cfg.get("reasoner") or {})
-    if str(section.get("backend", "offline")).lower() != "openai":
+    judge = (cfg.get("evaluation") or {}).get("judge")
+    if str(section.get("backend", "offline")).lower() != "openai" and not judge:
         return
     import os
 
+    if isinstance(judge, Mapping):
+        section = {**section, **judge}
     base_url = section.get("base_url") or os.environ.get("REASONER_BASE_URL")
     model = section.get("model") or os.environ.get("REASONER_MODEL")
     fix = (
@@ -94,7 +99,8 @@ def _check_reasoner(cfg: Mapping[str, Any]) -> None:
     )
     if not base_url or not model:
         raise EvaluationSetupError(
-            f"the reasoner endpoint is not configured (reasoner.base_url / REASONER_BASE_URL); {fix}"
+            f"the reasoner (or evaluation.judge) endpoint is not configured (reasoner.base_url or REASONER_BASE_URL); "
+            f"{fix}"
         )
     try:
         import openai
@@ -142,7 +148,7 @@ def _header(cfg: Mapping[str, Any], benchmark: Benchmark, method: Method) -> dic
     from finemem_lib.training.runs import config_hash, git_state, package_versions  # (the package imports trl)
 
     relevant = {k: cfg.get(k) for k in CONFIG_KEYS}
-    relevant["evaluation"] = {k: v for k, v in (cfg.get("evaluation") or {}).items() if k not in ("bootstrap",)}
+    relevant["evaluation"] = {k: v for k, v in (cfg.get("evaluation") or {}).items() if k != "bootstrap"}
     identity = method.identity()
     return {
         "benchmark": benchmark.name,
@@ -158,9 +164,16 @@ def _header(cfg: Mapping[str, Any], benchmark: Benchmark, method: Method) -> dic
     }
 
 
-def _records(result: InstanceResult, benchmark: Benchmark, method: Method, custom: Mapping[str, Any]) -> list[dict]:
+def _records(
+    result: InstanceResult, benchmark: Benchmark, method: Method, custom: Mapping[str, Any], judge: Any = None
+) -> list[dict]:
     inst = result.instance
     column = column_for(inst.source, layout(benchmark.layout), custom)
+    scores = [float(r.score) for r in result.results]
+    scored_by = metrics.rule_for(inst.source).name
+    if judge is not None and is_judged(inst.source) and result.results:
+        scores = judge.judge_many([(r.question, r.prediction, r.golds) for r in result.results])
+        scored_by = "llm_judge"
     return [
         {
             "benchmark": benchmark.name,
@@ -171,7 +184,8 @@ def _records(result: InstanceResult, benchmark: Benchmark, method: Method, custo
             "question": r.question,
             "golds": list(r.golds),
             "prediction": r.prediction,
-            "score": float(r.score),
+            "score": score,
+            "scored_by": scored_by,
             "evidence_ids": list(r.evidence_ids),
             "evidence_steps": list(r.evidence_steps),
             "evidence_texts": texts,
@@ -180,7 +194,7 @@ def _records(result: InstanceResult, benchmark: Benchmark, method: Method, custo
             "num_chunks": inst.num_chunks,
             **result.extra,
         }
-        for r, texts in zip(result.results, result.evidence_texts, strict=True)
+        for r, texts, score in zip(result.results, result.evidence_texts, scores, strict=True)
     ]
 
 
@@ -196,6 +210,7 @@ def evaluate_pair(
     method: Method,
     reasoner: Reasoner,
     progress: bool = True,
+    judge: Any = None,
 ) -> RecordStore:
     """One method on one benchmark: the unfinished instances are evaluated and appended; returns the store."""
     section = cfg.get("evaluation") or {}
@@ -212,14 +227,14 @@ def evaluate_pair(
         if method.kind == "baseline":
             for inst in todo:
                 store.append_instance(
-                    _records(run_baseline(method.name, inst, reasoner, cfg), benchmark, method, custom)
+                    _records(run_baseline(method.name, inst, reasoner, cfg), benchmark, method, custom, judge)
                 )
                 bar.update(1)
         else:
             policy = load_policy(method, cfg)
             for batch in _batches(todo, int(section.get("manager_batch", 8))):
                 for result in run_manager(policy, batch, reasoner, cfg, seed=int(cfg.get("seed", 0))):
-                    store.append_instance(_records(result, benchmark, method, custom))
+                    store.append_instance(_records(result, benchmark, method, custom, judge))
                     bar.update(1)
     finally:
         bar.close()
@@ -238,10 +253,11 @@ def run_evaluation(
     """Evaluate (after :func:`preflight`) and return every per-question record as a frame."""
     plan = plan or preflight(cfg, paths, methods, benchmarks, check_endpoint=reasoner is None)
     reasoner = reasoner or build_reasoner(cfg.get("reasoner"))
+    judge = judge_from_config(cfg)
     frames = []
     for benchmark in plan.benchmarks:
         for method in plan.methods:
-            store = evaluate_pair(cfg, paths, benchmark, method, reasoner, progress)
+            store = evaluate_pair(cfg, paths, benchmark, method, reasoner, progress, judge)
             frames.append(pd.DataFrame(store.records))
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if not frame.empty:
