@@ -281,3 +281,32 @@ def test_llm_judge_scores_longmemeval_records_through_an_endpoint():
         rows = _records(InstanceResult(inst, results, [[], []], 0, 0), bench, Method("m", "baseline"), {}, judge)
     assert [r["score"] for r in rows] == [1.0, 0.0] and {r["scored_by"] for r in rows} == {"llm_judge"}
     assert rows[0]["column"] == "LME"
+
+
+# ---------------------------------------------------------------------------- the paper profile's data path
+def test_paper_mab_reads_mem_alpha_processed_copy_and_says_how_to_get_it(tmp_path):
+    from finemem_lib.data.memalpha import write_memalpha_parquet
+    from finemem_lib.evaluation.benchmarks import load_benchmark
+
+    cfg = load_profile("paper")
+    paths = profile_paths(cfg, tmp_path / "results", tmp_path / "data")
+    cfg["evaluation"]["mab"]["local_dir"] = str(tmp_path / "empty")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(EvaluationSetupError, match=r"hf download YuWangX/Memalpha-Memoryagentbench"):
+        preflight(cfg, paths, methods=["rag_bm25"], benchmarks=["mab"], check_endpoint=False)
+    rows = [
+        Instance("ruler_qa1_197K/0", "ruler_qa1_197K", ("The code is 7.",), (QA("What is the code?", ("7",)),)),
+        Instance(
+            "icl_nlu_8296shot_balance/1",
+            "icl_nlu_8296shot_balance",
+            ("Sample: a; Label: 3.",),
+            (QA("Sample: a", ("3",)),),
+        ),
+    ]
+    write_memalpha_parquet(rows, tmp_path / "copy" / "test.parquet")
+    cfg["evaluation"]["mab"]["local_dir"] = str(tmp_path / "copy")
+    bench = load_benchmark("mab", cfg, paths)
+    assert bench.layout == "mab" and [i.source for i in bench.instances] == [
+        "ruler_qa1_197K",
+        "icl_nlu_8296shot_balance",
+    ]

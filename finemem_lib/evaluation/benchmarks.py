@@ -80,18 +80,24 @@ def load_mab(cfg: Mapping[str, Any], paths: ProfilePaths) -> tuple[list[Instance
         folder = paths.data / "mab_synthetic"
         instances = load_mab_synthetic(_section(cfg).get("mab_synthetic"), seed, folder)
         return instances, f"offline MemoryAgentBench analogue (seed {seed}), parquet in {folder}"
-    from finemem_lib.data.chunking import make_token_counter
+    from finemem_lib.data.memalpha import DataNotAvailableError
 
-    count_tokens = make_token_counter((cfg.get("data") or {}).get("tokenizer"))
     local = _path(mab["local_dir"]) if mab.get("local_dir") else None
     if source == "memalpha":
         from finemem_lib.data.memalpha import MEMALPHA_MAB_REPO, load_memalpha_mab
 
         split = mab.get("split", "test")
-        return load_memalpha_mab(split, data_dir=local), f"{MEMALPHA_MAB_REPO} [{split}] (pre-chunked)"
+        try:
+            return load_memalpha_mab(split, data_dir=local), f"{MEMALPHA_MAB_REPO} [{split}] (pre-chunked)"
+        except DataNotAvailableError as exc:  # name the setting of this stage, not notebook 01's
+            raise DataNotAvailableError(
+                str(exc).replace("data.memalpha.local_dir", "evaluation.mab.local_dir")
+            ) from None
     if source == "raw":
+        from finemem_lib.data.chunking import make_token_counter
         from finemem_lib.data.memoryagentbench import MAB_REPO, load_memoryagentbench
 
+        count_tokens = make_token_counter((cfg.get("data") or {}).get("tokenizer"))
         raw = dict((cfg.get("data") or {}).get("memoryagentbench") or {})
         instances: list[Instance] = []
         for split in raw.get("splits", ["Accurate_Retrieval", "Test_Time_Learning", "Long_Range_Understanding"]):
