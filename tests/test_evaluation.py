@@ -284,7 +284,7 @@ def test_llm_judge_scores_longmemeval_records_through_an_endpoint():
 
 
 # ---------------------------------------------------------------------------- the paper profile's data path
-def test_paper_mab_reads_mem_alpha_processed_copy_and_says_how_to_get_it(tmp_path):
+def test_paper_mab_reads_mem_alpha_processed_copy_and_says_how_to_get_it(tmp_path, monkeypatch):
     from finemem_lib.data.memalpha import write_memalpha_parquet
     from finemem_lib.evaluation.benchmarks import load_benchmark
 

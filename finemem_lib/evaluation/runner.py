@@ -72,6 +72,8 @@ def _check_models(methods: Sequence[Method], cfg: Mapping[str, Any]) -> None:
         looks_local = folder.is_absolute() or m.model.startswith(".") or folder.exists()
         if looks_local and not (folder / "config.json").is_file():
             missing.append(f"{m.name}: {folder}")
+        elif not looks_local and _offline() and not _in_hub_cache(m.model):
+            missing.append(f"{m.name}: Hub model {m.model} is not in the cache (offline; `hf download {m.model}`)")
     if missing:
         name = cfg.get("name", "default")
         raise EvaluationSetupError(
@@ -80,6 +82,21 @@ def _check_models(methods: Sequence[Method], cfg: Mapping[str, Any]) -> None:
             f"`python -m finemem_lib.training.cli --profile {name}`; "
             "or leave them out with --methods, or set evaluation.trained_managers: false"
         )
+
+
+def _offline() -> bool:
+    import os
+
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except ValueError:  # not a valid repo id
+        return False
 
 
 def _check_reasoner(cfg: Mapping[str, Any]) -> None:
