@@ -51,6 +51,8 @@ from finemem_lib.evaluation.tables import AVERAGING_RULES, instance_scores, pape
 from finemem_lib.paths import profile_paths
 
 logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+for noisy in ("bm25s", "httpx"):
+    logging.getLogger(noisy).setLevel(logging.WARNING)
 cfg = load_profile(profile)
 paths = profile_paths(cfg, results_dir, data_dir)
 plan = preflight(cfg, paths)  # data, scoring rules, model folders, reasoner endpoint: checked before any work

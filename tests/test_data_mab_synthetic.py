@@ -15,7 +15,6 @@ from finemem_lib.data.mab_synthetic import (
     SOURCES,
     MABSyntheticConfig,
     load_mab_synthetic,
-    mab_synthetic_row,
     write_mab_synthetic,
 )
 from finemem_lib.data.memoryagentbench import load_memoryagentbench
@@ -65,17 +64,10 @@ def test_default_contexts_are_at_least_three_times_a_training_instance(tmp_path)
     cfg = load_profile("default")
     knobs = cfg["evaluation"]["mab_synthetic"]
     train_chunks = cfg["data"]["synthetic"]["chunks_per_instance"]
-    for source in SOURCES:
-        row = mab_synthetic_row(source, 0, MABSyntheticConfig.from_mapping(knobs), 0)
-        (tmp_path / source).mkdir()
-        path = tmp_path / source / f"{SOURCE_SPLITS[source]}.parquet"
-        import pyarrow as pa
-
-        from finemem_lib.data.mab_synthetic import ROW_SCHEMA
-
-        pq.write_table(pa.Table.from_pylist([row], schema=ROW_SCHEMA), path)
-        (inst,) = load_memoryagentbench(SOURCE_SPLITS[source], data_dir=path, chunk_size=knobs["chunk_size"])
-        assert inst.num_chunks >= 3 * train_chunks, (source, inst.num_chunks)
+    files = write_mab_synthetic(knobs, cfg["seed"], tmp_path)
+    for split, path in files.items():
+        for inst in load_memoryagentbench(split, data_dir=path, chunk_size=knobs["chunk_size"]):
+            assert inst.num_chunks >= 3 * train_chunks, (inst.id, inst.num_chunks)
 
 
 def test_every_source_is_scored_asked_and_fills_its_paper_column(instances):
