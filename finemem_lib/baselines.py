@@ -6,6 +6,8 @@
   (Mem-alpha's / MemoryAgentBench's RAG-Top2 baseline).
 - ``store_everything``: a :class:`~finemem_lib.memory.Memory` holding every sentence, inserted at
   its chunk's step, answered through the normal :mod:`finemem_lib.qa` path (BM25 top-``k`` items).
+- ``closed_book``: no memory at all; the reasoner sees the question alone (an empty memory), so
+  questions answerable without the context (prior knowledge, guessable labels) show up here.
 
 Raw text becomes reasoner items by the reasoner's ``item_granularity``: LLM backends get passages
 (one item per chunk, or its tail), the offline reader gets one item per sentence. Item ids are
@@ -167,11 +169,24 @@ def store_everything(
     return answer_over_memory(memory, _questions(instance, questions), instance.source, reasoner, top_k, judge, options)
 
 
+def closed_book(
+    instance: Instance,
+    reasoner: Reasoner,
+    questions: Sequence[QA] | None = None,
+    judge: metrics.Judge | None = None,
+    options: QAOptions | None = None,
+) -> list[QAResult]:
+    """Answer with no memory: every question goes to the reasoner with no retrieved item."""
+    prepared = [PreparedQuestion(qa, instance.source, ()) for qa in _questions(instance, questions)]
+    return answer_prepared(prepared, reasoner, judge, options)
+
+
 Baseline = Callable[..., list[QAResult]]
 BASELINES: dict[str, Baseline] = {
     "long_context": long_context,
     "rag_bm25": rag_bm25,
     "store_everything": store_everything,
+    "closed_book": closed_book,
 }
 
 
@@ -199,6 +214,8 @@ def run_baseline(
     for instance in instances:
         if name == "long_context":
             results.append(long_context(instance, reasoner, window, token_counter, options=options))
+        elif name == "closed_book":
+            results.append(closed_book(instance, reasoner, options=options))
         else:
             results.append(BASELINES[name](instance, reasoner, top_k, options=options))
     return results

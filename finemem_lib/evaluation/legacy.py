@@ -1,7 +1,9 @@
-"""Held-out evaluation: a manager's memory (one greedy episode per instance) and the baselines, same questions.
+"""Per-instance evaluation in memory (no records): a manager's greedy episode and the baselines, same questions.
 
 Every method gives one row per instance: its mean score over all global questions and, where the
-method builds a memory, the memory length in tokens. :func:`summary_table` averages per source.
+method builds a memory, the memory length in tokens. :func:`summary_table` averages per raw source.
+Notebook 02 uses these; the recorded, resumable evaluation in the papers' layouts is
+:func:`finemem_lib.evaluation.runner.run_evaluation`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from finemem_lib.progress import progress
 from finemem_lib.qa import mean_score, qa_options_from_config
 from finemem_lib.rollout import rollout, settings_from_config
 from finemem_lib.tokens import TokenCounter, regex_token_count, token_counter_from_config
+
+CLASSIC_BASELINES = tuple(name for name in BASELINES if name != "closed_book")
 
 
 def evaluate_manager(
@@ -65,7 +69,7 @@ def evaluate_baselines(
     instances: Sequence[Instance],
     reasoner: Reasoner,
     cfg: Mapping[str, Any],
-    names: Sequence[str] = tuple(BASELINES),
+    names: Sequence[str] = CLASSIC_BASELINES,
     token_counter: TokenCounter = regex_token_count,
 ) -> pd.DataFrame:
     """Every baseline on the same instances and questions."""

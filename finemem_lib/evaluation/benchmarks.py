@@ -1,0 +1,144 @@
+"""The benchmarks of a profile, as instances with a table layout.
+
+- ``memalpha``: the held-out test split prepared by notebook 01 (the synthetic benchmark offline,
+  ``YuWangX/Memalpha`` test in the paper profile); Memalpha layout.
+- ``mab``: MemoryAgentBench, by ``evaluation.mab.source``: ``synthetic`` (the offline
+  out-of-distribution analogue, :mod:`finemem_lib.data.mab_synthetic`, written as parquet under
+  ``<data>/mab_synthetic`` and read back through the real loader), ``memalpha`` (Mem-alpha's processed
+  copy ``YuWangX/Memalpha-Memoryagentbench``, pre-chunked, as Mem-alpha evaluated) or ``raw``
+  (``ai-hyz/MemoryAgentBench``, chunked here with ``data.memoryagentbench``'s settings); MAB layout.
+- every entry of ``evaluation.custom_benchmarks`` (``{name: {path, split, chunk_size}}``): a user's own
+  MemoryAgentBench-schema parquet; MAB layout, new sources get their own columns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from finemem_lib.config import repo_root
+from finemem_lib.data.instance import Instance
+from finemem_lib.paths import ProfilePaths
+
+BUILTIN = ("memalpha", "mab")
+MAB_SOURCES = ("synthetic", "memalpha", "raw")
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """Instances to evaluate, and the table layout they fill (``memalpha`` or ``mab``)."""
+
+    name: str
+    layout: str
+    instances: tuple[Instance, ...]
+    description: str = ""
+
+    def fingerprint(self) -> str:
+        """A short hash of the instances (ids, chunks, questions): records are reused only on the same data."""
+        digest = hashlib.sha256()
+        for inst in self.instances:
+            digest.update(
+                json.dumps(
+                    [inst.id, inst.source, inst.chunks, [[q.question, q.answers] for q in inst.questions]]
+                ).encode()
+            )
+        return digest.hexdigest()[:16]
+
+
+def _section(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    return dict(cfg.get("evaluation") or {})
+
+
+def benchmark_names(cfg: Mapping[str, Any]) -> list[str]:
+    """The benchmarks a profile evaluates by default: ``evaluation.benchmarks`` plus its custom ones."""
+    section = _section(cfg)
+    return list(section.get("benchmarks", BUILTIN)) + [n for n in (section.get("custom_benchmarks") or {})]
+
+
+def _limit(instances: Sequence[Instance], cfg: Mapping[str, Any]) -> tuple[Instance, ...]:
+    limit = _section(cfg).get("max_instances")
+    return tuple(instances if limit is None else instances[: int(limit)])
+
+
+def _path(value: str | Path) -> Path:
+    path = Path(value)
+    return path if path.is_absolute() else repo_root() / path
+
+
+def load_mab(cfg: Mapping[str, Any], paths: ProfilePaths) -> tuple[list[Instance], str]:
+    """MemoryAgentBench instances per ``evaluation.mab.source``, and a line saying where they came from."""
+    mab = dict(_section(cfg).get("mab") or {})
+    source = mab.get("source", "synthetic")
+    seed = int(cfg.get("seed", 0))
+    if source == "synthetic":
+        from finemem_lib.data.mab_synthetic import load_mab_synthetic
+
+        folder = paths.data / "mab_synthetic"
+        instances = load_mab_synthetic(_section(cfg).get("mab_synthetic"), seed, folder)
+        return instances, f"offline MemoryAgentBench analogue (seed {seed}), parquet in {folder}"
+    from finemem_lib.data.memalpha import DataNotAvailableError
+
+    local = _path(mab["local_dir"]) if mab.get("local_dir") else None
+    if source == "memalpha":
+        from finemem_lib.data.memalpha import MEMALPHA_MAB_REPO, load_memalpha_mab
+
+        split = mab.get("split", "test")
+        try:
+            return load_memalpha_mab(split, data_dir=local), f"{MEMALPHA_MAB_REPO} [{split}] (pre-chunked)"
+        except DataNotAvailableError as exc:  # name the setting of this stage, not notebook 01's
+            raise DataNotAvailableError(
+                str(exc).replace("data.memalpha.local_dir", "evaluation.mab.local_dir")
+            ) from None
+    if source == "raw":
+        from finemem_lib.data.chunking import make_token_counter
+        from finemem_lib.data.memoryagentbench import MAB_REPO, load_memoryagentbench
+
+        count_tokens = make_token_counter((cfg.get("data") or {}).get("tokenizer"))
+        raw = dict((cfg.get("data") or {}).get("memoryagentbench") or {})
+        instances: list[Instance] = []
+        for split in raw.get("splits", ["Accurate_Retrieval", "Test_Time_Learning", "Long_Range_Understanding"]):
+            instances += load_memoryagentbench(
+                split,
+                sources=(raw.get("sources") or {}).get(split),
+                data_dir=local or (_path(raw["local_dir"]) if raw.get("local_dir") else None),
+                chunk_size=(raw.get("chunk_size") or {}).get(split),
+                count_tokens=count_tokens,
+                max_instances=raw.get("max_instances"),
+                exclude=raw.get("exclude_sources"),
+            )
+        return instances, f"{MAB_REPO} (chunked here)"
+    raise ValueError(f"evaluation.mab.source must be one of {MAB_SOURCES}, got {source!r}")
+
+
+def load_custom(name: str, spec: Mapping[str, Any]) -> list[Instance]:
+    """A user's MemoryAgentBench-schema parquet (``path``, optional ``split`` and ``chunk_size``)."""
+    from finemem_lib.data.memoryagentbench import load_memoryagentbench
+
+    if not isinstance(spec, Mapping) or not spec.get("path"):
+        raise ValueError(f"evaluation.custom_benchmarks.{name} needs a 'path' to a MemoryAgentBench-schema parquet")
+    path = _path(spec["path"])
+    if not path.exists():
+        raise FileNotFoundError(f"evaluation.custom_benchmarks.{name}: no file or folder at {path}")
+    return load_memoryagentbench(
+        spec.get("split", "Accurate_Retrieval"), data_dir=path, chunk_size=spec.get("chunk_size")
+    )
+
+
+def load_benchmark(name: str, cfg: Mapping[str, Any], paths: ProfilePaths) -> Benchmark:
+    """One benchmark by name (``memalpha``, ``mab`` or a custom one)."""
+    custom = _section(cfg).get("custom_benchmarks") or {}
+    if name == "memalpha":
+        from finemem_lib.data.prepared import load_prepared
+
+        instances = load_prepared(paths.data, "test")
+        return Benchmark(name, "memalpha", _limit(instances, cfg), f"Memalpha-layout test split from {paths.data}")
+    if name == "mab":
+        instances, where = load_mab(cfg, paths)
+        return Benchmark(name, "mab", _limit(instances, cfg), where)
+    if name in custom:
+        return Benchmark(name, "mab", _limit(load_custom(name, custom[name]), cfg), f"custom: {custom[name]['path']}")
+    raise ValueError(f"unknown benchmark {name!r}; this profile has: {', '.join(benchmark_names(cfg))}")

@@ -1,0 +1,189 @@
+"""The methods under evaluation: memory-free baselines and managers given as model folders.
+
+Each method turns instances into :class:`InstanceResult` objects (the answered questions with their
+evidence, and the memory the method kept). ``memory_tokens`` is what the method holds for an instance:
+the final memory (managers, store-everything), the window it reads (long-context), every raw chunk
+(RAG-BM25 indexes them all) or nothing (closed-book).
+
+Managers found for a profile (:func:`discover_methods`): the GRPO start (the SFT manager, or
+``manager.model`` where SFT is off) and the final model of every trained (variant, seed) of notebook 03
+(``<data>/grpo/<profile>_<variant>_s<seed>/final``), plus any ``evaluation.extra_managers``
+(``{name: local folder or Hub id}``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from finemem_lib import baselines
+from finemem_lib.agents.reasoner import Reasoner
+from finemem_lib.config import repo_root
+from finemem_lib.data.instance import Instance
+from finemem_lib.paths import ProfilePaths
+from finemem_lib.qa import QAResult
+from finemem_lib.sentences import split_sentences
+from finemem_lib.tokens import TokenCounter, regex_token_count
+
+BASELINE_NAMES = ("long_context", "rag_bm25", "store_everything", "closed_book")
+
+
+@dataclass(frozen=True)
+class Method:
+    """A method: a baseline (``model`` None) or a manager (``model`` = a folder or Hub id)."""
+
+    name: str
+    kind: str  # "baseline" | "manager"
+    model: str | None = None
+    role: str = ""  # managers: "start" (SFT / base) or "trained"
+
+    def identity(self) -> dict[str, Any]:
+        """What decides whether earlier records of this method can be reused."""
+        return {"name": self.name, "kind": self.kind, "model": self.model, "fingerprint": model_fingerprint(self.model)}
+
+
+@dataclass
+class InstanceResult:
+    """One method on one instance: answered questions, evidence texts, memory kept."""
+
+    instance: Instance
+    results: list[QAResult]
+    evidence_texts: list[list[str]]
+    memory_tokens: int
+    memory_items: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def model_fingerprint(model: str | None) -> str | None:
+    """A short hash of a local model folder's files (names, sizes, modification times); None for Hub ids."""
+    if not model or not Path(model).is_dir():
+        return None
+    digest = hashlib.sha256()
+    for path in sorted(Path(model).rglob("*")):
+        if path.is_file():
+            stat = path.stat()
+            digest.update(f"{path.relative_to(model)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------- discovery
+def discover_methods(cfg: Mapping[str, Any], paths: ProfilePaths) -> list[Method]:
+    """The profile's methods: ``evaluation.baselines``, the GRPO start, every trained variant, extra managers."""
+    from finemem_lib.pipeline import sft_manager_dir
+    from finemem_lib.training.config import training_settings
+    from finemem_lib.training.runner import FINAL_MODEL, run_dirs, run_name
+
+    section = cfg.get("evaluation") or {}
+    methods = [Method(name, "baseline") for name in section.get("baselines", BASELINE_NAMES)]
+    unknown = [m.name for m in methods if m.name not in BASELINE_NAMES]
+    if unknown:
+        raise ValueError(f"evaluation.baselines: unknown {unknown}; choose from {BASELINE_NAMES}")
+    training = cfg.get("training") or {}
+    if training.get("sft_model"):
+        start = Path(training["sft_model"])
+        methods.append(
+            Method("sft_manager", "manager", str(start if start.is_absolute() else repo_root() / start), "start")
+        )
+    elif (cfg.get("sft") or {}).get("enabled", True):
+        methods.append(Method("sft_manager", "manager", str(sft_manager_dir(paths)), "start"))
+    else:
+        methods.append(Method("base_manager", "manager", str((cfg.get("manager") or {}).get("model")), "start"))
+    if section.get("trained_managers", True):
+        settings = training_settings(cfg)
+        for variant in settings.variants:
+            for seed in settings.seeds:
+                folder = run_dirs(paths, run_name(cfg, variant, seed))[1] / FINAL_MODEL
+                methods.append(Method(f"{variant}_s{seed}", "manager", str(folder), "trained"))
+    for name, model in (section.get("extra_managers") or {}).items():
+        methods.append(Method(str(name), "manager", str(model), "trained"))
+    return methods
+
+
+def select_methods(methods: Sequence[Method], names: Sequence[str] | None) -> list[Method]:
+    """The methods named (all when ``names`` is empty); an unknown name lists the available ones."""
+    if not names:
+        return list(methods)
+    by_name = {m.name: m for m in methods}
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; this profile has: {', '.join(by_name)}")
+    return [by_name[n] for n in names]
+
+
+# ---------------------------------------------------------------------------- baselines
+def _raw_lookup(instance: Instance) -> dict[str, str]:
+    """Text of every raw-text item id a baseline can produce (``c<t>`` chunks, ``c<t>.s<i>`` sentences)."""
+    lookup = {}
+    for t, chunk in enumerate(instance.chunks):
+        lookup[f"c{t}"] = chunk
+        for i, sentence in enumerate(split_sentences(chunk)):
+            lookup[f"c{t}.s{i}"] = sentence
+    return lookup
+
+
+def run_baseline(
+    name: str,
+    instance: Instance,
+    reasoner: Reasoner,
+    cfg: Mapping[str, Any],
+    token_counter: TokenCounter = regex_token_count,
+) -> InstanceResult:
+    """One baseline on one instance (settings as :func:`finemem_lib.baselines.run_baseline`)."""
+    (results,) = baselines.run_baseline(name, [instance], reasoner, cfg, token_counter)
+    lookup = _raw_lookup(instance)
+    if name == "store_everything":
+        memory = baselines.store_everything_memory(instance, token_counter)
+        lookup = {item.id: item.content for item in memory.items}
+        tokens, items = memory.num_tokens(), len(memory)
+    elif name == "long_context":
+        window = baselines.tail_window(instance, int((cfg.get("baselines") or {}).get("long_context_tokens", 32768)))
+        lookup.update({item.id: item.content for item in window})
+        tokens, items = sum(token_counter(item.content) for item in window), len(window)
+    elif name == "rag_bm25":
+        tokens, items = sum(token_counter(c) for c in instance.chunks), instance.num_chunks
+    else:
+        tokens, items = 0, 0
+    texts = [[lookup.get(i, "") for i in r.evidence_ids] for r in results]
+    return InstanceResult(instance, results, texts, tokens, items)
+
+
+# ---------------------------------------------------------------------------- managers
+def load_policy(method: Method, cfg: Mapping[str, Any]):
+    """The manager of a method, with the profile's prompt settings."""
+    from finemem_lib.agents.policy import load_manager
+    from finemem_lib.agents.sft import policy_settings
+
+    return load_manager(method.model, **policy_settings(cfg))
+
+
+def run_manager(
+    policy: Any,
+    instances: Sequence[Instance],
+    reasoner: Reasoner,
+    cfg: Mapping[str, Any],
+    seed: int = 0,
+    token_counter: TokenCounter = regex_token_count,
+) -> Iterator[InstanceResult]:
+    """One greedy evaluation episode per instance (``rollout.eval_sampling``), all questions, no chunk QAs."""
+    from dataclasses import replace
+
+    from finemem_lib.rollout import rollout, settings_from_config
+
+    settings = replace(settings_from_config(dict(cfg), training=False), chunk_qas=False)
+    groups = rollout(instances, policy, reasoner, settings, seed=seed, token_counter=token_counter)
+    for instance, group in zip(instances, groups, strict=True):
+        episode = group[0]
+        lookup = {item.id: item.content for item in episode.memory.items} if episode.memory is not None else {}
+        texts = [[lookup.get(i, "") for i in r.evidence_ids] for r in episode.global_results]
+        format_rate = sum(episode.r_fmt) / len(episode.r_fmt) if episode.steps else 0.0
+        yield InstanceResult(
+            instance,
+            list(episode.global_results),
+            texts,
+            episode.memory_tokens,
+            episode.steps[-1].memory_items if episode.steps else 0,
+            {"format_rate": float(format_rate)},
+        )

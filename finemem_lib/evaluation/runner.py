@@ -1,0 +1,304 @@
+"""The evaluation stage: every method on every benchmark, one record per question, resumable.
+
+:func:`preflight` loads the benchmarks and checks sources, model folders and the reasoner endpoint before
+any work starts, each failure naming the command or setting that fixes it. :func:`run_evaluation` then
+evaluates (benchmark, method) pairs, appending each instance's records as soon as it is answered
+(managers roll out ``evaluation.manager_batch`` instances together, then write them one by one), and
+skips instances already recorded under the same configuration.
+
+Records go to ``<results>/eval/04_<benchmark>_<method>.jsonl`` (see :mod:`~finemem_lib.evaluation.records`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from finemem_lib import metrics
+from finemem_lib.agents.reasoner import Reasoner, build_reasoner
+from finemem_lib.evaluation.benchmarks import Benchmark, benchmark_names, load_benchmark
+from finemem_lib.evaluation.columns import column_for, layout
+from finemem_lib.evaluation.judge import is_judged, judge_from_config
+from finemem_lib.evaluation.methods import (
+    InstanceResult,
+    Method,
+    discover_methods,
+    load_policy,
+    run_baseline,
+    run_manager,
+    select_methods,
+)
+from finemem_lib.evaluation.records import RecordStore
+from finemem_lib.evaluation.sources import check_sources, register_sources
+from finemem_lib.paths import ProfilePaths
+
+logger = logging.getLogger(__name__)
+
+CONFIG_KEYS = ("reasoner", "retrieval", "baselines", "memory", "manager", "rollout", "seed")
+
+
+class EvaluationSetupError(RuntimeError):
+    """Something the evaluation needs is missing; the message says how to get it."""
+
+
+@dataclass
+class Plan:
+    """What will be evaluated: benchmarks and methods, checked."""
+
+    benchmarks: list[Benchmark]
+    methods: list[Method]
+
+
+def records_path(paths: ProfilePaths, benchmark: str, method: str) -> Path:
+    return paths.results / "eval" / f"04_{benchmark}_{method}.jsonl"
+
+
+def _profile_flag(cfg: Mapping[str, Any]) -> str:
+    return f"--profile {cfg.get('name', 'default')}"
+
+
+def _check_models(methods: Sequence[Method], cfg: Mapping[str, Any]) -> None:
+    missing = []
+    for m in methods:
+        if m.kind != "manager" or not m.model:
+            continue
+        folder = Path(m.model)
+        looks_local = folder.is_absolute() or m.model.startswith(".") or folder.exists()
+        if looks_local and not (folder / "config.json").is_file():
+            missing.append(f"{m.name}: {folder}")
+        elif not looks_local and _offline() and not _in_hub_cache(m.model):
+            missing.append(f"{m.name}: Hub model {m.model} is not in the cache (offline; `hf download {m.model}`)")
+    if missing:
+        name = cfg.get("name", "default")
+        raise EvaluationSetupError(
+            f"manager model folder(s) missing: {'; '.join(missing)}. Train them first: "
+            f"`./reproduce.sh --profile {name} --only 03` (SFT start and every variant), or "
+            f"`python -m finemem_lib.training.cli --profile {name}`; "
+            "or leave them out with --methods, or set evaluation.trained_managers: false"
+        )
+
+
+def _offline() -> bool:
+    import os
+
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except ValueError:  # not a valid repo id
+        return False
+
+
+def _check_reasoner(cfg: Mapping[str, Any]) -> None:
+    section = dict(cfg.get("reasoner") or {})
+    judge = (cfg.get("evaluation") or {}).get("judge")
+    if str(section.get("backend", "offline")).lower() != "openai" and not judge:
+        return
+    import os
+
+    if isinstance(judge, Mapping):
+        section = {**section, **judge}
+    base_url = section.get("base_url") or os.environ.get("REASONER_BASE_URL")
+    model = section.get("model") or os.environ.get("REASONER_MODEL")
+    fix = (
+        "start the reasoner, e.g. `vllm serve Qwen/Qwen3-32B --port 8000`, then `export "
+        "REASONER_BASE_URL=http://localhost:8000/v1` (or set reasoner.base_url in the profile)"
+    )
+    if not base_url or not model:
+        raise EvaluationSetupError(
+            f"the reasoner (or evaluation.judge) endpoint is not configured (reasoner.base_url or REASONER_BASE_URL); "
+            f"{fix}"
+        )
+    try:
+        import openai
+
+        openai.OpenAI(
+            base_url=base_url, api_key=os.environ.get("REASONER_API_KEY", "EMPTY"), timeout=10, max_retries=0
+        ).models.list()
+    except Exception as exc:
+        raise EvaluationSetupError(
+            f"the reasoner endpoint {base_url} is not reachable ({type(exc).__name__}); {fix}"
+        ) from None
+
+
+def preflight(
+    cfg: Mapping[str, Any],
+    paths: ProfilePaths,
+    methods: Sequence[str] | None = None,
+    benchmarks: Sequence[str] | None = None,
+    check_endpoint: bool = True,
+) -> Plan:
+    """Load and check everything before any work: data, scoring rules, model folders, reasoner endpoint."""
+    from finemem_lib.data.memalpha import DataNotAvailableError
+
+    section = cfg.get("evaluation") or {}
+    register_sources(section.get("source_rules"))
+    loaded = []
+    for name in benchmarks or benchmark_names(cfg):
+        try:
+            loaded.append(load_benchmark(name, cfg, paths))
+        except DataNotAvailableError as exc:
+            if name == "memalpha":
+                raise EvaluationSetupError(
+                    f"{exc}\nTo fix: `./reproduce.sh {_profile_flag(cfg)} --only 01` prepares the test split"
+                ) from None
+            raise EvaluationSetupError(str(exc)) from None
+    check_sources(inst.source for bench in loaded for inst in bench.instances)
+    chosen = select_methods(discover_methods(cfg, paths), methods)
+    _check_models(chosen, cfg)
+    if check_endpoint:
+        _check_reasoner(cfg)
+    return Plan(loaded, chosen)
+
+
+def _header(cfg: Mapping[str, Any], benchmark: Benchmark, method: Method) -> dict[str, Any]:
+    from finemem_lib.training.runs import config_hash, git_state, package_versions  # (the package imports trl)
+
+    relevant = {k: cfg.get(k) for k in CONFIG_KEYS}
+    relevant["evaluation"] = {k: v for k, v in (cfg.get("evaluation") or {}).items() if k != "bootstrap"}
+    identity = method.identity()
+    return {
+        "benchmark": benchmark.name,
+        "method": method.name,
+        "model": method.model,
+        "model_fingerprint": identity["fingerprint"],
+        "reasoner": cfg.get("reasoner"),
+        "profile": cfg.get("name"),
+        "data_fingerprint": benchmark.fingerprint(),
+        "config_hash": config_hash([relevant, identity, benchmark.fingerprint()]),
+        "git": git_state(),
+        "versions": package_versions(),
+    }
+
+
+def _records(
+    result: InstanceResult, benchmark: Benchmark, method: Method, custom: Mapping[str, Any], judge: Any = None
+) -> list[dict]:
+    inst = result.instance
+    column = column_for(inst.source, layout(benchmark.layout), custom)
+    scores = [float(r.score) for r in result.results]
+    scored_by = metrics.rule_for(inst.source).name
+    if judge is not None and is_judged(inst.source) and result.results:
+        scores = judge.judge_many([(r.question, r.prediction, r.golds) for r in result.results])
+        scored_by = "llm_judge"
+    return [
+        {
+            "benchmark": benchmark.name,
+            "method": method.name,
+            "instance_id": inst.id,
+            "source": inst.source,
+            "column": column.name,
+            "question": r.question,
+            "golds": list(r.golds),
+            "prediction": r.prediction,
+            "score": score,
+            "scored_by": scored_by,
+            "evidence_ids": list(r.evidence_ids),
+            "evidence_steps": list(r.evidence_steps),
+            "evidence_texts": texts,
+            "memory_tokens": int(result.memory_tokens),
+            "memory_items": int(result.memory_items),
+            "num_chunks": inst.num_chunks,
+            **result.extra,
+        }
+        for r, texts, score in zip(result.results, result.evidence_texts, scores, strict=True)
+    ]
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[int]:
+    """CPU threads for the manager's forward passes: ``threads``, or (None) the cores not busy right now.
+
+    More torch threads than free cores makes generation slower, not faster (measured on 2 shared cores
+    at load 20: 2 threads took 340 s where 1 thread took 16 s for the same rollout).
+    """
+    import torch
+
+    from finemem_lib.agents.sft import free_cpu_threads
+
+    previous = torch.get_num_threads()
+    wanted = int(threads) if threads else (free_cpu_threads() if not torch.cuda.is_available() else previous)
+    torch.set_num_threads(max(1, wanted))
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _batches(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), max(1, size)):
+        yield items[start : start + max(1, size)]
+
+
+def evaluate_pair(
+    cfg: Mapping[str, Any],
+    paths: ProfilePaths,
+    benchmark: Benchmark,
+    method: Method,
+    reasoner: Reasoner,
+    progress: bool = True,
+    judge: Any = None,
+) -> RecordStore:
+    """One method on one benchmark: the unfinished instances are evaluated and appended; returns the store."""
+    section = cfg.get("evaluation") or {}
+    custom = section.get("source_rules") or {}
+    store = RecordStore(records_path(paths, benchmark.name, method.name), _header(cfg, benchmark, method))
+    done = store.finished()
+    todo = [inst for inst in benchmark.instances if inst.id not in done]
+    if not todo:
+        return store
+    bar = tqdm(
+        total=len(benchmark.instances), initial=len(done), desc=f"{benchmark.name}/{method.name}", disable=not progress
+    )
+    try:
+        if method.kind == "baseline":
+            for inst in todo:
+                store.append_instance(
+                    _records(run_baseline(method.name, inst, reasoner, cfg), benchmark, method, custom, judge)
+                )
+                bar.update(1)
+        else:
+            policy = load_policy(method, cfg)
+            with torch_threads(section.get("num_threads")):
+                for batch in _batches(todo, int(section.get("manager_batch", 8))):
+                    for result in run_manager(policy, batch, reasoner, cfg, seed=int(cfg.get("seed", 0))):
+                        store.append_instance(_records(result, benchmark, method, custom, judge))
+                        bar.update(1)
+    finally:
+        bar.close()
+    return store
+
+
+def run_evaluation(
+    cfg: Mapping[str, Any],
+    paths: ProfilePaths,
+    methods: Sequence[str] | None = None,
+    benchmarks: Sequence[str] | None = None,
+    reasoner: Reasoner | None = None,
+    progress: bool = True,
+    plan: Plan | None = None,
+) -> pd.DataFrame:
+    """Evaluate (after :func:`preflight`) and return every per-question record as a frame."""
+    plan = plan or preflight(cfg, paths, methods, benchmarks, check_endpoint=reasoner is None)
+    reasoner = reasoner or build_reasoner(cfg.get("reasoner"))
+    judge = judge_from_config(cfg)
+    frames = []
+    for benchmark in plan.benchmarks:
+        for method in plan.methods:
+            store = evaluate_pair(cfg, paths, benchmark, method, reasoner, progress, judge)
+            frames.append(pd.DataFrame(store.records))
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if not frame.empty:
+        frame["role"] = frame["method"].map({m.name: (m.role or "baseline") for m in plan.methods})
+    return frame

@@ -1,0 +1,149 @@
+"""Tables in the papers' layouts, with bootstrap 95 % intervals over instances.
+
+An instance's score is the mean over its questions; a column's score is the mean over its instances.
+Intervals: percentile bootstrap, resampling each column's instances with replacement
+(``evaluation.bootstrap.samples`` replicates, seeded). ``avg`` is the unweighted mean of the columns that
+have data (CR excluded in the MemoryAgentBench layout), its interval from the same replicates (columns
+resampled independently). ``memory`` is the mean memory length in tokens over all instances of the table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from finemem_lib.evaluation.columns import Column, column_for, layout
+
+AVERAGING_RULES = {
+    "memalpha": "avg = unweighted mean of the source columns that have data; 95 % intervals: bootstrap over instances.",
+    "mab": (
+        "avg = unweighted mean of the AR, TTL and LRU columns that have data (CR shown, not averaged, as both "
+        "papers skip it); 95 % intervals: bootstrap over instances."
+    ),
+}
+
+
+def instance_scores(records: pd.DataFrame) -> pd.DataFrame:
+    """One row per (benchmark, method, instance): mean score over its questions, memory tokens, column."""
+    if records.empty:
+        return pd.DataFrame(
+            columns=["benchmark", "method", "instance_id", "source", "column", "score", "memory_tokens"]
+        )
+    keys = ["benchmark", "method", "instance_id", "source", "column"]
+    return (
+        records.groupby(keys, sort=False)
+        .agg(score=("score", "mean"), memory_tokens=("memory_tokens", "first"), questions=("score", "size"))
+        .reset_index()
+    )
+
+
+def _columns_in_order(frame: pd.DataFrame, kind: str, custom: Mapping[str, Any] | None) -> list[Column]:
+    columns = list(layout(kind))
+    names = {c.name for c in columns}
+    for source in frame["source"].unique():
+        column = column_for(source, layout(kind), custom)
+        if column.name not in names:
+            columns.append(column)
+            names.add(column.name)
+    return columns
+
+
+def bootstrap_table(
+    per_instance: pd.DataFrame,
+    kind: str,
+    samples: int = 1000,
+    seed: int = 0,
+    custom: Mapping[str, Any] | None = None,
+) -> pd.DataFrame:
+    """Long table: one row per (method, column) plus ``avg``: mean, 95 % interval, instances, memory tokens."""
+    if samples < 1:
+        raise ValueError(f"bootstrap samples must be >= 1, got {samples}")
+    rows = []
+    columns = _columns_in_order(per_instance, kind, custom) if not per_instance.empty else list(layout(kind))
+    for method, frame in per_instance.groupby("method", sort=False):
+        rng = np.random.default_rng(seed)
+        replicate_means, means = [], []
+        for column in columns:
+            scores = frame.loc[frame["column"] == column.name, "score"].to_numpy(dtype=float)
+            if scores.size == 0:
+                rows.append({"method": method, "column": column.name, "group": column.group, "n": 0})
+                continue
+            draws = rng.integers(0, scores.size, size=(samples, scores.size))
+            boot = scores[draws].mean(axis=1)
+            lo, hi = np.percentile(boot, [2.5, 97.5])
+            rows.append(
+                {
+                    "method": method,
+                    "column": column.name,
+                    "group": column.group,
+                    "mean": float(scores.mean()),
+                    "lo": float(lo),
+                    "hi": float(hi),
+                    "n": int(scores.size),
+                }
+            )
+            if column.in_average:
+                replicate_means.append(boot)
+                means.append(scores.mean())
+        avg = {"method": method, "column": "avg", "group": "", "n": len(frame)}
+        if means:
+            boot_avg = np.mean(np.stack(replicate_means), axis=0)
+            lo, hi = np.percentile(boot_avg, [2.5, 97.5])
+            avg.update(mean=float(np.mean(means)), lo=float(lo), hi=float(hi))
+        rows.append(avg)
+        rows.append(
+            {
+                "method": method,
+                "column": "memory",
+                "group": "",
+                "mean": float(frame["memory_tokens"].mean()),
+                "n": len(frame),
+            }
+        )
+    return pd.DataFrame(rows, columns=["method", "column", "group", "mean", "lo", "hi", "n"])
+
+
+def wide_table(long: pd.DataFrame, digits: int = 3, intervals: bool = True) -> pd.DataFrame:
+    """The paper layout: one row per method, one column per table column, cells ``mean [lo, hi]``; no data: ``–``."""
+
+    def cell(row: pd.Series) -> str:
+        if pd.isna(row.get("mean")):
+            return "–"
+        if row["column"] == "memory":
+            return f"{row['mean']:.0f}"
+        text = f"{row['mean']:.{digits}f}"
+        if intervals and not pd.isna(row.get("lo")):
+            text += f" [{row['lo']:.{digits}f}, {row['hi']:.{digits}f}]"
+        return text
+
+    if long.empty:
+        return pd.DataFrame()
+    order = list(dict.fromkeys(long["column"]))
+    cells = long.assign(cell=long.apply(cell, axis=1))
+    wide = cells.pivot(index="method", columns="column", values="cell")[order]
+    methods = list(dict.fromkeys(long["method"]))
+    wide = wide.loc[methods]
+    groups = long.drop_duplicates("column").set_index("column")["group"].reindex(order).fillna("")
+    if groups.str.len().gt(0).any():
+        wide.columns = pd.MultiIndex.from_arrays([groups.to_list(), order], names=["", "column"])
+    wide.columns.name = None if not isinstance(wide.columns, pd.MultiIndex) else wide.columns.names
+    return wide
+
+
+def paper_tables(
+    records: pd.DataFrame, cfg: Mapping[str, Any] | None = None
+) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
+    """``{benchmark: (long table, wide table)}`` for every benchmark in the records."""
+    section = dict((cfg or {}).get("evaluation") or {})
+    boot = dict(section.get("bootstrap") or {})
+    custom = section.get("source_rules") or {}
+    out = {}
+    per_instance = instance_scores(records)
+    for benchmark, frame in per_instance.groupby("benchmark", sort=False):
+        kind = "memalpha" if benchmark == "memalpha" else "mab"
+        long = bootstrap_table(frame, kind, int(boot.get("samples", 1000)), int(boot.get("seed", 0)), custom)
+        out[str(benchmark)] = (long, wide_table(long))
+    return out

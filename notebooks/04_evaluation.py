@@ -1,0 +1,136 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 04 · Evaluation on Memalpha and MemoryAgentBench
+#
+# Every method answers the same questions with the same frozen reasoner and BM25 top-k retrieval; only
+# the memory differs. Methods: the baselines (long-context window, RAG-BM25 over the raw chunks,
+# store-everything, closed-book with no memory at all) and the managers: the SFT start and the final
+# model of every variant trained in notebook 03.
+#
+# **In distribution** (Memalpha): held-out instances drawn like the training data: the same sources,
+# lengths and templates, new people. **Out of distribution** (MemoryAgentBench): other kinds of text,
+# contexts several times longer than any training instance, and tasks the manager never trained on
+# (multi-hop retrieval, long-range summary, conflicting facts). The paper tests both because a manager
+# can learn what to keep for its training distribution without learning a policy that carries over;
+# Fine-Mem's claim is a gain on both, larger out of distribution.
+#
+# Offline, the in-distribution split is the synthetic benchmark's test split, and MemoryAgentBench is an
+# offline analogue in its exact schema (`finemem_lib.data.mab_synthetic`), written as parquet and read
+# back through the real MemoryAgentBench loader and chunker. In the paper profile the same cells
+# evaluate on Memalpha's test split and Mem-α's processed MemoryAgentBench copy.
+
+# %% tags=["parameters"]
+profile = "default"
+results_dir = None
+data_dir = None
+
+# %%
+import logging
+
+import matplotlib.pyplot as plt
+from IPython.display import Image, display
+
+from finemem_lib.config import load_profile
+from finemem_lib.data.prepared import load_prepared
+from finemem_lib.evaluation.inspect import benchmark_overview, describe_example, example_pair
+from finemem_lib.evaluation.plots import plot_score_vs_memory
+from finemem_lib.evaluation.runner import preflight, run_evaluation
+from finemem_lib.evaluation.tables import AVERAGING_RULES, instance_scores, paper_tables
+from finemem_lib.paths import profile_paths
+
+logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+for noisy in ("bm25s", "httpx"):
+    logging.getLogger(noisy).setLevel(logging.WARNING)
+cfg = load_profile(profile)
+paths = profile_paths(cfg, results_dir, data_dir)
+plan = preflight(cfg, paths)  # data, scoring rules, model folders, reasoner endpoint: checked before any work
+for bench in plan.benchmarks:
+    print(f"{bench.name}: {len(bench.instances)} instances ({bench.description})")
+print("methods:", ", ".join(m.name for m in plan.methods))
+
+# %% [markdown]
+# ## What is out of distribution here
+#
+# Instances per source, their length in chunks and tokens, and chunks relative to a training instance.
+
+# %%
+train = load_prepared(paths.data, "train")
+benchmark_overview(plan.benchmarks, train)
+
+# %% [markdown]
+# ## Evaluate every method on both benchmarks
+#
+# One record per question (prediction, score, retrieved items and the steps that wrote them, memory
+# tokens) is appended to `results/eval/04_<benchmark>_<method>.jsonl` after each instance, under a header
+# with the configuration hash, the model and the git revision. A rerun skips what is already recorded.
+
+# %%
+records = run_evaluation(cfg, paths, plan=plan)
+per_instance = instance_scores(records)
+tables = paper_tables(records, cfg)
+for name, (long, wide) in tables.items():
+    long.to_csv(paths.tables / f"04_{name}_long.csv", index=False)
+    wide.to_csv(paths.tables / f"04_{name}.csv")
+print(f"{len(records)} question records, {len(per_instance)} (method, instance) pairs")
+
+# %% [markdown]
+# ## Memalpha layout (in distribution)
+#
+# Offline, the synthetic sources fill the Memalpha columns they imitate: `synth_factoid` → squad,
+# `synth_update` → lme (knowledge updates), `synth_icl` → ttl; the other columns have no offline data (–).
+
+# %%
+if "memalpha" in tables:
+    display(tables["memalpha"][1])
+    print(AVERAGING_RULES["memalpha"])
+
+# %% [markdown]
+# ## MemoryAgentBench layout (out of distribution)
+#
+# AR (SH-Doc, MH-Doc, LME), TTL (TREC-C, NLU, TREC-F, Clinic, Banking), LRU (InfBench-Sum), and CR
+# (FactConsolidation), which both papers skip. Offline, `ruler_qa1_synth` → SH-Doc, `ruler_qa2_synth` →
+# MH-Doc, `icl_trec_coarse_synth` → TREC-C, `icl_banking77_synth` → Banking, `infbench_sum_synth` →
+# InfBench-Sum, `factconsolidation_sh_synth` → CR.
+
+# %%
+if "mab" in tables:
+    display(tables["mab"][1])
+    print(AVERAGING_RULES["mab"])
+
+# %% [markdown]
+# ## Score against memory length
+#
+# A good manager sits high and to the left: high scores from a short memory. Store-everything and RAG
+# keep the whole context; closed-book keeps nothing.
+
+# %%
+figure = paths.figures / "04_score_vs_memory.png"
+plt.close(plot_score_vs_memory(per_instance, figure))
+display(Image(filename=str(figure)))
+
+# %% [markdown]
+# ## Where a trained manager differs from its SFT start
+#
+# One question where a trained manager beats the SFT start, and one where it loses, with what each
+# retrieved from its memory (and the step that wrote each item).
+
+# %%
+start = next((m.name for m in plan.methods if m.role == "start"), None)
+trained = [m.name for m in plan.methods if m.role == "trained"]
+chosen = next((name for name in trained if name.startswith("finemem")), trained[0] if trained else None)
+if start and chosen:
+    win, loss = example_pair(records, chosen, start)
+    print(f"{chosen} beats {start}:\n{describe_example(win, chosen, start)}\n")
+    print(f"{chosen} loses to {start}:\n{describe_example(loss, chosen, start)}")
