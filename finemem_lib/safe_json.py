@@ -173,10 +173,7 @@ def _scan_spans(text: str, start: int, max_depth: int) -> tuple[list[Any], int]:
             stack[-1][2] = top[2] + 1
         if not stack:
             break
-    while stack:  # spans left open: propagate their heights
-        span = stack.pop()
-        if stack and stack[-1][2] <= span[2]:
-            stack[-1][2] = span[2] + 1
+    # spans still open never closed: they are never decoded, whatever their height, so it is not propagated
     return roots, pos
 
 
