@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import logging
+import runpy
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -27,7 +29,7 @@ from finemem_lib.config import load_profile, profile_names
 ALIASES: dict[str, tuple[tuple[str, ...], str]] = {
     "train": (("finemem_lib.training.cli",), "step-credit GRPO training (python -m finemem_lib.training.cli)"),
     "evaluate": (
-        ("finemem_lib.evaluation.cli", "finemem_lib.evaluation.__main__", "finemem_lib.evaluation"),
+        ("finemem_lib.evaluation.cli", "finemem_lib.evaluation"),
         "held-out evaluation (python -m finemem_lib.evaluation)",
     ),
     "data": (("finemem_lib.data.cli",), "prepare a profile's data (python -m finemem_lib.data)"),
@@ -184,19 +186,39 @@ def _alias_main(names: Sequence[str]) -> Callable[[list[str]], int] | None:
     return None
 
 
+def _run_as_main(package: str, argv: list[str]) -> int | None:
+    """Run ``python -m package`` in this process (its ``__main__``), or None when it has no ``__main__``."""
+    try:
+        if importlib.util.find_spec(f"{package}.__main__") is None:
+            return None
+    except ModuleNotFoundError:
+        return None
+    saved = sys.argv
+    sys.argv = [f"python -m {package}", *argv]
+    try:
+        runpy.run_module(package, run_name="__main__", alter_sys=True)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        sys.argv = saved
+    return 0
+
+
 def run_alias(command: str, argv: list[str]) -> int:
-    """Forward ``argv`` to the module CLI behind ``command``."""
+    """Forward ``argv`` to the module CLI behind ``command``: its ``main(argv)``, else ``python -m`` of the last one."""
     names, help_text = ALIASES[command]
     main = _alias_main(names)
-    if main is None:
-        print(
-            f"finemem {command}: this installation has no command line for it ({' / '.join(names)} has no main()); "
-            f"it is {help_text}. Run the matching notebook instead.",
-            file=sys.stderr,
-        )
-        return 2
-    result = main(argv)
-    return int(result or 0)
+    if main is not None:
+        return int(main(argv) or 0)
+    code = _run_as_main(names[-1], argv)
+    if code is not None:
+        return code
+    print(
+        f"finemem {command}: this installation has no command line for it ({' / '.join(names)} has no main() and "
+        f"no __main__); it is {help_text}. Run the matching notebook instead.",
+        file=sys.stderr,
+    )
+    return 2
 
 
 # ---------------------------------------------------------------------------- parser

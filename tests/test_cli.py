@@ -142,6 +142,11 @@ def test_aliases_forward_argv_or_say_what_is_missing(monkeypatch, capsys):
     monkeypatch.setitem(cli.ALIASES, "evaluate", (("no_such_module.cli",), "evaluation"))
     assert cli.main(["evaluate"]) == 2
     assert "no command line" in capsys.readouterr().err
+    # a package with only a __main__ runs as python -m, with argv
+    monkeypatch.setitem(cli.ALIASES, "data", (("no_such_module.cli", "finemem_lib.data"), "data"))
+    monkeypatch.setattr(cli, "_alias_main", lambda names: None)
+    assert cli.main(["data", "--help"]) == 0  # argparse's exit inside finemem_lib.data.__main__ is caught
+    assert "usage: python -m finemem_lib.data" in capsys.readouterr().out
 
 
 def test_data_alias_prepares_the_profile(tmp_path, capsys):
