@@ -147,7 +147,7 @@ def heldout_subset(instances: Sequence[Instance], limit: int | None) -> list[Ins
 
 
 # ---------------------------------------------------------------------------- checkpoints
-REQUIRED_CHECKPOINT_FILES = ("trainer_state.json", "optimizer.pt", "scheduler.pt")
+REQUIRED_CHECKPOINT_FILES = ("trainer_state.json",)  # + model weights and optimizer state (below)
 _TORCH_FILES = (".pt", ".pth", ".bin")
 
 
@@ -192,7 +192,10 @@ def _torch_file_problem(path: Path) -> str | None:
 
 
 def checkpoint_problem(checkpoint: str | Path) -> str | None:
-    """Why a checkpoint cannot be resumed from; None when its state, weights, optimizer and RNG files all load."""
+    """Why a checkpoint cannot be resumed from; None when its state, weights, optimizer and RNG files all load.
+
+    A DeepSpeed checkpoint keeps weights and optimizer in ``global_step*/`` (its own format, not checked here).
+    """
     checkpoint = Path(checkpoint)
     for name in REQUIRED_CHECKPOINT_FILES:
         if not (checkpoint / name).is_file():
@@ -202,8 +205,12 @@ def checkpoint_problem(checkpoint: str | Path) -> str | None:
     except (OSError, ValueError) as exc:
         return f"trainer_state.json unreadable ({exc})"
     files = sorted(p for p in checkpoint.iterdir() if p.is_file())
-    if not any(p.suffix == ".safetensors" or p.name.startswith("pytorch_model") for p in files):
-        return "no model weights"
+    deepspeed = any(p.is_dir() for p in checkpoint.glob("global_step*"))
+    if not deepspeed:
+        if not any(p.suffix == ".safetensors" or p.name.startswith("pytorch_model") for p in files):
+            return "no model weights"
+        if not (checkpoint / "optimizer.pt").is_file():
+            return "optimizer.pt missing"
     for path in files:
         if path.suffix == ".safetensors":
             problem = _safetensors_problem(path)
