@@ -196,7 +196,11 @@ def main() -> None:
         "phases_s": {k: round(totals.get(k, 0.0), 3) for k in (*PHASES, "other")},
         "share": {k: round(totals.get(k, 0.0) / total, 4) for k in (*PHASES, "other")},
         "calls": dict(timer.calls),
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": torch.get_num_threads()},
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "cpus": torch.get_num_threads(),
+        },
         "torch": torch.__version__,
         "git_revision": _git_revision(),
         "command": "python benchmarks/bench_step_profile.py "
