@@ -127,8 +127,16 @@ class IncrementalDecoder:
         )
 
     # ------------------------------------------------------------------ the model, step by step
-    def _attention(self, layer: Any, hidden: torch.Tensor, rope: tuple, cache: tuple, start: int, mask: torch.Tensor):
-        """Self-attention of ``hidden`` ``[B, S, H]``, writing its keys/values at cache slots ``start:start+S``."""
+    def _attention(
+        self, layer: Any, hidden: torch.Tensor, rope: tuple, cache: tuple, shared: tuple | None, start: int, mask
+    ) -> torch.Tensor:
+        """Self-attention of ``hidden`` ``[B, S, H]`` over the shared prefix and the rows' own cache.
+
+        The new keys/values are written at row-cache slots ``start:start+S``. Every query sees the whole
+        prefix (``shared``: ``[1, kv, P, D]`` keys and values, stored once for all rows). ``mask``: for a
+        prefill (S > 1) a bool ``[B, 1, S, P + start + S]``, True where a query may attend; for a decode
+        step (S = 1) an additive ``[B, 1, 1, start + 1]`` bias over the row slots (0 or -inf).
+        """
         attn = layer.self_attn
         batch, length, _ = hidden.shape
         q = attn.q_proj(hidden).view(batch, length, self.heads, self.head_dim)
@@ -143,31 +151,78 @@ class IncrementalDecoder:
         end = start + length
         keys[:, :, start:end] = k
         values[:, :, start:end] = v.transpose(1, 2)
-        out = F.scaled_dot_product_attention(
-            q, keys[:, :, :end], values[:, :, :end], attn_mask=mask, scale=self.scaling, enable_gqa=True
-        )
-        return attn.o_proj(out.transpose(1, 2).reshape(batch, length, self.heads * self.head_dim))
+        groups, kv, dim = self.heads // self.kv_heads, self.kv_heads, self.head_dim
+        if length > 1:  # prefill: fused attention over [prefix | rows], ``mask`` [B, 1, S, P + start + S] (bool)
+            all_keys, all_values = keys[:, :, :end], values[:, :, :end]
+            if shared is not None:
+                prefix_keys, prefix_values = shared
+                all_keys = torch.cat([prefix_keys.expand(batch, -1, -1, -1), all_keys], dim=2)
+                all_values = torch.cat([prefix_values.expand(batch, -1, -1, -1), all_values], dim=2)
+            out = F.scaled_dot_product_attention(
+                q, all_keys, all_values, attn_mask=mask, scale=self.scaling, enable_gqa=groups > 1
+            )
+        else:  # decode: grouped-query attention as matmuls, the prefix part once for all rows
+            out = self._decode_attention(
+                q.reshape(batch, kv, groups, dim), keys[:, :, :end], values[:, :, :end], shared, mask
+            )
+        out = out.reshape(batch, self.heads, length, dim)
+        return attn.o_proj(out.transpose(1, 2).reshape(batch, length, self.heads * dim))
+
+    def _decode_attention(
+        self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, shared: tuple | None, bias: torch.Tensor
+    ) -> torch.Tensor:
+        """One query per row: ``q`` ``[B, kv, groups, D]`` over the row slots and the shared prefix."""
+        batch, kv, groups, dim = q.shape
+        scores = torch.matmul(q, keys.transpose(-1, -2)) * self.scaling + bias
+        if shared is None:
+            return torch.matmul(torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype), values)
+        prefix_keys, prefix_values = shared  # [kv, B*groups, D] x [kv, D, P]: one matmul per kv head
+        n_prefix = prefix_keys.shape[2]
+        flat_q = q.transpose(0, 1).reshape(kv, batch * groups, dim)
+        prefix_scores = torch.matmul(flat_q, prefix_keys[0].transpose(-1, -2)) * self.scaling
+        prefix_scores = prefix_scores.view(kv, batch, groups, n_prefix).transpose(0, 1)
+        weights = torch.softmax(torch.cat([prefix_scores, scores], dim=-1), dim=-1, dtype=torch.float32).to(q.dtype)
+        prefix_weights = weights[..., :n_prefix].transpose(0, 1).reshape(kv, batch * groups, n_prefix)
+        prefix_out = torch.matmul(prefix_weights, prefix_values[0]).view(kv, batch, groups, dim).transpose(0, 1)
+        return torch.matmul(weights[..., n_prefix:], values) + prefix_out
 
     def _forward(
-        self, tokens: torch.Tensor, positions: torch.Tensor, caches: list[tuple], start: int, mask: torch.Tensor
+        self,
+        tokens: torch.Tensor,
+        positions: torch.Tensor,
+        caches: list[tuple],
+        shared: list[tuple] | None,
+        start: int,
+        mask: torch.Tensor,
     ) -> torch.Tensor:
-        """Hidden states after the final norm for ``tokens`` ``[B, S]`` written at cache slots ``start:start+S``."""
+        """Hidden states after the final norm for ``tokens`` ``[B, S]`` written at row-cache slots
+        ``start:start+S``; ``mask`` ``[B, 1, S, start+S]`` is True where a query may attend a row slot."""
         hidden = self.body.embed_tokens(tokens)
+        if tokens.shape[1] == 1:  # decode step: additive bias over the row slots
+            mask = torch.zeros(mask.shape, dtype=hidden.dtype, device=mask.device).masked_fill_(~mask, float("-inf"))
+        elif shared:  # prefill: every query also sees the whole prefix
+            n_prefix = shared[0][0].shape[2]
+            seen = torch.ones((*mask.shape[:3], n_prefix), dtype=torch.bool, device=mask.device)
+            mask = torch.cat([seen, mask], dim=-1)
         rope = self.body.rotary_emb(hidden, positions)
-        for layer, cache in zip(self.layers, caches, strict=True):
-            hidden = hidden + self._attention(layer, layer.input_layernorm(hidden), rope, cache, start, mask)
+        for i, (layer, cache) in enumerate(zip(self.layers, caches, strict=True)):
+            layer_shared = shared[i] if shared else None
+            hidden = hidden + self._attention(
+                layer, layer.input_layernorm(hidden), rope, cache, layer_shared, start, mask
+            )
             hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
         return self.body.norm(hidden)
 
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.model.lm_head(hidden).float()
 
-    def _new_caches(self, rows: int, length: int, like: torch.Tensor) -> list[tuple]:
+    def _new_caches(self, rows: int, length: int) -> list[tuple]:
+        weight = self.body.embed_tokens.weight
         shape = (rows, self.kv_heads, length, self.head_dim)
         return [
             (
-                torch.zeros(shape, dtype=like.dtype, device=like.device),
-                torch.zeros(shape, dtype=like.dtype, device=like.device),
+                torch.zeros(shape, dtype=weight.dtype, device=weight.device),
+                torch.zeros(shape, dtype=weight.dtype, device=weight.device),
             )
             for _ in self.layers
         ]
@@ -177,15 +232,16 @@ class IncrementalDecoder:
     def device(self) -> torch.device:
         return self.body.embed_tokens.weight.device
 
-    def prefix_cache(self, prefix: Sequence[int]) -> tuple[list[tuple], int]:
-        """Keys/values of a prompt prefix (batch 1), to share between the rows of :meth:`decode` calls."""
+    @torch.no_grad()
+    def prefix_cache(self, prefix: Sequence[int]) -> tuple[list[tuple] | None, int]:
+        """Keys/values of a prompt prefix (batch 1), shared by the rows of :meth:`decode` calls."""
         if not prefix:
-            return [], 0
+            return None, 0
         tokens = torch.tensor([list(prefix)], dtype=torch.long, device=self.device)
         positions = torch.arange(len(prefix), device=self.device).unsqueeze(0)
-        caches = self._new_caches(1, len(prefix), self.body.embed_tokens.weight)
+        caches = self._new_caches(1, len(prefix))
         causal = torch.ones(len(prefix), len(prefix), dtype=torch.bool, device=self.device).tril()
-        self._forward(tokens, positions, caches, 0, causal[None, None])
+        self._forward(tokens, positions, caches, None, 0, causal[None, None])
         return caches, len(prefix)
 
     @torch.no_grad()
@@ -213,34 +269,26 @@ class IncrementalDecoder:
         if any(not s for s in suffixes):
             raise ValueError("the shared prefix must be shorter than every prompt")
         rows, width = len(prompts), max(len(s) for s in suffixes)
-        total = n_prefix + width + max_new_tokens
         longest = n_prefix + max(len(s) for s in suffixes) + max_new_tokens
         if longest > self.max_positions:
             raise ValueError(f"prompt + max_new_tokens ({longest}) exceeds the model's {self.max_positions} positions")
         if self.sliding_window is not None and longest > int(self.sliding_window):
             raise ValueError(f"sequences longer than the sliding window ({self.sliding_window}) are not supported")
 
-        caches = self._new_caches(rows, total, self.body.embed_tokens.weight)
-        for (keys, values), (p_keys, p_values) in zip(caches, prefix_caches, strict=False):
-            keys[:, :, :n_prefix] = p_keys
-            values[:, :, :n_prefix] = p_values
-        valid = torch.zeros(rows, total, dtype=torch.bool, device=device)
-        valid[:, :n_prefix] = True
+        caches = self._new_caches(rows, width + max_new_tokens)
+        valid = torch.zeros(rows, width + max_new_tokens, dtype=torch.bool, device=device)
         tokens = torch.full((rows, width), 0, dtype=torch.long, device=device)
         lengths = torch.tensor([len(s) for s in suffixes], device=device)
         for row, suffix in enumerate(suffixes):
             tokens[row, width - len(suffix) :] = torch.tensor(suffix, dtype=torch.long)
         column = torch.arange(width, device=device)
         real = column.unsqueeze(0) >= (width - lengths).unsqueeze(1)  # [rows, width]
-        valid[:, n_prefix : n_prefix + width] = real
+        valid[:, :width] = real
         positions = (n_prefix + real.long().cumsum(dim=1) - 1).clamp(min=0)
-        # query i (slot n_prefix + i) sees valid slots up to itself; a pad query sees itself (never an empty row)
-        slots = torch.arange(n_prefix + width, device=device)
-        query_slots = (n_prefix + column).view(1, width, 1)
-        mask = (valid[:, None, : n_prefix + width] & (slots.view(1, 1, -1) <= query_slots)) | (
-            slots.view(1, 1, -1) == query_slots
-        )
-        hidden = self._forward(tokens, positions, caches, n_prefix, mask.unsqueeze(1))
+        # query i (slot i) sees the real slots up to itself; a pad query sees itself (never an empty row)
+        key_slot, query_slot = column.view(1, 1, -1), column.view(1, -1, 1)
+        mask = (real[:, None, :] & (key_slot <= query_slot)) | (key_slot == query_slot)
+        hidden = self._forward(tokens, positions, caches, prefix_caches, 0, mask.unsqueeze(1))
         logits = self._logits(hidden[:, -1])
         next_position = positions[:, -1] + 1
 
@@ -251,7 +299,7 @@ class IncrementalDecoder:
         out_finished = torch.zeros(rows, dtype=torch.bool)
         row_ids = torch.arange(rows)  # original row of each batch row
         alive = torch.ones(rows, dtype=torch.bool)  # batch rows still decoding
-        slot = n_prefix + width
+        slot = width
         for step in range(max_new_tokens):
             token, logprob = self._sample(logits, temperature, top_k, top_p, generator)
             token_cpu, logprob_cpu = token.cpu(), logprob.cpu()
@@ -273,7 +321,7 @@ class IncrementalDecoder:
                 row_ids, alive = row_ids[keep], alive[keep]
             valid[:, slot] = True
             mask = valid[:, None, None, : slot + 1]
-            hidden = self._forward(token.unsqueeze(1), next_position.unsqueeze(1), caches, slot, mask)
+            hidden = self._forward(token.unsqueeze(1), next_position.unsqueeze(1), caches, prefix_caches, slot, mask)
             logits = self._logits(hidden[:, -1])
             next_position = next_position + 1
             slot += 1
