@@ -69,6 +69,14 @@ def unsupported_reason(model: Any) -> str | None:
     return None
 
 
+def _rms_norm(module: Any, x: torch.Tensor) -> torch.Tensor:
+    """``module(x)`` for a Llama-style RMSNorm, through torch's fused kernel when ``x`` is float32 (same formula)."""
+    eps = getattr(module, "variance_epsilon", None)
+    if x.dtype != torch.float32 or eps is None or not type(module).__name__.endswith("RMSNorm"):
+        return module(x)
+    return F.rms_norm(x, (x.shape[-1],), module.weight, eps)
+
+
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     half = x.shape[-1] // 2
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
@@ -143,7 +151,7 @@ class IncrementalDecoder:
         k = attn.k_proj(hidden).view(batch, length, self.kv_heads, self.head_dim)
         v = attn.v_proj(hidden).view(batch, length, self.kv_heads, self.head_dim)
         if hasattr(attn, "q_norm"):  # Qwen3: RMSNorm over the head dimension
-            q, k = attn.q_norm(q), attn.k_norm(k)
+            q, k = _rms_norm(attn.q_norm, q), _rms_norm(attn.k_norm, k)
         cos, sin = rope
         q = _rope(q.transpose(1, 2), cos, sin)
         k = _rope(k.transpose(1, 2), cos, sin)
@@ -208,10 +216,10 @@ class IncrementalDecoder:
         for i, (layer, cache) in enumerate(zip(self.layers, caches, strict=True)):
             layer_shared = shared[i] if shared else None
             hidden = hidden + self._attention(
-                layer, layer.input_layernorm(hidden), rope, cache, layer_shared, start, mask
+                layer, _rms_norm(layer.input_layernorm, hidden), rope, cache, layer_shared, start, mask
             )
-            hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
-        return self.body.norm(hidden)
+            hidden = hidden + layer.mlp(_rms_norm(layer.post_attention_layernorm, hidden))
+        return _rms_norm(self.body.norm, hidden)
 
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.model.lm_head(hidden).float()
