@@ -26,14 +26,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bench_step_profile import PhaseTimer, build_trainer, instrument  # noqa: E402
+from bench_step_profile import PhaseTimer, build_trainer, instrument
 
-from finemem_lib.agents.policy import ManagerPolicy, SamplingParams, load_manager  # noqa: E402
-from finemem_lib.agents.sft import policy_settings  # noqa: E402
-from finemem_lib.config import load_profile  # noqa: E402
-from finemem_lib.memory import Memory, Operation, OpKind  # noqa: E402
-from finemem_lib.paths import profile_paths  # noqa: E402
-from finemem_lib.pipeline import sft_manager_dir  # noqa: E402
+from finemem_lib.agents.policy import ManagerPolicy, SamplingParams, load_manager
+from finemem_lib.agents.sft import policy_settings
+from finemem_lib.config import load_profile
+from finemem_lib.memory import Memory, Operation, OpKind
+from finemem_lib.paths import profile_paths
+from finemem_lib.pipeline import sft_manager_dir
 
 
 def default_manager(cfg: dict[str, Any]) -> tuple[ManagerPolicy, str]:
@@ -87,7 +87,9 @@ def rollout_speed(cfg: dict[str, Any], batch: int, max_new_tokens: int, repeats:
     policy, source = default_manager(cfg)
     prompts = step_prompts(cfg, policy, batch)
     engines = {
-        name: ManagerPolicy(policy.model, policy.tokenizer, **{**policy.settings(), "engine": name, "batch_size": batch})
+        name: ManagerPolicy(
+            policy.model, policy.tokenizer, **{**policy.settings(), "engine": name, "batch_size": batch}
+        )
         for name in ("transformers", "native")
     }
     result: dict[str, Any] = {

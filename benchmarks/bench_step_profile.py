@@ -126,6 +126,7 @@ def build_trainer(profile: str, engine: str | None, steps: int, output_dir: Path
     from finemem_lib.training.config import grpo_config, run_rollout_settings, training_settings
     from finemem_lib.training.grpo import StepCreditGRPOTrainer
     from finemem_lib.training.runner import load_training_data
+    from finemem_lib.training.vllm_rollout import vllm_grpo_args
 
     cfg = load_profile(profile)
     if engine:
@@ -145,6 +146,7 @@ def build_trainer(profile: str, engine: str | None, steps: int, output_dir: Path
         int(cfg.get("seed", 0)),
         [inst.num_chunks for inst in data["train"]],
         save_strategy="no",
+        **vllm_grpo_args(cfg),
     )
     reasoner = build_reasoner(cfg.get("reasoner"))
     return cfg, StepCreditGRPOTrainer(policy, args, data["train"], reasoner, train_settings)

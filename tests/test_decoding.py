@@ -42,9 +42,7 @@ def _prompts(seed: int = 0, rows: int = 5, shared: int = 12) -> list[list[int]]:
     """Prompts with a common prefix and different lengths (so the batch is padded)."""
     generator = torch.Generator().manual_seed(seed)
     prefix = torch.randint(1, VOCAB, (shared,), generator=generator).tolist()
-    return [
-        prefix + torch.randint(1, VOCAB, (3 + 4 * r,), generator=generator).tolist() for r in range(rows)
-    ]
+    return [prefix + torch.randint(1, VOCAB, (3 + 4 * r,), generator=generator).tolist() for r in range(rows)]
 
 
 def _reference_greedy(model, prompts: list[list[int]], max_new_tokens: int, stop_ids: list[int]) -> list[list[int]]:
@@ -241,7 +239,11 @@ def test_decode_rejects_empty_prompts_and_too_long_requests(llama):
         decoder.decode([[1] * 250], 10)
 
 
-def test_vllm_engine_without_a_backend_says_how_to_attach_one(qwen_policy):
+def test_vllm_engine_without_a_backend_generates_natively_and_says_so(qwen_policy, caplog):
     policy = ManagerPolicy(qwen_policy.model, qwen_policy.tokenizer, engine="vllm")
-    with pytest.raises(RuntimeError, match="attach_backend"):
-        policy.generate([[1, 2, 3]])
+    native = ManagerPolicy(qwen_policy.model, qwen_policy.tokenizer, engine="native")
+    greedy = SamplingParams(temperature=0.0, max_new_tokens=6)
+    with caplog.at_level(logging.WARNING):
+        got = policy.generate([[1, 2, 3]], greedy)
+    assert "without an attached vLLM backend" in caplog.text
+    assert got[0].completion_ids.tolist() == native.generate([[1, 2, 3]], greedy)[0].completion_ids.tolist()

@@ -101,8 +101,8 @@ class ManagerPolicy:
         batch_size: prompts per ``generate`` call.
         with_tools: render the tool schemas through the chat template's ``tools``.
         chat_template_kwargs: extra template variables (e.g. ``{"enable_thinking": False}`` for Qwen3).
-        engine: ``native`` (the incremental decoder), ``transformers`` (``generate``) or ``vllm`` (needs a
-            backend attached with :meth:`attach_backend`).
+        engine: ``native`` (the incremental decoder), ``transformers`` (``generate``) or ``vllm`` (a backend
+            attached with :meth:`attach_backend`; without one it generates with the native engine).
     """
 
     def __init__(
@@ -137,6 +137,7 @@ class ManagerPolicy:
         self.engine = engine
         self.backend: Any = None
         self._decoder: IncrementalDecoder | None = None
+        self._warned_no_backend = False
         if engine == "native" and (reason := unsupported_reason(model)):
             logger.warning("native decoding engine unavailable (%s); using transformers generate", reason)
             self.engine = "transformers"
@@ -277,23 +278,24 @@ class ManagerPolicy:
             return []
         if any(len(ids) == 0 for ids in prompt_ids):
             raise ValueError("every prompt needs at least one token")
-        if self.engine == "vllm":
-            if self.backend is None:
-                raise RuntimeError(
-                    "engine 'vllm' generates through an attached vLLM backend (the GRPO trainer attaches its "
-                    "colocated engine); call attach_backend() or use engine 'native' / 'transformers'"
-                )
+        if self.engine == "vllm" and self.backend is not None:
             decoded = self.backend.generate([list(p) for p in prompt_ids], sampling, seed)
             return [
                 self._generation(p, d.tokens, d.logprobs, d.finished) for p, d in zip(prompt_ids, decoded, strict=True)
             ]
+        if self.engine == "vllm" and not self._warned_no_backend:
+            logger.warning(
+                "engine 'vllm' without an attached vLLM backend (the GRPO trainer attaches its colocated engine); "
+                "generating with the native engine"
+            )
+            self._warned_no_backend = True
         if seed is not None:
             torch.manual_seed(seed)
         was_training = self.model.training
         self.model.eval()
         order = sorted(range(len(prompt_ids)), key=lambda i: len(prompt_ids[i]))
         results: dict[int, Generation] = {}
-        native = self.engine == "native"
+        native = self.engine != "transformers" and unsupported_reason(self.model) is None
         if native:
             decoder = self._native_decoder()
             prefix = decoder.prefix_cache(shared_prefix(prompt_ids))  # computed once for every batch of the call

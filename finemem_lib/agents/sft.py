@@ -108,6 +108,7 @@ def policy_settings(cfg: Mapping[str, Any]) -> dict[str, Any]:
         "max_prompt_tokens": int(manager.get("max_prompt_tokens", 4096)),
         "batch_size": int(manager.get("batch_size", 16)),
         "chat_template_kwargs": dict(manager.get("chat_template_kwargs") or {}),
+        "engine": str(manager.get("engine", "native")),
     }
 
 
