@@ -131,9 +131,6 @@ def rollout_vllm(folder: Path, batch: list[list[int]], new_tokens: int, memory: 
     inputs = [{"prompt_token_ids": p} for p in batch]
     llm.generate(inputs[:2], params, use_tqdm=False)  # warm-up (graph capture)
     seconds, _ = _timed(lambda: llm.generate(inputs, params, use_tqdm=False))
-    del llm
-    gc.collect()
-    torch.cuda.empty_cache()
     return {"seconds": round(seconds, 3), "tokens_per_s": round(len(batch) * new_tokens / seconds, 1)}
 
 
@@ -158,7 +155,7 @@ def optimizer_step(model, samples: int, length: int, micro_batch: int, peak_tflo
     flops = 6 * parameters * samples * length
     model.gradient_checkpointing_disable()
     model.eval()
-    del optimizer
+    optimizer.state.clear()
     return {
         "seconds": round(seconds, 3),
         "tokens": samples * length,
@@ -211,6 +208,8 @@ def main() -> None:
         torch.cuda.empty_cache()
         if not args.skip_vllm:
             row["rollout"]["vllm"] = rollout_vllm(folder, batch, args.completion_tokens, args.vllm_memory)
+            gc.collect()
+            torch.cuda.empty_cache()
         record["models"][name] = row
         print(name, json.dumps(row), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
