@@ -6,12 +6,15 @@ the time. :class:`IncrementalDecoder` runs the model's own modules (embeddings, 
 rotary embedding, MLP, head) in a plain loop instead:
 
 - **Preallocated KV cache**: one ``[rows, kv_heads, length, head_dim]`` buffer per layer and per
-  key/value, sized for the prompt plus ``max_new_tokens``; a new token writes one column.
+  key/value, sized for the longest prompt suffix plus ``max_new_tokens``; a new token writes one column.
 - **Shared prefix once**: the longest token prefix common to all prompts of a call (system prompt
-  and tool schemas) is run once with batch 1 and copied into every row's cache.
-- **Left-padded suffixes**: the rest of each prompt sits right-aligned after the prefix; pad slots
+  and tool schemas) is run once with batch 1 and its keys/values are stored once for all rows;
+  attention splits into the prefix part (one matmul per KV head for every row) and the rows' own part,
+  under one softmax (exact, not an approximation).
+- **Left-padded suffixes**: the rest of each prompt sits right-aligned in the row cache; pad slots
   are masked out and rotary positions count real tokens only, so every row computes what an
-  unpadded forward pass computes.
+  unpadded forward pass computes. The prompt pass uses torch's fused attention
+  (``scaled_dot_product_attention``), decoding steps use plain matmuls (faster for one query).
 - **Finished rows dropped**: rows that emitted a stop token leave the batch (their cache rows are
   removed once an eighth of the batch has finished), so the batch shrinks as episodes end.
 - **Log-probs from the sampling step**: ``log_softmax(logits / temperature)`` of the sampled token,
