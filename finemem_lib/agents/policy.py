@@ -5,7 +5,17 @@ Any Hugging Face causal LM with a chat template works (Qwen3 first; the offline 
 returns the prompt ids, the sampled completion ids (up to and including the end-of-turn token),
 the completion text and the per-token log-probabilities of the sampled tokens under the sampling
 distribution (logits divided by the temperature, no top-k/top-p truncation, as TRL's GRPO computes
-them), recomputed with one forward pass after generation so they match a training forward pass.
+them).
+
+Three engines produce them (``engine``, the profile's ``manager.engine``):
+
+- ``native`` (default): :class:`finemem_lib.agents.decoding.IncrementalDecoder`, a batched decoding loop with a
+  preallocated KV cache, the shared prompt prefix computed once, finished rows dropped and log-probs taken
+  from the sampling step (Llama / Mistral / Qwen2 / Qwen3 architectures; other models fall back to
+  ``transformers`` with a warning);
+- ``transformers``: ``model.generate``, log-probs recomputed with one forward pass (the reference);
+- ``vllm``: a vLLM engine attached with :meth:`ManagerPolicy.attach_backend` (the GRPO trainer's colocated
+  engine, see :mod:`finemem_lib.training.vllm_rollout`).
 """
 
 from __future__ import annotations
@@ -21,12 +31,14 @@ import torch
 
 from finemem_lib import atomic
 from finemem_lib.agents import prompts
+from finemem_lib.agents.decoding import IncrementalDecoder, shared_prefix, unsupported_reason
 from finemem_lib.memory import Memory
 from finemem_lib.ops import STYLES, tool_schemas
 
 logger = logging.getLogger(__name__)
 
 MANAGER_META_FILE = "finemem_manager.json"
+ENGINES = ("native", "transformers", "vllm")
 
 
 @dataclass(frozen=True)
@@ -92,6 +104,8 @@ class ManagerPolicy:
         batch_size: prompts per ``generate`` call.
         with_tools: render the tool schemas through the chat template's ``tools``.
         chat_template_kwargs: extra template variables (e.g. ``{"enable_thinking": False}`` for Qwen3).
+        engine: ``native`` (the incremental decoder), ``transformers`` (``generate``) or ``vllm`` (a backend
+            attached with :meth:`attach_backend`; without one it generates with the native engine).
     """
 
     def __init__(
@@ -105,7 +119,10 @@ class ManagerPolicy:
         with_tools: bool = True,
         chat_template_kwargs: dict[str, Any] | None = None,
         view_order: str = "recency",
+        engine: str = "native",
     ) -> None:
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
         if style not in STYLES:
             raise ValueError(f"style must be one of {STYLES}, got {style!r}")
         if getattr(tokenizer, "chat_template", None) is None:
@@ -122,6 +139,13 @@ class ManagerPolicy:
         self.tools = tool_schemas(style) if with_tools else None
         self.chat_template_kwargs = dict(chat_template_kwargs or {})
         self.stop_ids = self._stop_ids()
+        self.engine = engine
+        self.backend: Any = None
+        self._decoder: IncrementalDecoder | None = None
+        self._warned_no_backend = False
+        if engine == "native" and (reason := unsupported_reason(model)):
+            logger.warning("native decoding engine unavailable (%s); using transformers generate", reason)
+            self.engine = "transformers"
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -167,6 +191,7 @@ class ManagerPolicy:
             "with_tools": self.tools is not None,
             "chat_template_kwargs": self.chat_template_kwargs,
             "view_order": self.view_order,
+            "engine": self.engine,
         }
 
     def save_pretrained(self, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
@@ -243,29 +268,91 @@ class ManagerPolicy:
                 attention[row, width - len(ids) :] = 1
         return input_ids.to(self.device), attention.to(self.device)
 
+    def attach_backend(self, backend: Any) -> None:
+        """Generate through ``backend`` (``backend.generate(prompts, sampling, seed) -> list[Decoded]``), e.g. vLLM."""
+        self.backend = backend
+
     @torch.no_grad()
     def generate(
         self, prompt_ids: Sequence[Sequence[int]], sampling: SamplingParams | None = None, seed: int | None = None
     ) -> list[Generation]:
-        """Sample one completion per prompt (batched, prompts grouped by length); order is kept."""
+        """Sample one completion per prompt (batched, prompts grouped by length); order is kept.
+
+        Seeded runs are reproducible; with ``seed=None`` the draws follow torch's global random state.
+        """
         sampling = sampling or SamplingParams()
+        if not prompt_ids:
+            return []
         if any(len(ids) == 0 for ids in prompt_ids):
             raise ValueError("every prompt needs at least one token")
+        if self.engine == "vllm" and self.backend is not None:
+            decoded = self.backend.generate([list(p) for p in prompt_ids], sampling, seed)
+            return [
+                self._generation(p, d.tokens, d.logprobs, d.finished) for p, d in zip(prompt_ids, decoded, strict=True)
+            ]
+        if self.engine == "vllm" and not self._warned_no_backend:
+            logger.warning(
+                "engine 'vllm' without an attached vLLM backend (the GRPO trainer attaches its colocated engine); "
+                "generating with the native engine"
+            )
+            self._warned_no_backend = True
         if seed is not None:
             torch.manual_seed(seed)
         was_training = self.model.training
         self.model.eval()
         order = sorted(range(len(prompt_ids)), key=lambda i: len(prompt_ids[i]))
         results: dict[int, Generation] = {}
+        native = self.engine != "transformers" and unsupported_reason(self.model) is None
+        if native:
+            decoder = self._native_decoder()
+            prefix = decoder.prefix_cache(shared_prefix(prompt_ids))  # computed once for every batch of the call
+            generator = torch.Generator(device=decoder.device)
+            generator.manual_seed(int(torch.randint(0, 2**62, (1,)).item()))
         try:
             for start in range(0, len(order), self.batch_size):
                 chosen = order[start : start + self.batch_size]
                 batch = [list(prompt_ids[i]) for i in chosen]
-                for index, generation in zip(chosen, self._generate_batch(batch, sampling), strict=True):
+                if native:
+                    generations = self._generate_native(batch, sampling, prefix, generator)
+                else:
+                    generations = self._generate_batch(batch, sampling)
+                for index, generation in zip(chosen, generations, strict=True):
                     results[index] = generation
         finally:
             self.model.train(was_training)
         return [results[i] for i in range(len(prompt_ids))]
+
+    def _native_decoder(self) -> IncrementalDecoder:
+        if self._decoder is None or self._decoder.model is not self.model:
+            self._decoder = IncrementalDecoder(self.model, self.stop_ids)
+        return self._decoder
+
+    def _generate_native(
+        self, batch: list[list[int]], sampling: SamplingParams, prefix: tuple, generator: torch.Generator
+    ) -> list[Generation]:
+        decoded = self._native_decoder().decode(
+            batch,
+            sampling.max_new_tokens,
+            temperature=sampling.temperature,
+            top_k=sampling.top_k,
+            top_p=sampling.top_p,
+            generator=generator,
+            prefix=prefix,
+        )
+        return [self._generation(p, d.tokens, d.logprobs, d.finished) for p, d in zip(batch, decoded, strict=True)]
+
+    def _generation(
+        self, prompt: Sequence[int], completion: torch.Tensor, logprobs: torch.Tensor, finished: bool
+    ) -> Generation:
+        completion = torch.as_tensor(completion, dtype=torch.long)
+        text_ids = completion[:-1] if finished else completion
+        return Generation(
+            prompt_ids=torch.tensor(list(prompt), dtype=torch.long),
+            completion_ids=completion,
+            text=self.tokenizer.decode(text_ids, skip_special_tokens=True),
+            logprobs=torch.as_tensor(logprobs, dtype=torch.float32),
+            finished=finished,
+        )
 
     def _generate_batch(self, batch: list[list[int]], sampling: SamplingParams) -> list[Generation]:
         input_ids, attention = self._left_pad(batch)
@@ -284,20 +371,12 @@ class ManagerPolicy:
         new_tokens = sequences[:, input_ids.shape[1] :].cpu()
         lengths, finished = self._completion_lengths(new_tokens)
         logprobs = self._sampled_logprobs(sequences, attention, new_tokens.shape[1], sampling)
-        generations = []
-        for row, prompt in enumerate(batch):
-            completion = new_tokens[row, : lengths[row]].clone()
-            text_ids = completion[:-1] if finished[row] else completion
-            generations.append(
-                Generation(
-                    prompt_ids=torch.tensor(prompt, dtype=torch.long),
-                    completion_ids=completion,
-                    text=self.tokenizer.decode(text_ids, skip_special_tokens=True),
-                    logprobs=logprobs[row, : lengths[row]].clone(),
-                    finished=finished[row],
-                )
+        return [
+            self._generation(
+                prompt, new_tokens[row, : lengths[row]].clone(), logprobs[row, : lengths[row]].clone(), finished[row]
             )
-        return generations
+            for row, prompt in enumerate(batch)
+        ]
 
     def _completion_lengths(self, new_tokens: torch.Tensor) -> tuple[list[int], list[bool]]:
         """Tokens up to and including the first stop token (all tokens when none was emitted)."""

@@ -112,6 +112,7 @@ def policy_settings(cfg: Mapping[str, Any]) -> dict[str, Any]:
         "batch_size": int(manager.get("batch_size", 16)),
         "chat_template_kwargs": dict(manager.get("chat_template_kwargs") or {}),
         "view_order": str(memory.get("view_order", "recency")),
+        "engine": str(manager.get("engine", "native")),
     }
 
 

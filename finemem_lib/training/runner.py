@@ -56,6 +56,7 @@ from finemem_lib.training.runs import (
     run_identity,
     write_json,
 )
+from finemem_lib.training.vllm_rollout import vllm_grpo_args
 
 logger = logging.getLogger(__name__)
 
@@ -468,7 +469,9 @@ def _build_trainer(
 ) -> StepCreditGRPOTrainer:
     policy = load_manager(sft_model, **profile_policy_settings(cfg))  # prompt settings come from the profile
     train_settings, eval_settings = run_rollout_settings(cfg)
-    args = grpo_config(settings, train_settings, str(output_dir), seed, [inst.num_chunks for inst in train])
+    args = grpo_config(
+        settings, train_settings, str(output_dir), seed, [inst.num_chunks for inst in train], **vllm_grpo_args(cfg)
+    )
     return StepCreditGRPOTrainer(
         policy,
         args,

@@ -1,0 +1,176 @@
+"""Rollout speed of the manager: the native decoding engine against transformers ``generate``, in one run.
+
+(a) Tokens/s at the default profile's sizes: ``--batch`` real chunk-step prompts of the default
+    benchmark (memory views filled, ~375 tokens), the default manager (its SFT checkpoint when it
+    exists, else the default-size Qwen3 with random weights), greedy decoding so that both engines must
+    produce the same tokens (checked and reported), and temperature-1 sampling (same seed, outputs differ
+    between engines). Best of ``--repeats``.
+(b) The default profile's GRPO step time with each engine (``--grpo-steps`` optimizer steps each, from
+    the SFT manager, no held-out evaluation; the phase split of ``bench_step_profile.py``).
+
+Usage: python benchmarks/bench_rollout.py [--batch 32] [--max-new-tokens 256] [--repeats 2] [--grpo-steps 2]
+       [--threads 1] [--out FILE.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from bench_step_profile import PhaseTimer, build_trainer, instrument
+
+from finemem_lib.agents.policy import ManagerPolicy, SamplingParams, load_manager
+from finemem_lib.agents.sft import policy_settings
+from finemem_lib.config import load_profile
+from finemem_lib.memory import Memory, Operation, OpKind
+from finemem_lib.paths import profile_paths
+from finemem_lib.pipeline import sft_manager_dir
+
+
+def default_manager(cfg: dict[str, Any]) -> tuple[ManagerPolicy, str]:
+    """The default profile's SFT manager, or (when not trained yet) its architecture with random weights."""
+    folder = sft_manager_dir(profile_paths(cfg))
+    if (folder / "config.json").is_file():
+        return load_manager(folder, **policy_settings(cfg)), str(folder)
+    from finemem_lib.agents.offline_model import build_offline_model, tokenizer_corpus, train_tokenizer
+    from finemem_lib.data.synthetic import build_synthetic
+
+    sizes = dict(cfg["manager"]["offline"])
+    vocab = int(sizes.pop("vocab_size"))
+    train = build_synthetic(cfg["data"], cfg.get("seed", 0))["train"]
+    tokenizer = train_tokenizer(tokenizer_corpus(train, styles=("extractive",)), vocab_size=vocab)
+    model = build_offline_model(tokenizer, sizes, seed=0)
+    return ManagerPolicy(model, tokenizer, **policy_settings(cfg)), "random weights (no SFT manager trained yet)"
+
+
+def step_prompts(cfg: dict[str, Any], policy: ManagerPolicy, count: int) -> list[list[int]]:
+    """``count`` chunk-step prompts of the default benchmark, the memory holding the earlier chunks' sentences."""
+    from finemem_lib.agents.prompts import chunk_sentences
+    from finemem_lib.data.synthetic import build_synthetic
+
+    train = build_synthetic(cfg["data"], cfg.get("seed", 0))["train"]
+    prompts: list[list[int]] = []
+    for instance in train:
+        memory = Memory(id_style="short")
+        for t, chunk in enumerate(instance.chunks):
+            if t >= 2:
+                prompts.append(policy.step_prompt(chunk, memory).ids)
+                if len(prompts) == count:
+                    return prompts
+            for sentence in chunk_sentences(chunk)[::2]:
+                memory.apply(Operation(OpKind.INSERT, content=sentence), t)
+    return prompts
+
+
+def time_engine(
+    policy: ManagerPolicy, prompts: list[list[int]], sampling: SamplingParams, repeats: int
+) -> tuple[float, list[list[int]], list[torch.Tensor]]:
+    """Best wall time of ``repeats`` generate calls, the completions and the log-probs of the last call."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        generations = policy.generate(prompts, sampling, seed=0)
+        best = min(best, time.perf_counter() - start)
+    return best, [g.completion_ids.tolist() for g in generations], [g.logprobs for g in generations]
+
+
+def rollout_speed(cfg: dict[str, Any], batch: int, max_new_tokens: int, repeats: int) -> dict[str, Any]:
+    policy, source = default_manager(cfg)
+    prompts = step_prompts(cfg, policy, batch)
+    engines = {
+        name: ManagerPolicy(
+            policy.model, policy.tokenizer, **{**policy.settings(), "engine": name, "batch_size": batch}
+        )
+        for name in ("transformers", "native")
+    }
+    result: dict[str, Any] = {
+        "model": source,
+        "parameters": sum(p.numel() for p in {id(p): p for p in policy.model.parameters()}.values()),
+        "batch": len(prompts),
+        "prompt_tokens_mean": round(sum(map(len, prompts)) / len(prompts), 1),
+        "max_new_tokens": max_new_tokens,
+    }
+    for label, temperature in (("greedy", 0.0), ("sampling_t1", 1.0)):
+        sampling = SamplingParams(temperature=temperature, max_new_tokens=max_new_tokens)
+        runs = {name: time_engine(engine, prompts, sampling, repeats) for name, engine in engines.items()}
+        row: dict[str, Any] = {}
+        for name, (seconds, completions, _) in runs.items():
+            tokens = sum(map(len, completions))
+            row[name] = {"seconds": round(seconds, 3), "tokens": tokens, "tokens_per_s": round(tokens / seconds, 1)}
+        row["ratio_tokens_per_s"] = round(row["native"]["tokens_per_s"] / row["transformers"]["tokens_per_s"], 2)
+        if label == "greedy":
+            same = [a == b for a, b in zip(runs["native"][1], runs["transformers"][1], strict=True)]
+            row["identical_outputs"] = f"{sum(same)}/{len(same)}"
+            diffs = [
+                float((a - b).abs().max())
+                for a, b, ok in zip(runs["native"][2], runs["transformers"][2], same, strict=True)
+                if ok and len(a)
+            ]
+            row["max_logprob_diff"] = max(diffs) if diffs else None
+        result[label] = row
+        print(label, json.dumps(row), flush=True)
+    return result
+
+
+def grpo_step_time(profile: str, engine: str, steps: int) -> dict[str, Any]:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        _, trainer = build_trainer(profile, engine, steps, Path(tmp))
+        timer = PhaseTimer()
+        undo = instrument(timer)
+        start = time.perf_counter()
+        try:
+            trainer.train()
+        finally:
+            total = time.perf_counter() - start
+            for restore in undo:
+                restore()
+    phases = {k: round(v, 3) for k, v in timer.totals.items()}
+    return {"steps": steps, "total_s": round(total, 3), "step_s": round(total / steps, 3), "phases_s": phases}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--profile", default="default")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--grpo-steps", type=int, default=2, help="0 skips the GRPO step timing")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "bench_rollout.json")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    cfg = load_profile(args.profile)
+    record: dict[str, Any] = {
+        "command": "python benchmarks/bench_rollout.py "
+        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out"),
+        "machine": {"platform": platform.platform(), "torch_threads": args.threads, "torch": torch.__version__},
+        "rollout": rollout_speed(cfg, args.batch, args.max_new_tokens, args.repeats),
+    }
+    if args.grpo_steps > 0 and (sft_manager_dir(profile_paths(cfg)) / "config.json").is_file():
+        steps = {engine: grpo_step_time(args.profile, engine, args.grpo_steps) for engine in ("transformers", "native")}
+        steps["ratio_step_time"] = round(steps["transformers"]["step_s"] / steps["native"]["step_s"], 2)
+        record["grpo_step"] = steps
+        print("grpo_step", json.dumps(steps), flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"tokens/s ratio (greedy): {record['rollout']['greedy']['ratio_tokens_per_s']}x", end="")
+    if "grpo_step" in record:
+        print(f"; GRPO step-time ratio: {record['grpo_step']['ratio_step_time']}x")
+    else:
+        print()
+    print(f"written {args.out}")
+
+
+if __name__ == "__main__":
+    main()
