@@ -239,7 +239,7 @@ def _own_parquet(path):
 
 
 def test_bring_your_own_source_needs_a_rule_and_then_is_evaluated(smoke, tmp_path, monkeypatch):
-    monkeypatch.setattr(metrics, "RULES", metrics.RULES)  # restored after the test
+    monkeypatch.setattr(metrics, "RULE_TABLES", dict(metrics.RULE_TABLES))  # restored after the test
     monkeypatch.setattr(instructions, "QUERY_INSTRUCTIONS", instructions.QUERY_INSTRUCTIONS)
     cfg, paths = smoke
     custom = {"mine": {"path": str(_own_parquet(tmp_path / "own.parquet")), "split": "Accurate_Retrieval"}}
@@ -258,29 +258,24 @@ def test_bring_your_own_source_needs_a_rule_and_then_is_evaluated(smoke, tmp_pat
 
 
 # ---------------------------------------------------------------------------- the LongMemEval judge
-def test_llm_judge_scores_longmemeval_records_through_an_endpoint():
-    from finemem_lib.evaluation.judge import is_judged, judge_from_config, verdict
+def test_records_name_the_scorer_of_judged_sources_and_the_paper_profile_requires_a_judge():
+    """The evaluation scores through the profile's scorer (finemem_lib.metrics.build_scorer): its records say which
+    scorer made each score, and a profile that requires a judge stops before work without one."""
     from finemem_lib.evaluation.methods import InstanceResult
     from finemem_lib.evaluation.runner import _records
     from finemem_lib.qa import QAResult
-    from tests.loopback_llm import LoopbackLLM
 
-    assert is_judged("longmemeval_s*") and is_judged("lme_train") and not is_judged("infbench_sum_eng_shots2")
-    assert verdict("Yes.") == 1.0 and verdict("no") == 0.0 and verdict("yes or no") == 0.0
-    with LoopbackLLM(responder=lambda m: "yes" if "Model Response: in Lisbon" in m[-1]["content"] else "no") as server:
-        cfg = {"reasoner": {"model": server.model}, "evaluation": {"judge": {"base_url": server.base_url}}}
-        judge = judge_from_config(cfg)
-        inst = Instance(
-            "longmemeval_s*/0", "longmemeval_s*", ("x",), (QA("Where?", ("Lisbon",)), QA("When?", ("May",)))
-        )
-        results = [
-            QAResult("Where?", ("Lisbon",), "in Lisbon", 1.0, (), (), inst.source),
-            QAResult("When?", ("May",), "May, I think", 1.0, (), (), inst.source),
-        ]
-        bench = type("B", (), {"name": "mab", "layout": "mab"})()
-        rows = _records(InstanceResult(inst, results, [[], []], 0, 0), bench, Method("m", "baseline"), {}, judge)
-    assert [r["score"] for r in rows] == [1.0, 0.0] and {r["scored_by"] for r in rows} == {"llm_judge"}
-    assert rows[0]["column"] == "LME"
+    inst = Instance("longmemeval_s*/0", "longmemeval_s*", ("x",), (QA("Where?", ("Lisbon",)),))
+    results = [QAResult("Where?", ("Lisbon",), "in Lisbon", 1.0, (), (), inst.source)]
+    bench = type("B", (), {"name": "mab", "layout": "mab"})()
+    lexical = metrics.build_scorer({}).rule_name(inst.source)
+    assert lexical == metrics.LEXICAL_FALLBACK
+    rows = _records(InstanceResult(inst, results, [[]], 0, 0), bench, Method("m", "baseline"), {}, lexical)
+    assert rows[0]["scored_by"] == lexical and rows[0]["column"] == "LME" and rows[0]["score"] == 1.0
+    judged = {"scoring": {"judge": {"backend": "openai", "base_url": "http://127.0.0.1:9/v1", "model": "m"}}}
+    assert metrics.build_scorer(judged).rule_name(inst.source) != lexical
+    with pytest.raises(ValueError, match="require"):
+        metrics.build_scorer({"scoring": {"require_judge": True}}).check([inst.source])
 
 
 # ---------------------------------------------------------------------------- the paper profile's data path

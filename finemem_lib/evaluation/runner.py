@@ -19,13 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from finemem_lib import metrics
 from finemem_lib.agents.reasoner import Reasoner, build_reasoner
 from finemem_lib.evaluation.benchmarks import Benchmark, benchmark_names, load_benchmark
 from finemem_lib.evaluation.columns import column_for, layout
-from finemem_lib.evaluation.judge import is_judged, judge_from_config
 from finemem_lib.evaluation.methods import (
     InstanceResult,
     Method,
@@ -102,13 +101,10 @@ def _in_hub_cache(repo_id: str) -> bool:
 
 def _check_reasoner(cfg: Mapping[str, Any]) -> None:
     section = dict(cfg.get("reasoner") or {})
-    judge = (cfg.get("evaluation") or {}).get("judge")
-    if str(section.get("backend", "offline")).lower() != "openai" and not judge:
+    if str(section.get("backend", "offline")).lower() != "openai":
         return
     import os
 
-    if isinstance(judge, Mapping):
-        section = {**section, **judge}
     base_url = section.get("base_url") or os.environ.get("REASONER_BASE_URL")
     model = section.get("model") or os.environ.get("REASONER_MODEL")
     fix = (
@@ -117,8 +113,7 @@ def _check_reasoner(cfg: Mapping[str, Any]) -> None:
     )
     if not base_url or not model:
         raise EvaluationSetupError(
-            f"the reasoner (or evaluation.judge) endpoint is not configured (reasoner.base_url or REASONER_BASE_URL); "
-            f"{fix}"
+            f"the reasoner endpoint is not configured (reasoner.base_url or REASONER_BASE_URL); {fix}"
         )
     try:
         import openai
@@ -154,7 +149,12 @@ def preflight(
                     f"{exc}\nTo fix: `./reproduce.sh {_profile_flag(cfg)} --only 01` prepares the test split"
                 ) from None
             raise EvaluationSetupError(str(exc)) from None
-    check_sources(inst.source for bench in loaded for inst in bench.instances)
+    sources = sorted({inst.source for bench in loaded for inst in bench.instances})
+    check_sources(sources)
+    try:
+        metrics.build_scorer(cfg).check(sources)  # judged sources without a required judge, unsupported rules
+    except ValueError as exc:
+        raise EvaluationSetupError(str(exc)) from None
     chosen = select_methods(discover_methods(cfg, paths), methods)
     _check_models(chosen, cfg)
     if check_endpoint:
@@ -183,15 +183,12 @@ def _header(cfg: Mapping[str, Any], benchmark: Benchmark, method: Method) -> dic
 
 
 def _records(
-    result: InstanceResult, benchmark: Benchmark, method: Method, custom: Mapping[str, Any], judge: Any = None
+    result: InstanceResult, benchmark: Benchmark, method: Method, custom: Mapping[str, Any], scored_by: str
 ) -> list[dict]:
+    """One record per question; the scores come from the profile's scorer (judged sources through its judge)."""
     inst = result.instance
     column = column_for(inst.source, layout(benchmark.layout), custom)
     scores = [float(r.score) for r in result.results]
-    scored_by = metrics.rule_for(inst.source).name
-    if judge is not None and is_judged(inst.source) and result.results:
-        scores = judge.judge_many([(r.question, r.prediction, r.golds) for r in result.results])
-        scored_by = "llm_judge"
     return [
         {
             "benchmark": benchmark.name,
@@ -248,7 +245,6 @@ def evaluate_pair(
     method: Method,
     reasoner: Reasoner,
     progress: bool = True,
-    judge: Any = None,
 ) -> RecordStore:
     """One method on one benchmark: the unfinished instances are evaluated and appended; returns the store."""
     section = cfg.get("evaluation") or {}
@@ -258,6 +254,8 @@ def evaluate_pair(
     todo = [inst for inst in benchmark.instances if inst.id not in done]
     if not todo:
         return store
+    scorer = metrics.build_scorer(cfg)
+    scored_by = {inst.source: scorer.rule_name(inst.source) for inst in todo}
     bar = tqdm(
         total=len(benchmark.instances), initial=len(done), desc=f"{benchmark.name}/{method.name}", disable=not progress
     )
@@ -265,7 +263,13 @@ def evaluate_pair(
         if method.kind == "baseline":
             for inst in todo:
                 store.append_instance(
-                    _records(run_baseline(method.name, inst, reasoner, cfg), benchmark, method, custom, judge)
+                    _records(
+                        run_baseline(method.name, inst, reasoner, cfg),
+                        benchmark,
+                        method,
+                        custom,
+                        scored_by[inst.source],
+                    )
                 )
                 bar.update(1)
         else:
@@ -273,7 +277,9 @@ def evaluate_pair(
             with torch_threads(section.get("num_threads")):
                 for batch in _batches(todo, int(section.get("manager_batch", 8))):
                     for result in run_manager(policy, batch, reasoner, cfg, seed=int(cfg.get("seed", 0))):
-                        store.append_instance(_records(result, benchmark, method, custom, judge))
+                        store.append_instance(
+                            _records(result, benchmark, method, custom, scored_by[result.instance.source])
+                        )
                         bar.update(1)
     finally:
         bar.close()
@@ -292,11 +298,10 @@ def run_evaluation(
     """Evaluate (after :func:`preflight`) and return every per-question record as a frame."""
     plan = plan or preflight(cfg, paths, methods, benchmarks, check_endpoint=reasoner is None)
     reasoner = reasoner or build_reasoner(cfg.get("reasoner"))
-    judge = judge_from_config(cfg)
     frames = []
     for benchmark in plan.benchmarks:
         for method in plan.methods:
-            store = evaluate_pair(cfg, paths, benchmark, method, reasoner, progress, judge)
+            store = evaluate_pair(cfg, paths, benchmark, method, reasoner, progress)
             frames.append(pd.DataFrame(store.records))
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if not frame.empty:

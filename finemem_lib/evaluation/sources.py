@@ -58,7 +58,8 @@ def register_sources(source_rules: Mapping[str, Any] | None) -> list[str]:
         spec = _spec(value, source)
         pattern = re.escape(source.strip().lower())
         rule = metrics.ScoreRule(spec["rule"], pattern, RULE_FUNCTIONS[spec["rule"]])
-        metrics.RULES = (rule, *(r for r in metrics.RULES if r.pattern != pattern))
+        for protocol, rules in metrics.RULE_TABLES.items():  # the source's rule under every scoring protocol
+            metrics.RULE_TABLES[protocol] = (rule, *(r for r in rules if r.pattern != pattern))
         instruction = spec.get("instruction")
         instructions.QUERY_INSTRUCTIONS = (
             (pattern, instruction),
