@@ -215,7 +215,8 @@ def _records(
 
 @contextmanager
 def torch_threads(threads: int | None) -> Iterator[int]:
-    """CPU threads for the manager's forward passes: ``threads``, or (None) the cores not busy right now.
+    """CPU threads for the manager's forward passes: ``threads`` (``evaluation.num_threads``, else
+    ``runtime.threads``), or (None for both) the cores not busy right now.
 
     More torch threads than free cores makes generation slower, not faster (measured on 2 shared cores
     at load 20: 2 threads took 340 s where 1 thread took 16 s for the same rollout).
@@ -274,7 +275,7 @@ def evaluate_pair(
                 bar.update(1)
         else:
             policy = load_policy(method, cfg)
-            with torch_threads(section.get("num_threads")):
+            with torch_threads(section.get("num_threads") or (cfg.get("runtime") or {}).get("threads")):
                 for batch in _batches(todo, int(section.get("manager_batch", 8))):
                     for result in run_manager(policy, batch, reasoner, cfg, seed=int(cfg.get("seed", 0))):
                         store.append_instance(
