@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from finemem_lib.config import PROFILES, repo_root
+from finemem_lib.config import profile_names, repo_root
 
 KINDS = (
     ("tables", "Tables", "*.csv"),
@@ -78,7 +78,7 @@ def _notebook_profiles(results: Path) -> dict[str, str]:
 
 def _folder_profile(results: Path) -> str:
     """The profile a results folder belongs to: ``results`` is the default profile's, ``results/<p>`` is p's."""
-    if results.name in PROFILES:
+    if results.name in profile_names():
         return results.name
     return "default" if results.name == "results" else "?"
 

@@ -14,7 +14,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from finemem_lib.config import PROFILES, load_profile
+from finemem_lib.config import load_profile, profile_names
 from finemem_lib.data.memalpha import DataNotAvailableError
 from finemem_lib.data.prepared import prepare_profile_data
 from finemem_lib.paths import profile_paths
@@ -22,7 +22,7 @@ from finemem_lib.paths import profile_paths
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m finemem_lib.data", description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", default="default", help=f"profile ({', '.join(PROFILES)}) or a YAML path")
+    parser.add_argument("--profile", default="default", help=f"profile ({', '.join(profile_names())}) or a YAML path")
     parser.add_argument("--data-dir", default=None, help="where prepared data goes (default: the profile's)")
     return parser
 
