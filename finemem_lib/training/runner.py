@@ -172,9 +172,9 @@ def run_name(cfg: Mapping[str, Any], variant: str, seed: int) -> str:
     return f"{cfg.get('name', 'profile')}_{variant}_s{seed}"
 
 
-def run_dirs(paths: ProfilePaths, name: str) -> tuple[Path, Path]:
-    """``(run log folder, checkpoint folder)`` of a run."""
-    return paths.runs / f"03_{name}", paths.data / "grpo" / name
+def run_dirs(paths: ProfilePaths, name: str, log_prefix: str = "03") -> tuple[Path, Path]:
+    """``(run log folder, checkpoint folder)`` of a run (``log_prefix``: the notebook that owns the log)."""
+    return paths.runs / f"{log_prefix}_{name}", paths.data / "grpo" / name
 
 
 def _heldout_rows(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -195,6 +195,7 @@ def train_manager(
     reasoner: Reasoner | None = None,
     resume: bool = True,
     keep_checkpoints: bool = False,
+    log_prefix: str = "03",
     **overrides: Any,
 ) -> RunResult:
     """Train the manager from ``sft_model`` with one reward variant and seed; write its run log.
@@ -204,7 +205,7 @@ def train_manager(
     """
     settings = training_settings(cfg, variant=variant, **overrides)
     name = run_name(cfg, variant, seed)
-    run_dir, output_dir = run_dirs(paths, name)
+    run_dir, output_dir = run_dirs(paths, name, log_prefix)
     train, test = list(data["train"]), list(data["test"])
     previous_threads = torch.get_num_threads()
     if settings.num_threads:
@@ -341,9 +342,11 @@ def load_run(run_dir: str | Path) -> RunResult:
     )
 
 
-def finished_run(paths: ProfilePaths, cfg: Mapping[str, Any], variant: str, seed: int) -> RunResult | None:
+def finished_run(
+    paths: ProfilePaths, cfg: Mapping[str, Any], variant: str, seed: int, log_prefix: str = "03"
+) -> RunResult | None:
     """The finished run of (variant, seed) if its log matches this config exactly, else None."""
-    run_dir, _ = run_dirs(paths, run_name(cfg, variant, seed))
+    run_dir, _ = run_dirs(paths, run_name(cfg, variant, seed), log_prefix)
     try:
         record = read_json(run_dir / RUN_LOG)
     except FileNotFoundError:
