@@ -1,5 +1,7 @@
 """The study command: plan expansion, run names, bootstrap intervals, plateau rule, learning efficiency, resuming."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -166,3 +168,46 @@ def test_the_study_trains_evaluates_and_resumes_without_training_again(tmp_path,
 
     monkeypatch.setattr(runner, "train_manager", no_training)
     assert len(study.run_plan(profile, runs, paths)) == 2
+
+
+def _fake_finished_run(paths, profile, planned, scores, curve):
+    """A run log, history and held-out file as the study writes them (no training)."""
+    from finemem_lib.training.runs import config_hash, write_json
+
+    cfg = planned.config(profile)
+    name = f"{cfg['name']}_{planned.variant}_s{planned.seed}"
+    run_dir = paths.runs / f"05_{name}"
+    write_json(run_dir / "run.json", {"status": "finished", "config_hash": config_hash(cfg), "steps": 8, "wall_s": 1.0})
+    pd.DataFrame({"step": [0, 4, 8], "heldout/qa": curve, "heldout/memory_tokens": [100, 90, 80]}).to_csv(
+        run_dir / "history.csv", index=False
+    )
+    pd.DataFrame({"instance_id": [f"i{j}" for j in range(len(scores))], "score": scores, "memory_tokens": 50.0}).to_csv(
+        run_dir / "heldout_instances.csv", index=False
+    )
+
+
+def test_study_figures_and_tables_from_finished_runs(tmp_path):
+    from finemem_lib.paths import ProfilePaths
+
+    paths = ProfilePaths(tmp_path / "data", tmp_path / "results").ensure()
+    groups = [
+        {"name": "main", "variants": ["or_only", "finemem"], "seeds": [0, 1]},
+        {"name": "beta", "variants": ["finemem"], "seeds": [0], "sweep": {"rewards": {"beta": [0.5, 1.0]}}},
+    ]
+    runs = plan_runs(groups, PROFILE)
+    rng = np.random.default_rng(1)
+    base = rng.uniform(0.3, 0.7, 24)
+    for r in runs:
+        gain = {"or_only": 0.0, "finemem": 0.05}[r.variant] - (0.1 if r.tag == "beta1.0" else 0.0)
+        curve = [0.5, 0.55, 0.56] if r.variant == "or_only" else [0.5, 0.58, 0.6]
+        _fake_finished_run(paths, PROFILE, r, base + gain + 0.01 * rng.normal(size=24), curve)
+    assert study.write_study_figures(PROFILE, runs[:0], paths) == {}
+    files = study.write_study_figures(PROFILE, runs, paths, n_boot=300)
+    for key in ("heldout", "heldout_figure", "curves_figure", "efficiency", "plateau", "ablation_beta_figure"):
+        assert Path(files[key]).is_file(), key
+    heldout = pd.read_csv(files["heldout"]).query("metric == 'qa'").set_index("variant")
+    assert heldout.loc["finemem", "diff_lo"] > 0 and heldout.loc["finemem", "seeds"] == 2
+    eff = pd.read_csv(files["efficiency"]).set_index("variant")
+    assert eff.loc["finemem", "first_step"] == 4 and eff.loc["or_only", "first_step"] == 8
+    ablation = pd.read_csv(files["ablation_beta"]).set_index("variant")
+    assert ablation.loc["beta1.0", "diff_hi"] < 0  # against the group's base point (beta 0.5 = the main run)

@@ -28,7 +28,7 @@ import logging
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -217,6 +217,7 @@ def run_plan(
             evaluate_heldout(cfg, result.model_dir, data["test"], out, planned.variant, reasoner)
         done.append({"planned": planned, "run": name, "sft": sft_name, "wall_s": result.wall_s})
         write_study_tables(profile, runs, paths, command)
+        write_study_figures(profile, runs, paths)
         if after_run is not None:
             after_run(name)
     return done
@@ -369,6 +370,201 @@ def learning_efficiency(curves: pd.DataFrame, reference: str = "or_only", column
     return pd.DataFrame(rows)
 
 
+# ---------------------------------------------------------------------------- figures and tables of notebook 05
+def _matrices(heldout: pd.DataFrame, key: str, column: str) -> dict[str, np.ndarray]:
+    return {str(name): score_matrix(frame, column)[0] for name, frame in heldout.groupby(key, sort=False)}
+
+
+def write_study_figures(
+    profile: Mapping[str, Any], runs: Sequence[PlannedRun], paths: ProfilePaths, n_boot: int = 2000
+) -> dict[str, Path]:
+    """Learning curves with bands, held-out intervals, paired differences, efficiency and one figure per ablation.
+
+    Main comparison: the runs without overrides (tag ``""``), with OR-only as the reference; an
+    ablation group is compared with its own base point (the run of the group whose tag carries only
+    the group's fixed settings). Returns the files written (none when no run has finished).
+    """
+    import matplotlib.pyplot as plt
+
+    from finemem_lib.ablation_plots import plot_curves_with_bands, plot_efficiency, plot_intervals
+
+    tables = collect(profile, runs, paths)
+    heldout, curves = tables["heldout"], tables["curves"]
+    files: dict[str, Path] = {}
+    if heldout.empty:
+        return files
+    t, f = paths.tables, paths.figures
+    base = heldout[heldout["tag"] == ""].drop_duplicates(["run", "instance_id"])
+    sft_file = heldout_path(paths, sft_run_name(profile, str(profile.get("name"))))
+    if not base.empty:
+        frames = [base]
+        if sft_file.is_file():
+            frames.insert(0, pd.read_csv(sft_file).assign(variant="sft_start", seed=0))
+        both = pd.concat(frames, ignore_index=True)
+        rows = []
+        for column in ("score", "memory_tokens"):
+            table = bootstrap_means(_matrices(both, "variant", column), reference="or_only", n_boot=n_boot)
+            rows.append(table.assign(metric="qa" if column == "score" else "memory_tokens"))
+        summary = pd.concat(rows, ignore_index=True)
+        files["heldout"] = t / f"{LOG_PREFIX}_heldout.csv"
+        summary.to_csv(files["heldout"], index=False)
+        files["heldout_figure"] = f / f"{LOG_PREFIX}_heldout.png"
+        plt.close(plot_intervals(summary[summary.metric == "qa"], "variant", "held-out QA (95% over instances, seeds)",
+                                 files["heldout_figure"]))  # fmt: skip
+        main_curves = curves[curves["tag"] == ""]  # base runs are listed in one group only
+        curve_tables = []
+        for column, label in (("heldout/qa", "held-out QA"), ("heldout/memory_tokens", "held-out memory tokens")):
+            if column in main_curves.columns and main_curves[column].notna().any():
+                mean = mean_curve(main_curves, column)
+                curve_tables.append(mean.assign(metric=column))
+                key = "curves_figure" if column == "heldout/qa" else "memory_curves_figure"
+                name = "learning_curves" if column == "heldout/qa" else "memory_curves"
+                files[key] = f / f"{LOG_PREFIX}_{name}.png"
+                plt.close(plot_curves_with_bands(mean, label, files[key]))
+        if curve_tables:
+            mean_qa = curve_tables[0]
+            files["curves"] = t / f"{LOG_PREFIX}_curves.csv"
+            pd.concat(curve_tables, ignore_index=True).to_csv(files["curves"], index=False)
+            ref = mean_qa[mean_qa.variant == "or_only"]
+            judged = (
+                plateau(ref) if len(ref) else {"stopped_rising": False, "gain_last": np.nan, "reason": "no OR-only"}
+            )
+            files["plateau"] = t / f"{LOG_PREFIX}_plateau.csv"
+            pd.DataFrame([{"variant": "or_only", **judged}]).to_csv(files["plateau"], index=False)
+            eff = learning_efficiency(main_curves)
+            files["efficiency"] = t / f"{LOG_PREFIX}_efficiency.csv"
+            eff.to_csv(files["efficiency"], index=False)
+            if len(eff):
+                files["efficiency_figure"] = f / f"{LOG_PREFIX}_efficiency.png"
+                plt.close(plot_efficiency(eff, files["efficiency_figure"]))
+    for group, frame in heldout[heldout["group"].isin(ABLATION_GROUPS)].groupby("group"):
+        tags = list(dict.fromkeys(frame["tag"]))
+        reference = min(tags, key=len)  # the group's base point carries only the fixed settings
+        table = bootstrap_means(_matrices(frame, "tag", "score"), reference=reference, n_boot=n_boot)
+        files[f"ablation_{group}"] = t / f"{LOG_PREFIX}_ablation_{group}.csv"
+        table.to_csv(files[f"ablation_{group}"], index=False)
+        files[f"ablation_{group}_figure"] = f / f"{LOG_PREFIX}_ablation_{group}.png"
+        plt.close(plot_intervals(table, "variant", f"{group}: held-out QA (ref. {reference})",
+                                 files[f"ablation_{group}_figure"]))  # fmt: skip
+    return files
+
+
+ABLATION_GROUPS = ("beta", "w1", "group_mode", "top_k")
+
+
+# ---------------------------------------------------------------------------- credit quality
+EXTRA_CREDIT_VARIANTS = (
+    ("eara_beta1", "eara", {"beta": 1.0}),
+    ("finemem_beta0", "finemem", {"beta": 0.0}),
+    ("finemem_beta1", "finemem", {"beta": 1.0}),
+    ("finemem_episode", "finemem", {"mode": "episode"}),
+    ("or_only_episode", "or_only", {"mode": "episode"}),
+)
+
+
+def credit_variants(profile: Mapping[str, Any]):
+    """The four variants at the profile's knobs, then beta 0 / 1 and per-episode normalisation."""
+    from dataclasses import replace
+
+    from finemem_lib.credit import profile_variants
+
+    variants = profile_variants(profile)
+    by_name = {v.name: v for v in variants}
+    for name, base, changes in EXTRA_CREDIT_VARIANTS:
+        variants.append(replace(by_name[base], name=name, **changes))
+    return variants
+
+
+def advantage_matrices_from_steps(steps: pd.DataFrame, group: str | None = None) -> tuple[dict, np.ndarray, str]:
+    """``({variant: [G, T] A_t}, [G, T] v_t, group id)`` of one group of a credit-steps table (the first by default)."""
+    group = group if group is not None else str(steps["group"].iloc[0])
+    frame = steps[steps["group"].astype(str) == group]
+    names = [c.removeprefix("A_") for c in steps.columns if c.startswith("A_")]
+    pivot = {n: frame.pivot(index="rollout", columns="step", values=f"A_{n}").to_numpy() for n in names}
+    values = frame.pivot(index="rollout", columns="step", values="value").to_numpy()
+    return pivot, values, group
+
+
+def measure_credit_quality(
+    profile: Mapping[str, Any],
+    paths: ProfilePaths,
+    split: str = "train",
+    max_instances: int | None = None,
+    seeds: Sequence[int] = (0, 1),
+    n_boot: int = 1000,
+    command: str = "",
+    write: bool = True,
+) -> dict[str, Any]:
+    """Credit quality of every variant on rollouts of the SFT start; writes ``05_credit_*`` tables, figures, log.
+
+    The rollouts are training rollouts (G samples at the training temperature, the training share of
+    global questions for A_t); the marginal values use all of an instance's questions.
+    """
+    import matplotlib.pyplot as plt
+    import torch
+
+    from finemem_lib.ablation_plots import plot_advantage_matrices, plot_credit_quality
+    from finemem_lib.agents.policy import load_manager
+    from finemem_lib.agents.reasoner import build_reasoner
+    from finemem_lib.agents.sft import free_cpu_threads, policy_settings
+    from finemem_lib.credit import credit_quality, measure_credit
+    from finemem_lib.rollout import settings_from_config
+    from finemem_lib.training.runner import heldout_subset, load_training_data, start_model
+
+    threads = (profile.get("training") or {}).get("num_threads") or free_cpu_threads()
+    torch.set_num_threads(int(threads))  # more threads than free cores makes generation far slower on a shared CPU
+    data = load_training_data(profile, paths)
+    instances = heldout_subset(data[split], max_instances)
+    sft_model = start_model(profile, paths)
+    policy = load_manager(sft_model, **policy_settings(profile))
+    reasoner = build_reasoner(profile.get("reasoner"))
+    settings = settings_from_config(dict(profile), training=True)
+    variants = credit_variants(profile)
+    started = time.perf_counter()
+    steps = measure_credit(instances, policy, reasoner, settings, variants, seeds=seeds)
+    wall = time.perf_counter() - started
+    quality = credit_quality(steps, variants, n_boot=n_boot).assign(source="all")
+    by_source = [
+        credit_quality(steps[steps["source"] == s], variants, n_boot=n_boot).assign(source=s)
+        for s in sorted(steps["source"].unique())
+    ]
+    quality = pd.concat([quality, *by_source], ignore_index=True)
+    out: dict[str, Any] = {"steps": steps, "quality": quality, "wall_s": wall}
+    if not write:
+        return out
+    files = {
+        "steps": paths.tables / f"{LOG_PREFIX}_credit_steps.csv",
+        "quality": paths.tables / f"{LOG_PREFIX}_credit_quality.csv",
+        "figure": paths.figures / f"{LOG_PREFIX}_credit_quality.png",
+        "matrices": paths.figures / f"{LOG_PREFIX}_advantage_matrices.png",
+    }
+    steps.to_csv(files["steps"], index=False)
+    quality.to_csv(files["quality"], index=False)
+    plt.close(plot_credit_quality(quality[quality["source"] == "all"], path=files["figure"]))
+    matrices, values, _ = advantage_matrices_from_steps(steps)
+    shown = {k: matrices[k] for k in ("or_only", "csr", "eara", "finemem") if k in matrices}
+    plt.close(plot_advantage_matrices(shown, values, path=files["matrices"]))
+    write_json(
+        paths.runs / f"{LOG_PREFIX}_credit.json",
+        provenance(
+            profile,
+            int(seeds[0]) if seeds else 0,
+            command=command,
+            split=split,
+            instances=len(instances),
+            rollout_seeds=list(seeds),
+            num_generations=settings.num_generations,
+            question_ratio=settings.question_ratio,
+            sft_model=str(sft_model),
+            variants=[asdict(v) for v in variants],
+            wall_s=round(wall, 1),
+            outputs={k: str(v) for k, v in files.items()},
+        ),
+    )
+    out["files"] = files
+    return out
+
+
 # ---------------------------------------------------------------------------- command line
 def _stop_time(text: str | None) -> dt.datetime | None:
     """``HH:MM`` (today, UTC) or an ISO time; None for none."""
@@ -386,7 +582,12 @@ def _stop_time(text: str | None) -> dt.datetime | None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m finemem_lib.training.study", description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="long", help="profile name (configs/<name>.yaml) or a YAML path")
-    parser.add_argument("--plan", required=True, help="study plan YAML (e.g. configs/study_long.yaml)")
+    parser.add_argument("--plan", default=None, help="study plan YAML (e.g. configs/study_long.yaml)")
+    parser.add_argument("--credit", action="store_true", help="measure credit quality on SFT-start rollouts first")
+    parser.add_argument(
+        "--credit-seeds", nargs="+", type=int, default=[0, 1], help="rollout seeds of the credit measure"
+    )
+    parser.add_argument("--credit-instances", type=int, default=None, help="training instances used (default: all)")
     parser.add_argument("--results-dir", default=None)
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--stop-at", default=None, help="UTC HH:MM or ISO time after which no new run is launched")
@@ -400,18 +601,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("bm25s").setLevel(logging.WARNING)
     profile = load_profile(args.profile)
+    given = list(argv) if argv is not None else sys.argv[1:]
+    command = " ".join(["python", "-m", "finemem_lib.training.study", *given])
+    paths = profile_paths(profile, args.results_dir, args.data_dir)
+    if args.credit:
+        credit = measure_credit_quality(
+            profile, paths, max_instances=args.credit_instances, seeds=args.credit_seeds, command=command
+        )
+        print(credit["quality"].round(3).to_string(index=False))
+        print(f"credit measure: {credit['wall_s']:.0f} s")
+    if not args.plan:
+        return 0
     runs = load_plan(args.plan, profile)
     if args.only:
         runs = [r for r in runs if r.group in set(args.only)]
-    paths = profile_paths(profile, args.results_dir, args.data_dir)
     if args.dry_run:
         finished = set(collect(profile, runs, paths)["runs"].get("run", pd.Series(dtype=str)))
         for r in runs:
             name = f"{r.config(profile)['name']}_{r.variant}_s{r.seed}"
             print(f"{'done' if name in finished else 'todo'}  {r.label:45s} {name}")
         return 0
-    given = list(argv) if argv is not None else sys.argv[1:]
-    command = " ".join(["python", "-m", "finemem_lib.training.study", *given])
     started = time.perf_counter()
     done = run_plan(profile, runs, paths, _stop_time(args.stop_at), command)
     print(f"{len(done)} of {len(runs)} runs finished in this call ({time.perf_counter() - started:.0f} s)")
