@@ -192,6 +192,11 @@ def run_plan(
     from finemem_lib.agents.reasoner import build_reasoner
     from finemem_lib.training.runner import finished_run, load_training_data, start_model, train_manager
 
+    threads = (profile.get("training") or {}).get("num_threads")
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))  # the held-out evaluations too, not only training
     data = load_training_data(profile, paths)
     sft_model = start_model(profile, paths)
     reasoner = build_reasoner(profile.get("reasoner"))
