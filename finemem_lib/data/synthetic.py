@@ -318,6 +318,14 @@ class SyntheticConfig:
     rest). ``chunk_qa_k`` short QAs are written per chunk (fewer when the chunk holds fewer facts).
     Test instances draw their people from surnames never used in train (``test_name_fraction`` of
     the surname pool).
+
+    Two knobs for long episodes (both off by default, and then the benchmark is exactly what it was
+    without them): ``lure_ratio`` turns that share of each people-source chunk's filler sentences
+    into *lures*: a wrong value of an asked key stated with that key's question words after the
+    opener ``Rumour:`` (see :data:`LURE_PREFIX`), so BM25 and the reader cannot tell it from the fact
+    by the question's words, and a lure kept in memory can win retrieval and give a wrong answer.
+    ``asked_stratified`` draws the asked share of never-updated facts chunk by chunk, so every part
+    of a long episode holds asked facts (instead of one draw over the whole instance).
     """
 
     sources: tuple[str, ...] = SOURCES
@@ -335,6 +343,8 @@ class SyntheticConfig:
     icl_questions: int = 8
     chunk_qa_k: int = 5
     test_name_fraction: float = 0.25
+    lure_ratio: float = 0.0
+    asked_stratified: bool = False
 
     def __post_init__(self) -> None:
         unknown = [s for s in self.sources if s not in SOURCES]
@@ -348,6 +358,8 @@ class SyntheticConfig:
                 raise ValueError(f"synthetic.{name} must be >= 1, got {getattr(self, name)}")
         if self.sentences_per_chunk - self.sentence_jitter < 1:
             raise ValueError("synthetic.sentences_per_chunk - sentence_jitter must be >= 1")
+        if not 0.0 <= self.lure_ratio <= 1.0:
+            raise ValueError(f"synthetic.lure_ratio must be in [0, 1], got {self.lure_ratio}")
         if not 0.0 <= self.distractor_ratio < 1.0:
             raise ValueError(f"synthetic.distractor_ratio must be in [0, 1), got {self.distractor_ratio}")
         for name in ("asked_fraction", "update_probability"):
@@ -526,8 +538,11 @@ def _people_facts(rng: random.Random, cfg: SyntheticConfig, surnames: Sequence[s
     keys = list(history)
     updated = [k for k in keys if len(history[k]) > 1]
     rest = [k for k in keys if len(history[k]) == 1]
-    n_rest = round(len(rest) * cfg.asked_fraction)
-    asked = updated + rng.sample(rest, n_rest)
+    if cfg.asked_stratified:
+        asked = updated + _stratified_sample(rng, rest, [history[k][0][0] for k in rest], cfg.asked_fraction)
+    else:
+        n_rest = round(len(rest) * cfg.asked_fraction)
+        asked = updated + rng.sample(rest, n_rest)
     if not asked:
         asked = [rng.choice(keys)]
     rng.shuffle(asked)
@@ -542,6 +557,51 @@ def _people_facts(rng: random.Random, cfg: SyntheticConfig, surnames: Sequence[s
         for c, s, _ in history[key]:
             chunks[c][s].asked = True
     return draft
+
+
+def _stratified_sample(rng: random.Random, keys: Sequence[str], chunk_of: Sequence[int], fraction: float) -> list[str]:
+    """``fraction`` of the keys of every chunk (rounded per chunk), chunk by chunk."""
+    by_chunk: dict[int, list[str]] = {}
+    for key, chunk in zip(keys, chunk_of, strict=True):
+        by_chunk.setdefault(chunk, []).append(key)
+    picked: list[str] = []
+    for chunk in sorted(by_chunk):
+        group = by_chunk[chunk]
+        picked += rng.sample(group, round(len(group) * fraction))
+    return picked
+
+
+LURE_PREFIX = "Rumour:"
+"""Opener of a lure: a wrong value of an asked key in the key's shortest fact template (its question's words)."""
+
+
+def _add_lures(draft: _Draft, rng: random.Random, ratio: float) -> None:
+    """Turn a ``ratio`` share of the filler sentences into lures about asked keys (wrong values).
+
+    A lure names an asked person and holds the question's words, so it competes with the fact in
+    BM25 and in the reader; it is a ``distractor`` (never asked, never a chunk QA) with
+    ``{"lure": true}``, its ``key`` and its (wrong) ``value`` in the metadata.
+    """
+    relation_of = {r.name: r for r in RELATIONS}
+    asked = [meta["key"] for meta in draft.question_meta if meta.get("key")]
+    if not asked or ratio <= 0.0:
+        return
+    for sentences in draft.chunks:
+        for i, sentence in enumerate(sentences):
+            if sentence.role != "distractor" or sentence.key is not None or rng.random() >= ratio:
+                continue
+            key = rng.choice(asked)
+            person, relation_name = key.split("|")
+            relation = relation_of[relation_name]
+            truth = {
+                v for c in draft.chunks for s in c if s.key == key and s.role in ("fact", "update") for v in [s.value]
+            }
+            value = rng.choice([v for v in relation.values if v not in truth])
+            core = _render(relation.facts[0], person, value)
+            text = (
+                f"{LURE_PREFIX} {core[0].lower()}{core[1:]}" if not core.startswith(person) else f"{LURE_PREFIX} {core}"
+            )
+            sentences[i] = _Sentence(text, "distractor", key, value, extra={"lure": True})
 
 
 def _icl_text(rng: random.Random, keywords: Sequence[str]) -> str:
@@ -631,6 +691,8 @@ def synthetic_instance(source: str, split: str, index: int, cfg: SyntheticConfig
         draft = _labelled_examples(rng, cfg)
     else:
         draft = _people_facts(rng, cfg, surnames, updates=source == "synth_update")
+        if cfg.lure_ratio > 0.0:  # its own random stream: the instance without lures is unchanged
+            _add_lures(draft, random.Random(f"{seed}:{split}:{source}:{index}:lures"), cfg.lure_ratio)
     return _finish(draft, rng, cfg, source, index, split, seed)
 
 

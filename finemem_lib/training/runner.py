@@ -312,9 +312,9 @@ def run_name(cfg: Mapping[str, Any], variant: str, seed: int) -> str:
     return f"{cfg.get('name', 'profile')}_{variant}_s{seed}"
 
 
-def run_dirs(paths: ProfilePaths, name: str) -> tuple[Path, Path]:
-    """``(run log folder, checkpoint folder)`` of a run."""
-    return paths.runs / f"03_{name}", paths.data / "grpo" / name
+def run_dirs(paths: ProfilePaths, name: str, log_prefix: str = "03") -> tuple[Path, Path]:
+    """``(run log folder, checkpoint folder)`` of a run (``log_prefix``: the notebook that owns the log)."""
+    return paths.runs / f"{log_prefix}_{name}", paths.data / "grpo" / name
 
 
 def _heldout_rows(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -343,6 +343,7 @@ def train_manager(
     resume: bool = True,
     keep_checkpoints: bool = False,
     identity: Mapping[str, Any] | None = None,
+    log_prefix: str = "03",
     **overrides: Any,
 ) -> RunResult:
     """Train the manager from ``sft_model`` with one reward variant and seed; write its run log.
@@ -355,7 +356,7 @@ def train_manager(
     """
     settings = training_settings(cfg, variant=variant, **overrides)
     name = run_name(cfg, variant, seed)
-    run_dir, output_dir = run_dirs(paths, name)
+    run_dir, output_dir = run_dirs(paths, name, log_prefix)
     train, test = list(data["train"]), list(data["test"])
     identity = dict(identity or run_identity(identity_config(cfg, settings, variant), seed, sft_model, data))
     previous_threads = torch.get_num_threads()
@@ -514,6 +515,7 @@ def reusable_run(
     seed: int,
     identity: Mapping[str, Any],
     reuse: str = "auto",
+    log_prefix: str = "03",
 ) -> tuple[RunResult | None, str]:
     """The finished run of (variant, seed) to reuse, or None, with the reason either way (for the log).
 
@@ -523,7 +525,7 @@ def reusable_run(
     if reuse not in REUSE_MODES:
         raise ValueError(f"reuse must be one of {REUSE_MODES}, got {reuse!r}")
     name = run_name(cfg, variant, seed)
-    run_dir, _ = run_dirs(paths, name)
+    run_dir, _ = run_dirs(paths, name, log_prefix)
     if reuse == "never":
         return None, f"training {name}: retraining forced (reuse='never')"
     try:

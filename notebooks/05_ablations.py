@@ -1,0 +1,181 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 05 · Does fine-grained credit help? Credit quality, learning curves and ablations
+#
+# Fine-Mem's argument is about **credit**: with the final score alone (OR-only), every step of a
+# rollout gets the same advantage, so a step that stored the fact a later question needs is credited
+# exactly like a step that stored a lure. CSR and EARA are meant to give each step an advantage that
+# follows what that step was worth. This notebook measures that directly, then shows what training
+# with each variant gave.
+#
+# 1. **Advantage matrices**: A_t (G rollouts x T steps) of one group under each variant, next to the
+#    *true marginal value* of each step.
+# 2. **Credit quality**: the true marginal value of step t is the change in r_global when the items
+#    that step wrote are removed from the final memory (leave-one-step-out; the reader re-answers,
+#    nothing is generated). Per variant: Spearman(A_t, value) over the steps of many groups of SFT-start
+#    rollouts, with a bootstrap interval over groups. Independent of any training run.
+# 3. **The study** (`python -m finemem_lib.training.study --profile long --plan configs/study_long.yaml`):
+#    learning curves with bands, held-out QA and memory with intervals over instances and seeds, the
+#    paired difference to OR-only, learning efficiency and the ablations. This notebook reads the
+#    finished runs from `results/runs/05_*` and trains nothing unless `train = True`.
+#
+# The long-horizon profile (`configs/long.yaml`): 16 chunks per instance, asked facts drawn chunk by
+# chunk across the whole episode, lures that share the questions' words (a lure kept in memory can
+# win retrieval and give a wrong answer), and a compression weight that makes memory cost tokens.
+
+# %% tags=["parameters"]
+profile = "long"
+results_dir = None
+data_dir = None
+train: bool = False  # True: run (or resume) the study plan from here; False: read the finished runs only
+plan = None  # study plan YAML; None: configs/study_<profile>.yaml when it exists
+credit_instances = 6  # training instances rolled out here when the credit table is missing (the command: all)
+credit_seeds = [0]
+
+# %%
+import logging
+from pathlib import Path
+
+import pandas as pd
+from IPython.display import Image, display
+
+from finemem_lib.config import load_profile, repo_root
+from finemem_lib.paths import profile_paths
+from finemem_lib.training import study
+
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+for noisy in ("bm25s", "httpx"):
+    logging.getLogger(noisy).setLevel(logging.WARNING)
+
+cfg = load_profile(profile)
+paths = profile_paths(cfg, results_dir, data_dir)
+plan_file = Path(plan) if plan else repo_root() / "configs" / f"study_{cfg['name']}.yaml"
+print(f"profile {cfg['name']}: results in {paths.results}; study plan: {plan_file if plan_file.is_file() else 'none'}")
+
+# %% [markdown]
+# ## Credit quality on rollouts of the SFT start
+#
+# Read from `results/tables/05_credit_*.csv` when they exist (written by
+# `python -m finemem_lib.training.study --profile long --credit`); otherwise measured here on the
+# profile's training instances (G rollouts each at the training temperature; A_t from the training
+# share of global questions, the marginal values from all of them).
+
+# %%
+steps_file = paths.tables / "05_credit_steps.csv"
+if steps_file.is_file():
+    steps = pd.read_csv(steps_file)
+    quality = pd.read_csv(paths.tables / "05_credit_quality.csv")
+else:
+    measured = study.measure_credit_quality(cfg, paths, max_instances=credit_instances, seeds=credit_seeds)
+    steps, quality = measured["steps"], measured["quality"]
+print(f"{steps['group'].nunique()} groups, {len(steps)} steps; share of steps with a non-zero value: "
+      f"{(steps['value'] != 0).mean():.2f}")  # fmt: skip
+quality[quality["source"] == "all"].round(3)
+
+# %% [markdown]
+# ### Advantage matrices of one group
+#
+# Left: the leave-one-step-out value of each step of each rollout. OR-only gives (nearly) one value per
+# rollout: its advantage is constant along a row except for the format term. Fine-Mem's changes along
+# the row with the evidence each step wrote and its chunk QA.
+
+# %%
+from finemem_lib.ablation_plots import plot_advantage_matrices, plot_credit_quality
+
+matrices, values, group_id = study.advantage_matrices_from_steps(steps)
+shown = {k: matrices[k] for k in ("or_only", "csr", "eara", "finemem") if k in matrices}
+fig = plot_advantage_matrices(shown, values, path=paths.figures / "05_advantage_matrices.png")
+fig.suptitle(f"group {group_id}", y=1.03)
+
+# %%
+plot_credit_quality(quality[quality["source"] == "all"], path=paths.figures / "05_credit_quality.png")
+quality.pivot_table(index="variant", columns="source", values="spearman", sort=False).round(3)
+
+# %% [markdown]
+# ## The study: learning curves, held-out scores with intervals, efficiency, ablations
+
+# %%
+runs = study.load_plan(plan_file, cfg) if plan_file.is_file() else []
+if train and runs:
+    study.run_plan(
+        cfg, runs, paths, command=f"papermill notebooks/05_ablations.ipynb -p profile {profile} -p train True"
+    )
+files = study.write_study_figures(cfg, runs, paths) if runs else {}
+if not files:
+    print(
+        "The study has not been run for this profile (no finished run in results/runs/05_*). Run it with\n"
+        f"  python -m finemem_lib.training.study --profile {cfg['name']} --plan configs/study_{cfg['name']}.yaml\n"
+        "or execute this notebook with train=True. Only the credit measure and the advantage matrices are shown."
+    )
+
+# %% [markdown]
+# ### Learning curves (held-out QA every few steps; mean over seeds, band = 95 % over seeds)
+#
+# "OR-only stops rising" is judged by `study.plateau`: its mean held-out curve gains less than 0.01
+# over its last two evaluations compared with the best value before them.
+
+# %%
+for key in ("curves_figure", "memory_curves_figure"):
+    if key in files:
+        display(Image(filename=files[key]))
+if "plateau" in files:
+    display(pd.read_csv(files["plateau"]))
+
+# %% [markdown]
+# ### Held-out QA and memory length on all held-out instances (95 % bootstrap over instances and seeds)
+#
+# `diff` is the paired difference to OR-only (instances resampled jointly, seeds independently).
+# The paper's ablation (average performance / memory): OR-only 0.627 / 92.4K, +CSR 0.639 / 86.2K,
+# +EARA 0.622 / 60.7K, Fine-Mem 0.663 / 79.1K.
+
+# %%
+if "heldout" in files:
+    display(Image(filename=files["heldout_figure"]))
+    display(pd.read_csv(files["heldout"]).round(3))
+
+# %% [markdown]
+# ### Learning efficiency: the first step at which each variant reaches OR-only's final held-out score
+
+# %%
+if "efficiency" in files:
+    if "efficiency_figure" in files:
+        display(Image(filename=files["efficiency_figure"]))
+    display(pd.read_csv(files["efficiency"]))
+
+# %% [markdown]
+# ### Ablations (Fine-Mem; each against its own base point trained as long)
+#
+# β ∈ {0, 0.25, 0.5, 0.75, 1}, w1 ∈ {0, 0.25, 0.5, 1}, group normalisation per step vs per episode,
+# retrieval top-k ∈ {1, 2, 5}.
+
+# %%
+for group in study.ABLATION_GROUPS:
+    if f"ablation_{group}" in files:
+        display(Image(filename=files[f"ablation_{group}_figure"]))
+        display(pd.read_csv(files[f"ablation_{group}"]).round(3))
+
+# %% [markdown]
+# ### Looking at single episodes
+#
+# <!-- EPISODE VIEWER: when `finemem_lib.viewer` exists, call it here on one group of the credit
+# rollouts (e.g. `group_id` above) to show each step's operations next to its A_t and value. -->
+
+# %%
+# EPISODE VIEWER (to be wired): finemem_lib.viewer is not part of this package yet.
+try:
+    from finemem_lib import viewer
+except ImportError:
+    viewer = None
+print("episode viewer:", "available" if viewer is not None else "not installed (finemem_lib.viewer)")
