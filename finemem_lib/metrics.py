@@ -331,7 +331,7 @@ def _needs_entities(prediction: str, golds: Golds) -> float:
 _MEMALPHA_SOURCES: tuple[ScoreRule, ...] = (
     ScoreRule("keyword_hit_fraction", r"booksum|infbench_sum.*|infbench-sum.*", keyword_hit_fraction),
     ScoreRule("boxed_label_match", r"pubmed[-_]rct|ttl.*|icl.*|synth_icl", boxed_label_match),
-    ScoreRule("containment", r"squad|hotpotqa|synth_factoid|synth_update", containment),
+    ScoreRule("containment", r"squad|hotpotqa|synth_factoid|synth_update|chunk_qa", containment),
     ScoreRule("partial_containment", r"perltqa", partial_containment),
     ScoreRule("llm_judge_yes_no", r"lme.*|longmemeval.*", _mab_substring, judged=True),
 )
@@ -367,7 +367,7 @@ RULE_TABLES: dict[str, tuple[ScoreRule, ...]] = {
 KNOWN_SOURCES = (
     "squad, hotpotqa, perltqa, lme_train, booksum, pubmed-rct, ttl_train, icl_*, ruler_qa*, "
     "longmemeval*, eventqa*, recsys*, infbench_sum*, detective_qa*, factconsolidation*, "
-    "synth_factoid, synth_update, synth_icl"
+    "synth_factoid, synth_update, synth_icl, chunk_qa (the chunk-level QAs of CSR)"
 )
 LEXICAL_FALLBACK = "substring_exact_match (lexical fallback, no judge)"
 

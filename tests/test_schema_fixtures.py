@@ -137,4 +137,7 @@ def test_paper_smoke_profile_falls_back_to_the_data_folder(monkeypatch):
     cfg = load_profile("paper-smoke")
     assert cfg["name"] == "paper-smoke"
     assert cfg["data"]["memalpha"]["local_dir"] == "data/paper-smoke/hub/Memalpha"
-    assert cfg["paths"]["results_dir"] == "results/paper-smoke"
+    from finemem_lib.config import repo_root
+    from finemem_lib.paths import profile_paths
+
+    assert profile_paths(cfg, create=False).results == repo_root() / "results" / "paper-smoke"
