@@ -14,6 +14,12 @@
 # %% [markdown]
 # # 05 · Does fine-grained credit help? Credit quality, learning curves and ablations
 #
+# **What you will learn here** (about 2 min on a laptop with the default profile; reading the long
+# profile's committed study takes seconds): why OR-only gives every step of a rollout the same credit
+# and Fine-Mem does not, seen on advantage matrices; how well each variant's advantage tracks what a
+# step was really worth (a measure no published work reports); and what training with each variant
+# gave, with intervals. Needs notebook 02's SFT start.
+#
 # Fine-Mem's argument is about **credit**: with the final score alone (OR-only), every step of a
 # rollout gets the same advantage, so a step that stored the fact a later question needs is credited
 # exactly like a step that stored a lure. CSR and EARA are meant to give each step an advantage that
@@ -169,13 +175,39 @@ for group in study.ABLATION_GROUPS:
 # %% [markdown]
 # ### Looking at single episodes
 #
-# <!-- EPISODE VIEWER: when `finemem_lib.viewer` exists, call it here on one group of the credit
-# rollouts (e.g. `group_id` above) to show each step's operations next to its A_t and value. -->
+# One group of SFT-start rollouts on the first training instance, as an episode page: per chunk step the
+# operations and whether each executed, the memory after the step, and r_chunk, N_t, r_t and A_t under
+# each variant; per global question the retrieved items and the step that wrote each. Compare the A_t rows
+# of OR-only and Fine-Mem for the step that wrote the evidence of a question.
 
 # %%
-# EPISODE VIEWER (to be wired): finemem_lib.viewer is not part of this package yet.
-try:
-    from finemem_lib import viewer
-except ImportError:
-    viewer = None
-print("episode viewer:", "available" if viewer is not None else "not installed (finemem_lib.viewer)")
+from finemem_lib.agents.policy import load_manager
+from finemem_lib.agents.reasoner import build_reasoner
+from finemem_lib.agents.sft import policy_settings
+from finemem_lib.rollout import rollout, settings_from_config
+from finemem_lib.training.runner import load_training_data, start_model
+from finemem_lib.viewer import show_episode, write_episode_html
+
+instance = load_training_data(cfg, paths)["train"][0]
+policy = load_manager(start_model(cfg, paths), **policy_settings(cfg))
+group = rollout(
+    [instance], policy, build_reasoner(cfg.get("reasoner")), settings_from_config(dict(cfg), training=True),
+    seed=int(cfg["seed"]),
+)[0]  # fmt: skip
+rewards_cfg = cfg["rewards"]
+page_kwargs = {"beta": rewards_cfg["beta"], "w1": rewards_cfg["w1"], "w2": rewards_cfg["w2"],
+               "mode": rewards_cfg["group_mode"]}  # fmt: skip
+page = paths.results / "episodes" / f"05_{instance.id.replace('/', '_')}_rollout0.html"
+write_episode_html(page, group[0], instance, group=group, title=f"SFT start: {instance.id}", **page_kwargs)
+print(f"episode page: {page}")
+show_episode(group[0], instance, group=group, **page_kwargs)
+
+# %% [markdown]
+# ## Things to try
+#
+# - Set `credit_instances = 24` (or run `python -m finemem_lib.training.study --profile long --credit`):
+#   the intervals of the credit-quality table narrow; does Fine-Mem's lead over OR-only survive?
+# - Change `rewards.beta` in the profile to 0 and to 1 and rerun the credit measure: EARA's share of the
+#   credit moves from uniform spreading to evidence only. Which β tracks the marginal values best?
+# - With `profile = "long"` and `train = True`, the study plan resumes run by run; watch the learning
+#   curves fill in and whether OR-only's curve has stopped rising (`study.plateau`).

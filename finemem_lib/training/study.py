@@ -539,7 +539,11 @@ def measure_credit_quality(
     from finemem_lib.rollout import settings_from_config
     from finemem_lib.training.runner import heldout_subset, load_training_data, start_model
 
-    threads = (profile.get("training") or {}).get("num_threads") or free_cpu_threads()
+    threads = (
+        (profile.get("training") or {}).get("num_threads")
+        or (profile.get("runtime") or {}).get("threads")  # a fixed count: the same numbers on every rerun
+        or free_cpu_threads()
+    )
     torch.set_num_threads(int(threads))  # more threads than free cores makes generation far slower on a shared CPU
     data = load_training_data(profile, paths)
     instances = heldout_subset(data[split], max_instances)
