@@ -16,6 +16,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import yaml
 from jupyter_client.manager import AsyncKernelManager
@@ -48,9 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TQDM_DISABLE", "1")
     parameters = {name: yaml.safe_load(value) for name, value in args.p}
     try:
-        papermill.execute_notebook(
-            args.notebook,
-            args.output,
+        papermill.execute_notebook(  # papermill records these paths in the notebook: keep them relative
+            _relative(args.notebook),
+            _relative(args.output),
             parameters=parameters,
             kernel_name=args.kernel,
             cwd=args.cwd,
@@ -62,6 +63,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{args.notebook}: cell {exc.exec_count} raised {exc.ename}: {exc.evalue}", file=sys.stderr)
         return 1
     return 0
+
+
+def _relative(path: str) -> str:
+    """``path`` relative to the working folder (the project root under ``./reproduce.sh``) when it lies inside it."""
+    resolved, here = Path(path).resolve(), Path.cwd().resolve()
+    return os.path.relpath(resolved, here) if resolved.is_relative_to(here) else path
 
 
 if __name__ == "__main__":

@@ -50,13 +50,13 @@ import pandas as pd
 from finemem_lib.atomic import write_csv
 from finemem_lib.config import load_profile
 from finemem_lib.data.prepared import chunk_table, instance_table, load_prepared, prepare_profile_data
-from finemem_lib.paths import profile_paths
+from finemem_lib.paths import profile_paths, repo_relative
 from finemem_lib.plots import plot_data_sizes, plot_questions
 from finemem_lib.sentences import split_sentences
 
 cfg = load_profile(profile)
 paths = profile_paths(cfg, results_dir, data_dir)
-print(f"profile {cfg['name']!r}: data kind {cfg['data']['kind']!r}, prepared data -> {paths.data}")
+print(f"profile {cfg['name']!r}: data kind {cfg['data']['kind']!r}, prepared data -> {repo_relative(paths.data)}")
 
 # %% [markdown]
 # ## Build (or load) and write the prepared data

@@ -71,7 +71,7 @@ from finemem_lib.episode_tables import (
     step_table,
 )
 from finemem_lib.evaluation import evaluate_baselines, evaluate_manager, summary_table
-from finemem_lib.paths import profile_paths
+from finemem_lib.paths import profile_paths, repo_relative
 from finemem_lib.plots import plot_evidence_heatmap, plot_memory_growth, plot_reward_components, plot_reward_variants
 from finemem_lib.rollout import rollout, settings_from_config
 from finemem_lib.training.runner import start_model
@@ -204,7 +204,7 @@ greedy_page = write_episode_html(
 group_page = write_episode_html(
     paths.results / "episodes" / f"02_{name}_rollout0.html", group[0], instance, group=group, **episode_kwargs
 )
-print(f"episode pages: {greedy_page}\n               {group_page}")
+print(f"episode pages: {repo_relative(greedy_page)}\n               {repo_relative(group_page)}")
 show_episode(group[0], instance, group=group, **episode_kwargs)
 
 # %% [markdown]

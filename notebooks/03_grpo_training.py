@@ -57,7 +57,7 @@ from IPython.display import Image, display
 
 from finemem_lib.agents.sft import sft_stats
 from finemem_lib.config import load_profile
-from finemem_lib.paths import profile_paths
+from finemem_lib.paths import profile_paths, repo_relative
 from finemem_lib.rollout import settings_from_config
 from finemem_lib.training.config import training_settings
 from finemem_lib.training.runner import heldout_table, load_training_data, run_study, start_model, write_study_report
@@ -87,7 +87,7 @@ try:
     stats = {k: v for k, v in sft_stats(start).items() if k in ("parameters", "examples", "epochs", "train_wall_s")}
 except FileNotFoundError:
     stats = {}
-pd.Series({"start model": str(start), **stats}, name="GRPO start")
+pd.Series({"start model": repo_relative(start), **stats}, name="GRPO start")
 
 # %% [markdown]
 # ## Settings of this profile

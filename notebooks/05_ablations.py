@@ -58,7 +58,7 @@ import pandas as pd
 from IPython.display import Image, display
 
 from finemem_lib.config import load_profile, repo_root
-from finemem_lib.paths import profile_paths
+from finemem_lib.paths import profile_paths, repo_relative
 from finemem_lib.training import study
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -68,7 +68,8 @@ for noisy in ("bm25s", "httpx"):
 cfg = load_profile(profile)
 paths = profile_paths(cfg, results_dir, data_dir)
 plan_file = Path(plan) if plan else repo_root() / "configs" / f"study_{cfg['name']}.yaml"
-print(f"profile {cfg['name']}: results in {paths.results}; study plan: {plan_file if plan_file.is_file() else 'none'}")
+plan_shown = repo_relative(plan_file) if plan_file.is_file() else "none"
+print(f"profile {cfg['name']}: results in {repo_relative(paths.results)}; study plan: {plan_shown}")
 
 # %% [markdown]
 # ## Credit quality on rollouts of the SFT start
@@ -199,7 +200,7 @@ page_kwargs = {"beta": rewards_cfg["beta"], "w1": rewards_cfg["w1"], "w2": rewar
                "mode": rewards_cfg["group_mode"]}  # fmt: skip
 page = paths.results / "episodes" / f"05_{instance.id.replace('/', '_')}_rollout0.html"
 write_episode_html(page, group[0], instance, group=group, title=f"SFT start: {instance.id}", **page_kwargs)
-print(f"episode page: {page}")
+print(f"episode page: {repo_relative(page)}")
 show_episode(group[0], instance, group=group, **page_kwargs)
 
 # %% [markdown]

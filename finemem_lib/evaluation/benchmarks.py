@@ -22,7 +22,7 @@ from typing import Any
 
 from finemem_lib.config import repo_root
 from finemem_lib.data.instance import Instance
-from finemem_lib.paths import ProfilePaths
+from finemem_lib.paths import ProfilePaths, repo_relative
 
 BUILTIN = ("memalpha", "mab")
 MAB_SOURCES = ("synthetic", "memalpha", "raw")
@@ -79,7 +79,7 @@ def load_mab(cfg: Mapping[str, Any], paths: ProfilePaths) -> tuple[list[Instance
 
         folder = paths.data / "mab_synthetic"
         instances = load_mab_synthetic(_section(cfg).get("mab_synthetic"), seed, folder)
-        return instances, f"offline MemoryAgentBench analogue (seed {seed}), parquet in {folder}"
+        return instances, f"offline MemoryAgentBench analogue (seed {seed}), parquet in {repo_relative(folder)}"
     from finemem_lib.data.memalpha import DataNotAvailableError
 
     local = _path(mab["local_dir"]) if mab.get("local_dir") else None
@@ -135,7 +135,9 @@ def load_benchmark(name: str, cfg: Mapping[str, Any], paths: ProfilePaths) -> Be
         from finemem_lib.data.prepared import load_prepared
 
         instances = load_prepared(paths.data, "test")
-        return Benchmark(name, "memalpha", _limit(instances, cfg), f"Memalpha-layout test split from {paths.data}")
+        return Benchmark(
+            name, "memalpha", _limit(instances, cfg), f"Memalpha-layout test split from {repo_relative(paths.data)}"
+        )
     if name == "mab":
         instances, where = load_mab(cfg, paths)
         return Benchmark(name, "mab", _limit(instances, cfg), where)

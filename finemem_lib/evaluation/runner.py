@@ -36,7 +36,7 @@ from finemem_lib.evaluation.methods import (
 )
 from finemem_lib.evaluation.records import RecordStore
 from finemem_lib.evaluation.sources import check_sources, register_sources
-from finemem_lib.paths import ProfilePaths
+from finemem_lib.paths import ProfilePaths, repo_relative
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ def _header(cfg: Mapping[str, Any], benchmark: Benchmark, method: Method) -> dic
     return {
         "benchmark": benchmark.name,
         "method": method.name,
-        "model": method.model,
+        "model": repo_relative(method.model),
         "model_fingerprint": identity["fingerprint"],
         "reasoner": cfg.get("reasoner"),
         "profile": cfg.get("name"),

@@ -36,8 +36,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from finemem_lib.atomic import write_csv
 from finemem_lib.config import _deep_merge, load_profile
-from finemem_lib.paths import ProfilePaths, profile_paths
+from finemem_lib.paths import ProfilePaths, profile_paths, repo_relative
 from finemem_lib.training.runs import config_hash, provenance, read_json, write_json
 
 logger = logging.getLogger(__name__)
@@ -170,7 +171,7 @@ def evaluate_heldout(
     policy = load_manager(model_dir, **policy_settings(cfg))
     frame = evaluate_manager(name, policy, instances, reasoner or build_reasoner(cfg.get("reasoner")), cfg)
     out.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(out, index=False)
+    write_csv(frame, out, index=False)
     return frame
 
 
@@ -306,7 +307,7 @@ def write_study_tables(
     files = {}
     for key, frame in tables.items():
         files[key] = paths.tables / f"{LOG_PREFIX}_study_{key}.csv"
-        frame.to_csv(files[key], index=False)
+        write_csv(frame, files[key], index=False)
     planned = [{"label": r.label, "overrides": r.overrides} for r in runs]
     finished = tables["runs"]["run"].tolist() if len(tables["runs"]) else []
     study = provenance(
@@ -435,7 +436,7 @@ def write_study_figures(
             rows.append(table.assign(metric="qa" if column == "score" else "memory_tokens"))
         summary = pd.concat(rows, ignore_index=True)
         files["heldout"] = t / f"{LOG_PREFIX}_heldout.csv"
-        summary.to_csv(files["heldout"], index=False)
+        write_csv(summary, files["heldout"], index=False)
         files["heldout_figure"] = f / f"{LOG_PREFIX}_heldout.png"
         plt.close(plot_intervals(summary[summary.metric == "qa"], "variant", "held-out QA (95% over instances, seeds)",
                                  files["heldout_figure"]))  # fmt: skip
@@ -452,16 +453,16 @@ def write_study_figures(
         if curve_tables:
             mean_qa = curve_tables[0]
             files["curves"] = t / f"{LOG_PREFIX}_curves.csv"
-            pd.concat(curve_tables, ignore_index=True).to_csv(files["curves"], index=False)
+            write_csv(pd.concat(curve_tables, ignore_index=True), files["curves"], index=False)
             ref = mean_qa[mean_qa.variant == "or_only"]
             judged = (
                 plateau(ref) if len(ref) else {"stopped_rising": False, "gain_last": np.nan, "reason": "no OR-only"}
             )
             files["plateau"] = t / f"{LOG_PREFIX}_plateau.csv"
-            pd.DataFrame([{"variant": "or_only", **judged}]).to_csv(files["plateau"], index=False)
+            write_csv(pd.DataFrame([{"variant": "or_only", **judged}]), files["plateau"], index=False)
             eff = learning_efficiency(main_curves)
             files["efficiency"] = t / f"{LOG_PREFIX}_efficiency.csv"
-            eff.to_csv(files["efficiency"], index=False)
+            write_csv(eff, files["efficiency"], index=False)
             if len(eff):
                 files["efficiency_figure"] = f / f"{LOG_PREFIX}_efficiency.png"
                 plt.close(plot_efficiency(eff, files["efficiency_figure"]))
@@ -470,7 +471,7 @@ def write_study_figures(
         reference = min(tags, key=len)  # the group's base point carries only the fixed settings
         table = bootstrap_means(_matrices(frame, "tag", "score"), reference=reference, n_boot=n_boot)
         files[f"ablation_{group}"] = t / f"{LOG_PREFIX}_ablation_{group}.csv"
-        table.to_csv(files[f"ablation_{group}"], index=False)
+        write_csv(table, files[f"ablation_{group}"], index=False)
         files[f"ablation_{group}_figure"] = f / f"{LOG_PREFIX}_ablation_{group}.png"
         plt.close(plot_intervals(table, "variant", f"{group}: held-out QA (ref. {reference})",
                                  files[f"ablation_{group}_figure"]))  # fmt: skip
@@ -570,8 +571,8 @@ def measure_credit_quality(
         "figure": paths.figures / f"{LOG_PREFIX}_credit_quality.png",
         "matrices": paths.figures / f"{LOG_PREFIX}_advantage_matrices.png",
     }
-    steps.to_csv(files["steps"], index=False)
-    quality.to_csv(files["quality"], index=False)
+    write_csv(steps, files["steps"], index=False)
+    write_csv(quality, files["quality"], index=False)
     plt.close(plot_credit_quality(quality[quality["source"] == "all"], path=files["figure"]))
     matrices, values, _ = advantage_matrices_from_steps(steps)
     shown = {k: matrices[k] for k in ("or_only", "csr", "eara", "finemem") if k in matrices}
@@ -587,10 +588,10 @@ def measure_credit_quality(
             rollout_seeds=list(seeds),
             num_generations=settings.num_generations,
             question_ratio=settings.question_ratio,
-            sft_model=str(sft_model),
+            sft_model=repo_relative(sft_model),
             variants=[asdict(v) for v in variants],
             wall_s=round(wall, 1),
-            outputs={k: str(v) for k, v in files.items()},
+            outputs={k: repo_relative(v) for k, v in files.items()},
         ),
     )
     out["files"] = files
@@ -634,7 +635,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("bm25s").setLevel(logging.WARNING)
     profile = load_profile(args.profile)
     given = list(argv) if argv is not None else sys.argv[1:]
-    command = " ".join(["python", "-m", "finemem_lib.training.study", *given])
+    command = " ".join(["python", "-m", "finemem_lib.training.study", *(repo_relative(a) or a for a in given)])
     paths = profile_paths(profile, args.results_dir, args.data_dir)
     if args.credit:
         credit = measure_credit_quality(
