@@ -13,7 +13,6 @@ Managers found for a profile (:func:`discover_methods`): the GRPO start (the SFT
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from finemem_lib import baselines
 from finemem_lib.agents.reasoner import Reasoner
 from finemem_lib.config import repo_root
 from finemem_lib.data.instance import Instance
+from finemem_lib.identity import model_hash
 from finemem_lib.paths import ProfilePaths
 from finemem_lib.qa import QAResult
 from finemem_lib.sentences import split_sentences
@@ -58,15 +58,10 @@ class InstanceResult:
 
 
 def model_fingerprint(model: str | None) -> str | None:
-    """A short hash of a local model folder's files (names, sizes, modification times); None for Hub ids."""
+    """The content hash of a local model folder (:func:`finemem_lib.identity.model_hash`); None for Hub ids."""
     if not model or not Path(model).is_dir():
         return None
-    digest = hashlib.sha256()
-    for path in sorted(Path(model).rglob("*")):
-        if path.is_file():
-            stat = path.stat()
-            digest.update(f"{path.relative_to(model)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-    return digest.hexdigest()[:16]
+    return model_hash(model)
 
 
 # ---------------------------------------------------------------------------- discovery
