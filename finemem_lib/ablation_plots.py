@@ -33,7 +33,9 @@ def plot_advantage_matrices(
     return save(fig, path)
 
 
-def plot_credit_quality(table: pd.DataFrame, path: str | Path | None = None) -> plt.Figure:
+def plot_credit_quality(
+    table: pd.DataFrame, path: str | Path | None = None, title: str = "credit quality"
+) -> plt.Figure:
     """Spearman(A_t, v_t) per variant with its bootstrap interval."""
     frame = table.reset_index(drop=True)
     fig, ax = plt.subplots(figsize=(1.1 * len(frame) + 2, 3.4))
@@ -45,7 +47,7 @@ def plot_credit_quality(table: pd.DataFrame, path: str | Path | None = None) -> 
     ax.set_xticks(x, frame["variant"], rotation=30, ha="right")
     ax.set_ylabel("Spearman(A_t, leave-one-step-out value)")
     n = int(frame["n_groups"].iloc[0]) if len(frame) else 0
-    ax.set_title(f"credit quality ({n} groups, 95% bootstrap over groups)")
+    ax.set_title(f"{title} ({n} groups, 95% bootstrap over groups)")
     fig.tight_layout()
     return save(fig, path)
 

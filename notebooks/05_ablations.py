@@ -107,8 +107,21 @@ fig = plot_advantage_matrices(shown, values, path=paths.figures / "05_advantage_
 fig.suptitle(f"group {group_id}", y=1.03)
 
 # %%
-plot_credit_quality(quality[quality["source"] == "all"], path=paths.figures / "05_credit_quality.png")
+pooled = quality[quality["source"] == "all"]
+plot_credit_quality(pooled[pooled["variant"].isin(study.MAIN_VARIANTS)], path=paths.figures / "05_credit_quality.png")
 quality.pivot_table(index="variant", columns="source", values="spearman", sort=False).round(3)
+
+# %% [markdown]
+# ### Credit quality of Fine-Mem's knobs
+#
+# The same measure for the ablation points of Fine-Mem, on the same rollouts (no training): EARA's
+# β (0: spread the final score uniformly over steps; 1: evidence only), CSR's weight w1 and group
+# normalisation per episode instead of per step.
+
+# %%
+knobs = pooled[pooled["variant"].str.startswith("finemem")]
+plot_credit_quality(knobs, path=paths.figures / "05_credit_ablations.png", title="Fine-Mem's knobs")
+knobs.round(3)
 
 # %% [markdown]
 # ## The study: learning curves, held-out scores with intervals, efficiency, ablations
@@ -165,13 +178,15 @@ if "efficiency" in files:
 # ### Ablations (Fine-Mem; each against its own base point trained as long)
 #
 # β ∈ {0, 0.25, 0.5, 0.75, 1}, w1 ∈ {0, 0.25, 0.5, 1}, group normalisation per step vs per episode,
-# retrieval top-k ∈ {1, 2, 5}.
+# retrieval top-k ∈ {1, 2, 5}. The β runs are also scored on notebook 04's out-of-distribution
+# benchmark (the paper finds β = 1 worst out of distribution).
 
 # %%
 for group in study.ABLATION_GROUPS:
-    if f"ablation_{group}" in files:
-        display(Image(filename=files[f"ablation_{group}_figure"]))
-        display(pd.read_csv(files[f"ablation_{group}"]).round(3))
+    for key in (f"ablation_{group}", f"ablation_{group}_ood"):  # _ood: notebook 04's out-of-distribution benchmark
+        if key in files:
+            display(Image(filename=files[f"{key}_figure"]))
+            display(pd.read_csv(files[key]).round(3))
 
 # %% [markdown]
 # ### Looking at single episodes

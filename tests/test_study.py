@@ -211,3 +211,70 @@ def test_study_figures_and_tables_from_finished_runs(tmp_path):
     assert eff.loc["finemem", "first_step"] == 4 and eff.loc["or_only", "first_step"] == 8
     ablation = pd.read_csv(files["ablation_beta"]).set_index("variant")
     assert ablation.loc["beta1.0", "diff_hi"] < 0  # against the group's base point (beta 0.5 = the main run)
+
+
+def test_a_group_marked_ood_is_scored_out_of_distribution_and_gets_its_own_ablation_table(tmp_path):
+    from finemem_lib.paths import ProfilePaths
+
+    groups = [{"name": "beta", "variants": ["finemem"], "seeds": [0, 1], "ood": True,
+               "sweep": {"rewards": {"beta": [0.5, 1.0]}}},
+              {"name": "w1", "variants": ["finemem"], "seeds": [0],
+               "sweep": {"rewards": {"w1": [0.5, 1.0]}}}]  # fmt: skip
+    runs = plan_runs(groups, PROFILE)
+    assert {r.group: r.ood for r in runs} == {"beta": True, "w1": False}
+    paths = ProfilePaths(tmp_path / "data", tmp_path / "results").ensure()
+    rng = np.random.default_rng(2)
+    base = rng.uniform(0.3, 0.7, 12)
+    for r in runs:
+        _fake_finished_run(paths, PROFILE, r, base + 0.01 * rng.normal(size=12), [0.5, 0.5, 0.5])
+        if r.ood:  # beta 1.0 is much worse out of distribution only
+            name = f"{r.config(PROFILE)['name']}_{r.variant}_s{r.seed}"
+            drop = 0.2 if r.tag == "beta1.0" else 0.0
+            pd.DataFrame({"instance_id": [f"o{j}" for j in range(6)], "score": 0.6 - drop + 0.01 * rng.normal(size=6),
+                          "memory_tokens": 40.0}).to_csv(study.ood_path(paths, name), index=False)  # fmt: skip
+    tables = study.collect(PROFILE, runs, paths)
+    assert set(tables["ood"]["group"]) == {"beta"} and len(tables["ood"]) == 4 * 6
+    files = study.write_study_figures(PROFILE, runs, paths, n_boot=300)
+    assert "ablation_w1_ood" not in files and Path(files["ablation_beta_ood_figure"]).is_file()
+    ood = pd.read_csv(files["ablation_beta_ood"]).set_index("variant")
+    assert ood.loc["beta1.0", "diff_hi"] < 0 and ood.loc["beta1.0", "instances"] == 6
+
+
+def test_an_sft_evaluation_older_than_the_sft_weights_is_stale(tmp_path):
+    import os
+
+    model = tmp_path / "sft"
+    model.mkdir()
+    (model / "model.safetensors").write_bytes(b"x")
+    scores = tmp_path / "heldout_instances.csv"
+    scores.write_text("instance_id,score\n")
+    os.utime(model / "model.safetensors", (1_000, 1_000))
+    assert not study._older_than_model(scores, model)
+    os.utime(scores, (500, 500))
+    assert study._older_than_model(scores, model)
+
+
+def test_the_credit_measure_covers_every_ablation_point_of_fine_mem():
+    variants = {v.name: v for v in study.credit_variants(load_profile("long"))}
+    assert {v.beta for v in variants.values() if v.variant == "finemem" and v.mode == "step"} >= {
+        0.0,
+        0.25,
+        0.5,
+        0.75,
+        1.0,
+    }
+    assert {v.w1 for v in variants.values() if v.variant == "finemem"} >= {0.0, 0.25, 0.5, 1.0}
+    assert variants["finemem_episode"].mode == "episode" and set(study.MAIN_VARIANTS) <= set(variants)
+
+
+def test_two_study_processes_share_a_plan_run_by_run(tmp_path):
+    marker = tmp_path / "runs" / ".claim-05_long_finemem_s0"
+    with study.claim(marker) as first:
+        assert first and marker.read_text() == str(__import__("os").getpid())
+        with study.claim(marker) as second:  # held by a live process: the run is skipped
+            assert not second
+    assert not marker.exists()
+    marker.write_text("999999999")  # left by a process that died
+    with study.claim(marker) as taken:
+        assert taken
+    assert not marker.exists()

@@ -22,12 +22,14 @@ learning efficiency, the plateau rule) is in the functions below; the study writ
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import itertools
 import logging
+import os
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,7 @@ logger = logging.getLogger(__name__)
 
 LOG_PREFIX = "05"
 HELDOUT_FILE = "heldout_instances.csv"
+OOD_FILE = "ood_instances.csv"
 SHORT = {"rewards.beta": "beta", "rewards.w1": "w1", "rewards.group_mode": "norm", "retrieval.top_k": "topk"}
 
 
@@ -58,6 +61,7 @@ class PlannedRun:
     variant: str
     seed: int
     overrides: dict[str, Any] = field(default_factory=dict)
+    ood: bool = False  # also score the final manager on the profile's out-of-distribution benchmark (notebook 04)
 
     def config(self, profile: Mapping[str, Any]) -> dict[str, Any]:
         cfg = _deep_merge(dict(profile), self.overrides)
@@ -127,7 +131,7 @@ def plan_runs(groups: Sequence[Mapping[str, Any]], profile: Mapping[str, Any] | 
     seen: set[tuple[str, str, str, int]] = set()
     for i, group in enumerate(groups):
         name = str(group.get("name") or f"group{i}")
-        unknown = sorted(set(group) - {"name", "variants", "seeds", "set", "sweep"})
+        unknown = sorted(set(group) - {"name", "variants", "seeds", "set", "sweep", "ood"})
         if unknown:
             raise ValueError(f"study plan group {name!r}: unknown key(s) {unknown}")
         variants = list(group.get("variants") or [])
@@ -150,13 +154,25 @@ def plan_runs(groups: Sequence[Mapping[str, Any]], profile: Mapping[str, Any] | 
                 if (name, tag, variant, seed) in seen:
                     continue
                 seen.add((name, tag, variant, seed))
-                runs.append(PlannedRun(name, tag, variant, seed, overrides))
+                runs.append(PlannedRun(name, tag, variant, seed, overrides, bool(group.get("ood", False))))
     return runs
 
 
 # ---------------------------------------------------------------------------- held-out evaluation
 def heldout_path(paths: ProfilePaths, run: str) -> Path:
     return paths.runs / f"{LOG_PREFIX}_{run}" / HELDOUT_FILE
+
+
+def ood_path(paths: ProfilePaths, run: str) -> Path:
+    """Per-instance scores of a run's final manager on the out-of-distribution benchmark."""
+    return paths.runs / f"{LOG_PREFIX}_{run}" / OOD_FILE
+
+
+def ood_instances(profile: Mapping[str, Any], paths: ProfilePaths) -> tuple:
+    """The out-of-distribution benchmark of notebook 04 (``mab``: the offline MemoryAgentBench analogue by default)."""
+    from finemem_lib.evaluation.benchmarks import load_benchmark
+
+    return load_benchmark("mab", profile, paths).instances
 
 
 def evaluate_heldout(
@@ -211,45 +227,107 @@ def run_plan(
     sft_model = start_model(profile, paths)
     start_hash, data_digest = model_hash(sft_model), data_hash(data)
     reasoner = build_reasoner(profile.get("reasoner"))
+    ood = None
     done = []
     for planned in runs:
         cfg = planned.config(profile)
         name = f"{cfg['name']}_{planned.variant}_s{planned.seed}"
         sft_name = sft_run_name(cfg, str(profile.get("name")))
-        if not heldout_path(paths, sft_name).is_file():
+        sft_out = heldout_path(paths, sft_name)
+        if not sft_out.is_file() or _older_than_model(sft_out, sft_model):
             logger.info("evaluating the SFT start (%s) on %d held-out instances", sft_name, len(data["test"]))
             evaluate_heldout(cfg, sft_model, data["test"], heldout_path(paths, sft_name), "sft", reasoner)
         settings = training_settings(cfg, variant=planned.variant)
         identity = run_identity(
             identity_config(cfg, settings, planned.variant), planned.seed, sft_model, data, start_hash, data_digest
         )
-        result, why = reusable_run(paths, cfg, planned.variant, planned.seed, identity, log_prefix=LOG_PREFIX)
-        logger.info(why)
-        if result is None:
-            if stop_at is not None and dt.datetime.now(dt.timezone.utc) >= stop_at:
-                logger.info("stop time reached: not launching %s (the same command resumes the study)", planned.label)
-                break
-            logger.info("training %s (%s)", name, planned.label)
-            result = train_manager(
-                cfg,
-                paths,
-                planned.variant,
-                planned.seed,
-                data,
-                sft_model,
-                reasoner,
-                identity=identity,
-                log_prefix=LOG_PREFIX,
-            )
-        out = heldout_path(paths, name)
-        if not out.is_file() or _stale(out, result.run_dir):
-            evaluate_heldout(cfg, result.model_dir, data["test"], out, planned.variant, reasoner)
+        with claim(paths.runs / f".claim-{LOG_PREFIX}_{name}") as mine:
+            if not mine:
+                logger.info("skipping %s: another study process is training it", planned.label)
+                continue
+            result, why = reusable_run(paths, cfg, planned.variant, planned.seed, identity, log_prefix=LOG_PREFIX)
+            logger.info(why)
+            if result is None:
+                if stop_at is not None and dt.datetime.now(dt.timezone.utc) >= stop_at:
+                    logger.info("stop time reached: not launching %s (the same command resumes it)", planned.label)
+                    break
+                logger.info("training %s (%s)", name, planned.label)
+                result = train_manager(
+                    cfg,
+                    paths,
+                    planned.variant,
+                    planned.seed,
+                    data,
+                    sft_model,
+                    reasoner,
+                    identity=identity,
+                    log_prefix=LOG_PREFIX,
+                )
+            out = heldout_path(paths, name)
+            if not out.is_file() or _stale(out, result.run_dir):
+                evaluate_heldout(cfg, result.model_dir, data["test"], out, planned.variant, reasoner)
+            if planned.ood:
+                if ood is None:
+                    ood = ood_instances(profile, paths)
+                sft_ood = ood_path(paths, sft_name)
+                if not sft_ood.is_file() or _older_than_model(sft_ood, sft_model):
+                    evaluate_heldout(cfg, sft_model, ood, sft_ood, "sft", reasoner)
+                out = ood_path(paths, name)
+                if not out.is_file() or _stale(out, result.run_dir):
+                    logger.info("scoring %s on the out-of-distribution benchmark (%d instances)", name, len(ood))
+                    evaluate_heldout(cfg, result.model_dir, ood, out, planned.variant, reasoner)
         done.append({"planned": planned, "run": name, "sft": sft_name, "wall_s": result.wall_s})
         write_study_tables(profile, runs, paths, command)
         write_study_figures(profile, runs, paths)
         if after_run is not None:
             after_run(name)
     return done
+
+
+@contextlib.contextmanager
+def claim(marker: Path) -> Iterator[bool]:
+    """Hold ``marker`` while a run is trained, so two study processes given the same plan share it run by run.
+
+    Yields False when a live process holds it (the caller skips the run); a marker left by a dead process
+    is taken over. The marker is removed on exit.
+    """
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                holder = int(marker.read_text().strip() or 0)
+            except (OSError, ValueError):
+                holder = 0
+            if holder and _alive(holder):
+                yield False
+                return
+            marker.unlink(missing_ok=True)  # left by a process that died
+            continue
+        with os.fdopen(fd, "w") as handle:
+            handle.write(str(os.getpid()))
+        try:
+            yield True
+        finally:
+            marker.unlink(missing_ok=True)
+        return
+    yield False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _older_than_model(heldout: Path, model_dir: str | Path) -> bool:
+    """The held-out file predates the weights it should score (the SFT start was trained again)."""
+    return any(heldout.stat().st_mtime < f.stat().st_mtime for f in Path(model_dir).glob("*.safetensors"))
 
 
 def _stale(heldout: Path, run_dir: Path) -> bool:
@@ -260,8 +338,8 @@ def _stale(heldout: Path, run_dir: Path) -> bool:
 
 # ---------------------------------------------------------------------------- tables
 def collect(profile: Mapping[str, Any], runs: Sequence[PlannedRun], paths: ProfilePaths) -> dict[str, pd.DataFrame]:
-    """Finished runs of the plan: ``runs`` (one row each), ``heldout`` (per instance) and ``curves`` (per step)."""
-    run_rows, heldout, curves = [], [], []
+    """Finished runs of the plan: ``runs`` (one row each), ``heldout`` and ``ood`` (per instance), ``curves``."""
+    run_rows, heldout, ood, curves = [], [], [], []
     for planned in runs:
         cfg = planned.config(profile)
         name = f"{cfg['name']}_{planned.variant}_s{planned.seed}"
@@ -278,6 +356,8 @@ def collect(profile: Mapping[str, Any], runs: Sequence[PlannedRun], paths: Profi
         keys = {"group": planned.group, "tag": planned.tag, "variant": planned.variant, "seed": planned.seed}
         frame = pd.read_csv(out).assign(**keys, run=name)
         heldout.append(frame)
+        if planned.ood and ood_path(paths, name).is_file():  # a shared base run may hold one for another group
+            ood.append(pd.read_csv(ood_path(paths, name)).assign(**keys, run=name))
         history = pd.read_csv(run_dir / "history.csv")
         curves.append(history.assign(**keys, run=name))
         run_rows.append(
@@ -295,6 +375,7 @@ def collect(profile: Mapping[str, Any], runs: Sequence[PlannedRun], paths: Profi
     return {
         "runs": pd.DataFrame(run_rows),
         "heldout": pd.concat(heldout, ignore_index=True) if heldout else pd.DataFrame(),
+        "ood": pd.concat(ood, ignore_index=True) if ood else pd.DataFrame(),
         "curves": pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(),
     }
 
@@ -466,33 +547,43 @@ def write_study_figures(
             if len(eff):
                 files["efficiency_figure"] = f / f"{LOG_PREFIX}_efficiency.png"
                 plt.close(plot_efficiency(eff, files["efficiency_figure"]))
-    for group, frame in heldout[heldout["group"].isin(ABLATION_GROUPS)].groupby("group"):
-        tags = list(dict.fromkeys(frame["tag"]))
-        reference = min(tags, key=len)  # the group's base point carries only the fixed settings
-        table = bootstrap_means(_matrices(frame, "tag", "score"), reference=reference, n_boot=n_boot)
-        files[f"ablation_{group}"] = t / f"{LOG_PREFIX}_ablation_{group}.csv"
-        write_csv(table, files[f"ablation_{group}"], index=False)
-        files[f"ablation_{group}_figure"] = f / f"{LOG_PREFIX}_ablation_{group}.png"
-        plt.close(plot_intervals(table, "variant", f"{group}: held-out QA (ref. {reference})",
-                                 files[f"ablation_{group}_figure"]))  # fmt: skip
+    for suffix, scores, what in (("", heldout, "held-out QA"), ("_ood", tables["ood"], "out-of-distribution QA")):
+        if scores.empty:
+            continue
+        for group, frame in scores[scores["group"].isin(ABLATION_GROUPS)].groupby("group"):
+            tags = list(dict.fromkeys(frame["tag"]))
+            reference = min(tags, key=len)  # the group's base point carries only the fixed settings
+            table = bootstrap_means(_matrices(frame, "tag", "score"), reference=reference, n_boot=n_boot)
+            key = f"ablation_{group}{suffix}"
+            files[key] = t / f"{LOG_PREFIX}_{key}.csv"
+            write_csv(table, files[key], index=False)
+            files[f"{key}_figure"] = f / f"{LOG_PREFIX}_{key}.png"
+            plt.close(plot_intervals(table, "variant", f"{group}: {what} (ref. {reference})",
+                                     files[f"{key}_figure"]))  # fmt: skip
     return files
 
 
 ABLATION_GROUPS = ("beta", "w1", "group_mode", "top_k")
+MAIN_VARIANTS = ("or_only", "csr", "eara", "finemem")
 
 
 # ---------------------------------------------------------------------------- credit quality
 EXTRA_CREDIT_VARIANTS = (
     ("eara_beta1", "eara", {"beta": 1.0}),
     ("finemem_beta0", "finemem", {"beta": 0.0}),
+    ("finemem_beta0.25", "finemem", {"beta": 0.25}),
+    ("finemem_beta0.75", "finemem", {"beta": 0.75}),
     ("finemem_beta1", "finemem", {"beta": 1.0}),
+    ("finemem_w10", "finemem", {"w1": 0.0}),
+    ("finemem_w10.25", "finemem", {"w1": 0.25}),
+    ("finemem_w11", "finemem", {"w1": 1.0}),
     ("finemem_episode", "finemem", {"mode": "episode"}),
     ("or_only_episode", "or_only", {"mode": "episode"}),
 )
 
 
 def credit_variants(profile: Mapping[str, Any]):
-    """The four variants at the profile's knobs, then beta 0 / 1 and per-episode normalisation."""
+    """The four variants at the profile's knobs, then Fine-Mem's ablation points (beta, w1, per-episode groups)."""
     from dataclasses import replace
 
     from finemem_lib.credit import profile_variants
@@ -569,13 +660,17 @@ def measure_credit_quality(
         "steps": paths.tables / f"{LOG_PREFIX}_credit_steps.csv",
         "quality": paths.tables / f"{LOG_PREFIX}_credit_quality.csv",
         "figure": paths.figures / f"{LOG_PREFIX}_credit_quality.png",
+        "ablations": paths.figures / f"{LOG_PREFIX}_credit_ablations.png",
         "matrices": paths.figures / f"{LOG_PREFIX}_advantage_matrices.png",
     }
     write_csv(steps, files["steps"], index=False)
     write_csv(quality, files["quality"], index=False)
-    plt.close(plot_credit_quality(quality[quality["source"] == "all"], path=files["figure"]))
+    pooled = quality[quality["source"] == "all"]
+    plt.close(plot_credit_quality(pooled[pooled["variant"].isin(MAIN_VARIANTS)], path=files["figure"]))
+    knobs = pooled[pooled["variant"].str.startswith("finemem")]
+    plt.close(plot_credit_quality(knobs, path=files["ablations"], title="Fine-Mem's knobs"))
     matrices, values, _ = advantage_matrices_from_steps(steps)
-    shown = {k: matrices[k] for k in ("or_only", "csr", "eara", "finemem") if k in matrices}
+    shown = {k: matrices[k] for k in MAIN_VARIANTS if k in matrices}
     plt.close(plot_advantage_matrices(shown, values, path=files["matrices"]))
     write_json(
         paths.runs / f"{LOG_PREFIX}_credit.json",
