@@ -26,6 +26,7 @@ from finemem_lib import rewards
 from finemem_lib.data.instance import Instance
 from finemem_lib.memory import MemoryItem
 from finemem_lib.memory_file import describe_operation
+from finemem_lib.ops import DUPLICATE_PREFIX
 from finemem_lib.rollout import Episode, group_advantages
 from finemem_lib.sentences import split_sentences
 
@@ -63,6 +64,7 @@ ol.sentences { margin: 0; padding-left: 26px; }
 ol.sentences li { margin: 1px 0; }
 .label { font-size: 12px; text-transform: uppercase; letter-spacing: .04em; color: var(--muted); margin: 8px 0 3px; }
 .ok { color: var(--ok); font-weight: 600; } .bad { color: var(--bad); font-weight: 600; }
+.dup { color: #9a6700; font-weight: 600; }
 ul.memory { margin: 0; padding-left: 0; list-style: none; }
 ul.memory li { padding: 2px 6px; border-left: 3px solid var(--line); margin: 2px 0; }
 ul.memory li.new { border-left-color: #2f80ed; background: #eef5ff; }
@@ -202,6 +204,15 @@ def _memory_items(before: Sequence[MemoryItem], after: Sequence[MemoryItem], t: 
     return "".join(rows)
 
 
+def _status(result) -> str:
+    """Executed (r_fmt success), executed as a duplicate (no r_fmt credit, as Mem-alpha's fc_success) or failed."""
+    if not result.ok:
+        return '<span class="bad">failed</span>'
+    if result.reason.startswith(DUPLICATE_PREFIX):
+        return '<span class="dup">duplicate (no r_fmt credit)</span>'
+    return '<span class="ok">executed</span>'
+
+
 def _step_section(
     episode: Episode, instance: Instance, t: int, rows: dict[str, np.ndarray], colours: dict[str, list[str]]
 ) -> str:
@@ -210,7 +221,7 @@ def _step_section(
     sentences = "".join(f"<li>{_e(s)}</li>" for s in split_sentences(chunk)) or '<li class="empty">(empty)</li>'
     ops = []
     for op, result in zip(record.operations, record.results, strict=True):
-        status = '<span class="ok">executed</span>' if result.ok else '<span class="bad">failed</span>'
+        status = _status(result)
         reason = f" <span class='tag'>{_e(result.reason)}</span>" if result.reason and result.reason != "ok" else ""
         ops.append(f"<tr class='op'><td>{_e(describe_operation(op))}</td><td>{status}{reason}</td></tr>")
     unparsed = record.n_emitted - len(record.operations)

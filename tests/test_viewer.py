@@ -43,7 +43,9 @@ def test_page_has_every_step_question_and_operation(instance, group):
     assert _count(r'<section class="question" id="question-\d+"', page) == len(episode.global_results) > 0
     n_ops = sum(len(s.operations) for s in episode.steps)
     assert _count(r"<tr class='op'>", page) == n_ops
-    assert _count(r'class="ok">executed', page) == sum(s.n_executed for s in episode.steps) > 0
+    duplicates = sum(r.ok and r.reason.startswith("duplicate content") for s in episode.steps for r in s.results)
+    assert _count(r'class="ok">executed', page) == sum(s.n_executed for s in episode.steps) - duplicates > 0
+    assert _count(r'class="dup">duplicate', page) == duplicates
     assert _count(r'class="bad">failed', page) == sum(len(s.operations) - s.n_executed for s in episode.steps) > 0
     for result in episode.global_results:
         for item_id, step in zip(result.evidence_ids, result.evidence_steps, strict=True):
@@ -144,3 +146,14 @@ def test_page_in_headless_chromium(instance, group, tmp_path):
     leak_log = tmp_path / "leak.json"
     _chromium(browser, tmp_path, f"--log-net-log={leak_log}", "--dump-dom", leaky.as_uri())
     assert "http://127.0.0.1:9/pixel.png" in _page_requests(leak_log)
+
+
+def test_a_duplicate_operation_is_not_shown_as_an_r_fmt_success():
+    from finemem_lib.memory import OpResult
+    from finemem_lib.viewer import _status
+
+    assert "executed" in _status(OpResult(True, "ok", "m1"))
+    for reason in ("duplicate content: insert skipped", "duplicate content: m2 merged into m1"):
+        shown = _status(OpResult(True, reason, "m1"))
+        assert 'class="dup"' in shown and "executed" not in shown
+    assert 'class="bad">failed' in _status(OpResult(False, "no item m9", None))
