@@ -141,6 +141,23 @@ def _start_model_problems(cfg: Mapping[str, Any], notebooks: Sequence[str]) -> l
     ]
 
 
+def _engine_problems(cfg: Mapping[str, Any], notebooks: Sequence[str]) -> list[Problem]:
+    """``manager.engine: vllm`` trains with a colocated vLLM engine: it must be installed, and needs a CUDA GPU."""
+    engine = str((cfg.get("manager") or {}).get("engine", "native"))
+    if engine != "vllm" or not any(n.startswith(("03", "05")) for n in notebooks):
+        return []
+    import importlib.util
+
+    fix = "pip install -e .[gpu]   (a CUDA machine), or set manager.engine: native in the profile"
+    if importlib.util.find_spec("vllm") is None:
+        return [Problem("manager.engine is vllm (GRPO rollouts), but vLLM is not installed", fix)]
+    import torch
+
+    if not torch.cuda.is_available():
+        return [Problem("manager.engine is vllm (GRPO rollouts), but no CUDA GPU is visible", fix)]
+    return []
+
+
 def check_profile(cfg: Mapping[str, Any], notebooks: Sequence[str] = ("01", "02", "03")) -> list[Problem]:
     """Everything a profile's notebooks need that is not there, each with its fix."""
     problems: list[Problem] = []
@@ -164,6 +181,7 @@ def check_profile(cfg: Mapping[str, Any], notebooks: Sequence[str] = ("01", "02"
     problems += _model_problems("manager", (cfg.get("manager") or {}).get("model"), "manager.model")
     problems += _reasoner_problems(cfg.get("reasoner") or {})
     problems += _start_model_problems(cfg, notebooks)
+    problems += _engine_problems(cfg, notebooks)
     return problems
 
 

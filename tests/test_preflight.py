@@ -51,3 +51,17 @@ def test_a_missing_start_model_says_which_notebook_makes_it():
 def test_an_unknown_profile_is_one_line(capsys):
     assert preflight.main(["--profile", "nope"]) == 2
     assert "no profile 'nope'" in capsys.readouterr().err
+
+
+def test_vllm_rollouts_without_vllm_say_how_to_get_it_or_turn_them_off(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a))
+    cfg = load_profile("paper")
+    assert cfg["manager"]["engine"] == "vllm"
+    [problem] = [p for p in preflight.check_profile(cfg, ["03"]) if "vLLM" in p.what]
+    assert "pip install -e .[gpu]" in problem.fix and "manager.engine: native" in problem.fix
+    assert not [p for p in preflight.check_profile(cfg, ["01"]) if "vLLM" in p.what], "only training rolls out"
+    cfg["manager"]["engine"] = "native"
+    assert not [p for p in preflight.check_profile(cfg, ["03"]) if "vLLM" in p.what]
