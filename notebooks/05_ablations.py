@@ -112,6 +112,19 @@ plot_credit_quality(pooled[pooled["variant"].isin(study.MAIN_VARIANTS)], path=pa
 quality.pivot_table(index="variant", columns="source", values="spearman", sort=False).round(3)
 
 # %% [markdown]
+# Each variant against OR-only on the same steps (a paired bootstrap: every draw resamples whole groups
+# once and scores both advantages on them), written to `tables/05_credit_differences.csv`.
+
+# %%
+from finemem_lib.atomic import write_csv
+from finemem_lib.credit import paired_credit_differences
+
+others = [c.removeprefix("A_") for c in steps.columns if c.startswith("A_") and c != "A_or_only"]
+differences = paired_credit_differences(steps, others, reference="or_only")
+write_csv(differences, paths.tables / "05_credit_differences.csv", index=False)
+differences.round(3)
+
+# %% [markdown]
 # ### Credit quality of Fine-Mem's knobs
 #
 # The same measure for the ablation points of Fine-Mem, on the same rollouts (no training): EARA's

@@ -166,3 +166,17 @@ def test_measure_credit_on_real_rollouts_of_a_tiny_manager():
     assert len(steps) == 2 * 2 * T and steps["group"].nunique() == 2
     assert np.isfinite(steps[[c for c in steps.columns if c.startswith("A_")]].to_numpy()).all()
     assert ((steps["value"] >= -1) & (steps["value"] <= 1)).all()
+
+
+def test_the_paired_difference_is_that_of_the_same_steps():
+    from finemem_lib.credit import paired_credit_differences
+
+    steps = _steps_frame(40, noise=0.5).assign(A_copy=lambda f: f["A_bad"])
+    table = paired_credit_differences(steps, ["good", "copy"], reference="bad", n_boot=300).set_index("variant")
+    quality = credit_quality(steps, ["good", "bad"], n_boot=10).set_index("variant")["spearman"]
+    assert table.loc["good", "diff"] == pytest.approx(quality["good"] - quality["bad"])
+    assert table.loc["good", "lo"] > 0.5 and table.loc["good", "n_groups"] == 40
+    # the same advantages as the reference: a difference of exactly 0 in every draw (paired, not independent)
+    assert table.loc["copy", ["diff", "lo", "hi"]].tolist() == [0.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match="no column"):
+        paired_credit_differences(steps, ["missing"], reference="bad")

@@ -627,7 +627,7 @@ def measure_credit_quality(
     from finemem_lib.agents.policy import load_manager
     from finemem_lib.agents.reasoner import build_reasoner
     from finemem_lib.agents.sft import free_cpu_threads, policy_settings
-    from finemem_lib.credit import credit_quality, measure_credit
+    from finemem_lib.credit import credit_quality, measure_credit, paired_credit_differences
     from finemem_lib.rollout import settings_from_config
     from finemem_lib.training.runner import heldout_subset, load_training_data, start_model
 
@@ -653,18 +653,21 @@ def measure_credit_quality(
         for s in sorted(steps["source"].unique())
     ]
     quality = pd.concat([quality, *by_source], ignore_index=True)
-    out: dict[str, Any] = {"steps": steps, "quality": quality, "wall_s": wall}
+    differences = paired_credit_differences(steps, [v for v in variants if v.name != "or_only"], n_boot=n_boot)
+    out: dict[str, Any] = {"steps": steps, "quality": quality, "differences": differences, "wall_s": wall}
     if not write:
         return out
     files = {
         "steps": paths.tables / f"{LOG_PREFIX}_credit_steps.csv",
         "quality": paths.tables / f"{LOG_PREFIX}_credit_quality.csv",
+        "differences": paths.tables / f"{LOG_PREFIX}_credit_differences.csv",
         "figure": paths.figures / f"{LOG_PREFIX}_credit_quality.png",
         "ablations": paths.figures / f"{LOG_PREFIX}_credit_ablations.png",
         "matrices": paths.figures / f"{LOG_PREFIX}_advantage_matrices.png",
     }
     write_csv(steps, files["steps"], index=False)
     write_csv(quality, files["quality"], index=False)
+    write_csv(differences, files["differences"], index=False)
     pooled = quality[quality["source"] == "all"]
     plt.close(plot_credit_quality(pooled[pooled["variant"].isin(MAIN_VARIANTS)], path=files["figure"]))
     knobs = pooled[pooled["variant"].str.startswith("finemem")]
