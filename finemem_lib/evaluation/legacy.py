@@ -20,7 +20,7 @@ from finemem_lib.baselines import BASELINES, run_baseline, store_everything_memo
 from finemem_lib.data.instance import Instance
 from finemem_lib.progress import progress
 from finemem_lib.qa import mean_score, qa_options_from_config
-from finemem_lib.rollout import rollout, settings_from_config
+from finemem_lib.rollout import settings_from_config
 from finemem_lib.tokens import TokenCounter, regex_token_count, token_counter_from_config
 
 CLASSIC_BASELINES = tuple(name for name in BASELINES if name != "closed_book")
@@ -34,34 +34,31 @@ def evaluate_manager(
     cfg: Mapping[str, Any],
     seed: int = 0,
 ) -> pd.DataFrame:
-    """One evaluation episode per instance (``rollout.eval_sampling``, greedy by default), all questions."""
-    settings = settings_from_config(dict(cfg), training=False)
+    """One evaluation episode per instance (``rollout.eval_sampling``, greedy by default), all questions.
+
+    The episodes are :func:`finemem_lib.evaluation.methods.run_manager`'s (the recorded evaluation's),
+    one row per instance.
+    """
+    from finemem_lib.evaluation.methods import run_manager
+
+    scorer = settings_from_config(dict(cfg), training=False).qa_options.scorer
     counter = token_counter_from_config(cfg, policy.tokenizer)
-    groups = rollout(
-        instances,
-        policy,
-        reasoner,
-        settings,
-        seed=seed,
-        token_counter=counter,
-        progress_desc=f"{name}: held-out episodes",
+    results = run_manager(
+        policy, instances, reasoner, cfg, seed=seed, token_counter=counter, progress_desc=f"{name}: held-out episodes"
     )
-    scorer = settings.qa_options.scorer
-    rows = []
-    for inst, group in zip(instances, groups, strict=True):
-        episode = group[0]
-        rows.append(
-            {
-                "method": name,
-                "instance_id": inst.id,
-                "source": inst.source,
-                "scorer": scorer.rule_name(inst.source),
-                "score": episode.r_global,
-                "memory_tokens": episode.memory_tokens,
-                "memory_items": episode.steps[-1].memory_items if episode.steps else 0,
-                "format_rate": float(np.mean(episode.r_fmt)) if episode.steps else 0.0,
-            }
-        )
+    rows = [
+        {
+            "method": name,
+            "instance_id": result.instance.id,
+            "source": result.instance.source,
+            "scorer": scorer.rule_name(result.instance.source),
+            "score": mean_score(result.results),
+            "memory_tokens": result.memory_tokens,
+            "memory_items": result.memory_items,
+            "format_rate": result.extra["format_rate"],
+        }
+        for result in results
+    ]
     return pd.DataFrame(rows)
 
 

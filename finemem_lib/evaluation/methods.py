@@ -161,6 +161,7 @@ def run_manager(
     cfg: Mapping[str, Any],
     seed: int = 0,
     token_counter: TokenCounter = regex_token_count,
+    progress_desc: str | None = None,
 ) -> Iterator[InstanceResult]:
     """One greedy evaluation episode per instance (``rollout.eval_sampling``), all questions, no chunk QAs."""
     from dataclasses import replace
@@ -168,7 +169,9 @@ def run_manager(
     from finemem_lib.rollout import rollout, settings_from_config
 
     settings = replace(settings_from_config(dict(cfg), training=False), chunk_qas=False)
-    groups = rollout(instances, policy, reasoner, settings, seed=seed, token_counter=token_counter)
+    groups = rollout(
+        instances, policy, reasoner, settings, seed=seed, token_counter=token_counter, progress_desc=progress_desc
+    )
     for instance, group in zip(instances, groups, strict=True):
         episode = group[0]
         lookup = {item.id: item.content for item in episode.memory.items} if episode.memory is not None else {}
