@@ -76,6 +76,10 @@ def test_the_committed_plan_loads_and_puts_the_main_comparison_first(tmp_path):
     main = [r for r in runs if r.group == "main"]
     assert runs[: len(main)] == main and {r.variant for r in main} == {"or_only", "finemem"}
     assert len({r.seed for r in main}) >= 5
+    beta = [r for r in runs if r.group == "beta"]
+    assert beta and all(r.ood for r in beta) and not any(r.ood for r in main)
+    assert {r.config(load_profile("long"))["rewards"]["beta"] for r in beta} == {0.0, 0.25, 0.5, 0.75, 1.0}
+    assert {r.group for r in runs} >= set(study.ABLATION_GROUPS)
     with pytest.raises(FileNotFoundError, match="no study plan"):
         load_plan(tmp_path / "missing.yaml")
     (tmp_path / "empty.yaml").write_text("groups: []\n")
