@@ -7,7 +7,8 @@ axis labels in words and a one-line caption under it (:func:`caption`) saying wh
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -69,6 +70,17 @@ def _figure_legend(fig: plt.Figure, ax: plt.Axes, title: str | None = None) -> N
     fig.legend(handles, labels, title=title, loc="upper right", bbox_to_anchor=(1.0, 1.08), ncol=len(labels))
 
 
+@contextlib.contextmanager
+def seeded_numpy(seed: int) -> Iterator[None]:
+    """Seed numpy's global generator for a block (a plotting call that jitters), then restore its state."""
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
 # ---------------------------------------------------------------------------- notebook 01
 def plot_data_sizes(instances: pd.DataFrame, chunks: pd.DataFrame, path: str | Path | None = None) -> plt.Figure:
     """Chunks per instance, tokens per instance and tokens per chunk, per source; colour = split everywhere."""
@@ -76,10 +88,11 @@ def plot_data_sizes(instances: pd.DataFrame, chunks: pd.DataFrame, path: str | P
     palette = _split_palette(order)
     sources = sorted(instances["source"].unique())
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
-    sns.stripplot(
-        data=instances, x="source", y="chunks", hue="split", hue_order=order, order=sources, palette=palette,
-        dodge=True, jitter=0.15, size=5, ax=axes[0],
-    )  # fmt: skip
+    with seeded_numpy(0):  # seaborn draws the strip plot's jitter from numpy's global generator
+        sns.stripplot(
+            data=instances, x="source", y="chunks", hue="split", hue_order=order, order=sources, palette=palette,
+            dodge=True, jitter=0.15, size=5, ax=axes[0],
+        )  # fmt: skip
     axes[0].yaxis.set_major_locator(MaxNLocator(integer=True))
     lo, hi = instances["chunks"].min(), instances["chunks"].max()
     axes[0].set_ylim(lo - 1, hi + 1)

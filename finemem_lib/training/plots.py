@@ -14,7 +14,15 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import MaxNLocator
 
-from finemem_lib.plots import SFT_COLOUR, VARIANT_COLOURS, VARIANT_LABELS, VARIANT_ORDER, caption, save
+from finemem_lib.plots import (
+    SFT_COLOUR,
+    VARIANT_COLOURS,
+    VARIANT_LABELS,
+    VARIANT_ORDER,
+    caption,
+    save,
+    seeded_numpy,
+)
 
 # log column -> (panel title, y-axis label)
 CURVES = {
@@ -110,10 +118,11 @@ def plot_heldout(table: pd.DataFrame, path: str | Path | None = None) -> plt.Fig
     )
     for ax, key, title, ylabel, fmt in panels:
         column = f"{key}_final"
-        sns.stripplot(
-            data=frame, x="variant", y=column, order=labels, hue="variant", hue_order=labels, palette=palette,
-            size=6, alpha=0.6, jitter=0.08, legend=False, ax=ax,
-        )  # fmt: skip
+        with seeded_numpy(0):  # the jitter comes from numpy's global generator
+            sns.stripplot(
+                data=frame, x="variant", y=column, order=labels, hue="variant", hue_order=labels, palette=palette,
+                size=6, alpha=0.6, jitter=0.08, legend=False, ax=ax,
+            )  # fmt: skip
         sns.pointplot(
             data=frame, x="variant", y=column, order=labels, hue="variant", hue_order=labels, palette=palette,
             errorbar="sd", markers="D", linestyles="none", capsize=0.15, legend=False, ax=ax,
