@@ -223,13 +223,17 @@ def test_a_group_marked_ood_is_scored_out_of_distribution_and_gets_its_own_ablat
     groups = [{"name": "beta", "variants": ["finemem"], "seeds": [0, 1], "ood": True,
                "sweep": {"rewards": {"beta": [0.5, 1.0]}}},
               {"name": "w1", "variants": ["finemem"], "seeds": [0],
-               "sweep": {"rewards": {"w1": [0.5, 1.0]}}}]  # fmt: skip
+               "sweep": {"rewards": {"w1": [0.5, 1.0]}}},
+              {"name": "group_mode", "variants": ["finemem"], "seeds": [0],
+               "sweep": {"rewards": {"group_mode": ["step", "episode"]}}}]  # fmt: skip
     runs = plan_runs(groups, PROFILE)
-    assert {r.group: r.ood for r in runs} == {"beta": True, "w1": False}
+    assert {r.group: r.ood for r in runs} == {"beta": True, "w1": False, "group_mode": False}
     paths = ProfilePaths(tmp_path / "data", tmp_path / "results").ensure()
     rng = np.random.default_rng(2)
     base = rng.uniform(0.3, 0.7, 12)
     for r in runs:
+        if r.tag == "normepisode":  # not finished yet: group_mode holds only the shared base point
+            continue
         _fake_finished_run(paths, PROFILE, r, base + 0.01 * rng.normal(size=12), [0.5, 0.5, 0.5])
         if r.ood:  # beta 1.0 is much worse out of distribution only
             name = f"{r.config(PROFILE)['name']}_{r.variant}_s{r.seed}"
@@ -240,6 +244,7 @@ def test_a_group_marked_ood_is_scored_out_of_distribution_and_gets_its_own_ablat
     assert set(tables["ood"]["group"]) == {"beta"} and len(tables["ood"]) == 4 * 6
     files = study.write_study_figures(PROFILE, runs, paths, n_boot=300)
     assert "ablation_w1_ood" not in files and Path(files["ablation_beta_ood_figure"]).is_file()
+    assert "ablation_w1" in files and "ablation_group_mode" not in files  # a base point alone is no ablation
     ood = pd.read_csv(files["ablation_beta_ood"]).set_index("variant")
     assert ood.loc["beta1.0", "diff_hi"] < 0 and ood.loc["beta1.0", "instances"] == 6
 

@@ -552,6 +552,8 @@ def write_study_figures(
             continue
         for group, frame in scores[scores["group"].isin(ABLATION_GROUPS)].groupby("group"):
             tags = list(dict.fromkeys(frame["tag"]))
+            if len(tags) < 2:  # only the base point has finished: nothing to compare yet
+                continue
             reference = min(tags, key=len)  # the group's base point carries only the fixed settings
             table = bootstrap_means(_matrices(frame, "tag", "score"), reference=reference, n_boot=n_boot)
             key = f"ablation_{group}{suffix}"
