@@ -392,7 +392,12 @@ def write_study_tables(
     planned = [{"label": r.label, "overrides": r.overrides} for r in runs]
     finished = tables["runs"]["run"].tolist() if len(tables["runs"]) else []
     study = provenance(
-        profile, int(profile.get("seed", 0)), command=command, planned=planned, finished=finished, outputs=files
+        profile,
+        int(profile.get("seed", 0)),
+        command=command,
+        planned=planned,
+        finished=finished,
+        outputs={k: repo_relative(v) for k, v in files.items()},
     )
     write_json(paths.runs / f"{LOG_PREFIX}_study.json", study)
     return files
