@@ -245,6 +245,8 @@ def test_a_group_marked_ood_is_scored_out_of_distribution_and_gets_its_own_ablat
     files = study.write_study_figures(PROFILE, runs, paths, n_boot=300)
     assert "ablation_w1_ood" not in files and Path(files["ablation_beta_ood_figure"]).is_file()
     assert "ablation_w1" in files and "ablation_group_mode" not in files  # a base point alone is no ablation
+    curves = pd.read_csv(files["curves"]).query("metric == 'heldout/qa'")
+    assert set(curves["count"]) == {2}, "the base runs (2 seeds) are counted once, not once per group holding them"
     ood = pd.read_csv(files["ablation_beta_ood"]).set_index("variant")
     assert ood.loc["beta1.0", "diff_hi"] < 0 and ood.loc["beta1.0", "instances"] == 6
 

@@ -526,7 +526,9 @@ def write_study_figures(
         files["heldout_figure"] = f / f"{LOG_PREFIX}_heldout.png"
         plt.close(plot_intervals(summary[summary.metric == "qa"], "variant", "held-out QA (95% over instances, seeds)",
                                  files["heldout_figure"]))  # fmt: skip
-        main_curves = curves[curves["tag"] == ""]  # base runs are listed in one group only
+        # a base run is listed in every group that holds it (main and each ablation): count it once
+        first_group = curves.groupby("run")["group"].transform("first")
+        main_curves = curves[(curves["tag"] == "") & (curves["group"] == first_group)]
         curve_tables = []
         for column, label in (("heldout/qa", "held-out QA"), ("heldout/memory_tokens", "held-out memory tokens")):
             if column in main_curves.columns and main_curves[column].notna().any():
