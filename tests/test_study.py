@@ -42,6 +42,12 @@ def test_a_sweep_point_equal_to_the_profile_is_the_base_run_shared_by_groups():
     assert names == {"long_steps12"}  # one run, listed in both groups
 
 
+def test_a_sweep_goes_seed_major_so_a_cut_short_study_holds_whole_seeds():
+    group = {"name": "beta", "variants": ["finemem"], "seeds": [0, 1], "sweep": {"rewards": {"beta": [0.0, 0.5, 1.0]}}}
+    order = [(r.seed, r.tag) for r in plan_runs([group], PROFILE)]
+    assert order == [(0, "beta0.0"), (0, ""), (0, "beta1.0"), (1, "beta0.0"), (1, ""), (1, "beta1.0")]
+
+
 def test_a_planned_run_merges_its_overrides_into_the_profile():
     run = PlannedRun("beta", "beta1.0", "finemem", 2, {"rewards": {"beta": 1.0}})
     cfg = run.config(PROFILE)

@@ -147,14 +147,16 @@ def plan_runs(groups: Sequence[Mapping[str, Any]], profile: Mapping[str, Any] | 
             if not isinstance(values, list) or not values:
                 raise ValueError(f"study plan group {name!r}: sweep {key!r} needs a non-empty list")
         settings = [dict(zip(sweep, combo, strict=True)) for combo in itertools.product(*sweep.values())] or [{}]
+        points = []
         for setting in settings:
             overrides = _nest({k: v for k, v in {**fixed, **setting}.items() if k not in base or base[k] != v})
-            tag = run_tag(overrides)
-            for seed, variant in itertools.product(seeds, variants):
-                if (name, tag, variant, seed) in seen:
-                    continue
-                seen.add((name, tag, variant, seed))
-                runs.append(PlannedRun(name, tag, variant, seed, overrides, bool(group.get("ood", False))))
+            points.append((run_tag(overrides), overrides))
+        # seed-major over every setting and variant: a study cut short holds whole seeds of a sweep
+        for seed, (tag, overrides), variant in itertools.product(seeds, points, variants):
+            if (name, tag, variant, seed) in seen:
+                continue
+            seen.add((name, tag, variant, seed))
+            runs.append(PlannedRun(name, tag, variant, seed, overrides, bool(group.get("ood", False))))
     return runs
 
 
