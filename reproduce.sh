@@ -22,7 +22,8 @@ cd "$(dirname "$0")"
 ROOT=$(pwd)
 LOCK=requirements/cpu.lock
 
-profiles() { for f in configs/*.yaml; do basename "$f" .yaml; done | LC_ALL=C sort | tr '\n' ' ' | sed 's/ $//'; }
+# a profile is configs/<name>.yaml; configs/study_*.yaml are study plans, not profiles
+profiles() { for f in configs/*.yaml; do basename "$f" .yaml; done | grep -v '^study_' | LC_ALL=C sort | tr '\n' ' ' | sed 's/ $//'; }
 usage() {
     awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
     echo "PROFILES: $(profiles)"
@@ -49,7 +50,7 @@ if [[ $MODE == run || $MODE == check ]]; then
             *) die "unknown option: $1" ;;
         esac
     done
-    [[ -f configs/$PROFILE.yaml ]] || die "unknown profile: $PROFILE (profiles: $(profiles))"
+    [[ -f configs/$PROFILE.yaml && $PROFILE != study_* ]] || die "unknown profile: $PROFILE (profiles: $(profiles))"
     case "$REUSE" in auto | never | always) ;; *) die "--reuse must be auto, never or always, not $REUSE" ;; esac
     if [[ -n $ONLY ]]; then
         [[ $ONLY =~ ^[0-9]{1,2}$ ]] || die "--only takes a notebook number (1, 01, 2, ...), not $ONLY"

@@ -24,8 +24,8 @@ def repo_root() -> Path:
 
 
 def profile_names() -> list[str]:
-    """Every profile in ``configs/`` (one ``<name>.yaml`` each), sorted."""
-    return sorted(p.stem for p in (repo_root() / "configs").glob("*.yaml"))
+    """Every profile in ``configs/`` (one ``<name>.yaml`` each, study plans ``study_*.yaml`` excluded), sorted."""
+    return sorted(p.stem for p in (repo_root() / "configs").glob("*.yaml") if not p.stem.startswith("study_"))
 
 
 def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -79,6 +79,8 @@ def _load_raw(name_or_path: str | Path) -> dict[str, Any]:
         raw = yaml.safe_load(handle) or {}
     if not isinstance(raw, dict):
         raise ValueError(f"profile {path} must be a YAML mapping")
+    if "groups" in raw and "extends" not in raw:
+        raise ValueError(f"{path.name} is a study plan (finemem_lib.training.study --plan), not a profile")
     parent = raw.pop("extends", None)
     profile = _deep_merge(_load_raw(path.parent / f"{parent}.yaml"), raw) if parent else raw
     profile.setdefault("name", path.stem)

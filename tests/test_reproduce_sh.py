@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "reproduce.sh"
-PROFILES = sorted(p.stem for p in (ROOT / "configs").glob("*.yaml"))
+PROFILES = sorted(p.stem for p in (ROOT / "configs").glob("*.yaml") if not p.stem.startswith("study_"))
 
 
 def sh(*args: str, cwd: Path = ROOT, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -38,6 +38,7 @@ def test_help_is_clean_and_lists_every_profile():
         (["--only", "--profile", "smoke"], "--only needs a value"),
         (["--profile"], "--profile needs a value"),
         (["--profile", "nope"], f"unknown profile: nope (profiles: {' '.join(PROFILES)})"),
+        (["--profile", "study_long"], "unknown profile: study_long"),  # a study plan, not a profile
         (["--only", "two"], "--only takes a notebook number"),
         (["--reuse", "maybe"], "--reuse must be auto, never or always"),
         (["--frobnicate"], "unknown option: --frobnicate"),

@@ -295,3 +295,11 @@ def test_two_study_processes_share_a_plan_run_by_run(tmp_path):
     with study.claim(marker) as taken:
         assert taken
     assert not marker.exists()
+
+
+def test_a_study_plan_is_not_a_profile():
+    from finemem_lib.config import profile_names
+
+    assert "study_long" not in profile_names() and "long" in profile_names()
+    with pytest.raises(ValueError, match="is a study plan"):
+        load_profile("study_long")
