@@ -255,6 +255,7 @@ def test_a_group_marked_ood_is_scored_out_of_distribution_and_gets_its_own_ablat
     assert set(curves["count"]) == {2}, "the base runs (2 seeds) are counted once, not once per group holding them"
     ood = pd.read_csv(files["ablation_beta_ood"]).set_index("variant")
     assert ood.loc["beta1.0", "diff_hi"] < 0 and ood.loc["beta1.0", "instances"] == 6
+    assert list(ood.index) == ["base", "beta1.0"] and ood.loc["base", "diff"] == 0  # the base point is named
 
 
 def test_an_sft_evaluation_older_than_the_sft_weights_is_stale(tmp_path):

@@ -564,6 +564,8 @@ def write_study_figures(
             if len(tags) < 2:  # only the base point has finished: nothing to compare yet
                 continue
             reference = min(tags, key=len)  # the group's base point carries only the fixed settings
+            frame = frame.assign(tag=frame["tag"].replace({"": BASE_LABEL}))  # the profile's own setting
+            reference = reference or BASE_LABEL
             table = bootstrap_means(_matrices(frame, "tag", "score"), reference=reference, n_boot=n_boot)
             key = f"ablation_{group}{suffix}"
             files[key] = t / f"{LOG_PREFIX}_{key}.csv"
@@ -575,6 +577,7 @@ def write_study_figures(
 
 
 ABLATION_GROUPS = ("beta", "w1", "group_mode", "top_k")
+BASE_LABEL = "base"  # an ablation table's row for the profile's own setting (Fine-Mem at beta 0.5, w1 0.5, ...)
 MAIN_VARIANTS = ("or_only", "csr", "eara", "finemem")
 
 
