@@ -17,7 +17,7 @@ group are not independent). Everything here is a pure function over finished epi
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -156,6 +156,14 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
     return float(np.corrcoef(rx, ry)[0, 1])
 
 
+def group_resamples(by_group: Sequence[np.ndarray], n_boot: int, seed: int = 0) -> Iterator[np.ndarray]:
+    """``n_boot`` bootstrap samples of whole groups: each draws len(by_group) groups with replacement, rows stacked."""
+    rng = np.random.default_rng(seed)
+    for _ in range(n_boot):
+        picked = rng.integers(0, len(by_group), len(by_group))
+        yield np.concatenate([by_group[k] for k in picked])
+
+
 def bootstrap_spearman(
     steps: pd.DataFrame,
     column: str,
@@ -174,13 +182,7 @@ def bootstrap_spearman(
     ids = list(dict.fromkeys(steps[group]))
     by_group = [steps.loc[steps[group] == gid, [column, value]].to_numpy() for gid in ids]
     point = spearman(steps[column], steps[value])
-    rng = np.random.default_rng(seed)
-    draws = []
-    for _ in range(n_boot):
-        picked = rng.integers(0, len(by_group), len(by_group))
-        sample = np.concatenate([by_group[k] for k in picked])
-        draws.append(spearman(sample[:, 0], sample[:, 1]))
-    draws = np.asarray(draws)
+    draws = np.asarray([spearman(sample[:, 0], sample[:, 1]) for sample in group_resamples(by_group, n_boot, seed)])
     finite = draws[np.isfinite(draws)]
     alpha = (1 - level) / 2
     lo, hi = np.quantile(finite, [alpha, 1 - alpha]) if len(finite) else (np.nan, np.nan)
@@ -214,11 +216,7 @@ def paired_credit_differences(
         return {c: spearman(sample[:, 1 + i], sample[:, 0]) for i, c in enumerate(columns)}
 
     point = spearmans(np.concatenate(by_group))
-    rng = np.random.default_rng(seed)
-    draws = []
-    for _ in range(n_boot):
-        picked = rng.integers(0, len(by_group), len(by_group))
-        draws.append(spearmans(np.concatenate([by_group[k] for k in picked])))
+    draws = [spearmans(sample) for sample in group_resamples(by_group, n_boot, seed)]
     alpha = (1 - level) / 2
     ref = f"A_{reference}"
     rows = []

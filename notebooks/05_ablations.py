@@ -84,9 +84,10 @@ steps_file = paths.tables / "05_credit_steps.csv"
 if steps_file.is_file():
     steps = pd.read_csv(steps_file)
     quality = pd.read_csv(paths.tables / "05_credit_quality.csv")
+    differences = None  # computed below from the steps table
 else:
     measured = study.measure_credit_quality(cfg, paths, max_instances=credit_instances, seeds=credit_seeds)
-    steps, quality = measured["steps"], measured["quality"]
+    steps, quality, differences = measured["steps"], measured["quality"], measured["differences"]
 print(f"{steps['group'].nunique()} groups, {len(steps)} steps; share of steps with a non-zero value: "
       f"{(steps['value'] != 0).mean():.2f}")  # fmt: skip
 quality[quality["source"] == "all"].round(3)
@@ -119,9 +120,10 @@ quality.pivot_table(index="variant", columns="source", values="spearman", sort=F
 from finemem_lib.atomic import write_csv
 from finemem_lib.credit import paired_credit_differences
 
-others = [c.removeprefix("A_") for c in steps.columns if c.startswith("A_") and c != "A_or_only"]
-differences = paired_credit_differences(steps, others, reference="or_only")
-write_csv(differences, paths.tables / "05_credit_differences.csv", index=False)
+if differences is None:
+    others = [c.removeprefix("A_") for c in steps.columns if c.startswith("A_") and c != "A_or_only"]
+    differences = paired_credit_differences(steps, others, reference="or_only")
+    write_csv(differences, paths.tables / "05_credit_differences.csv", index=False)
 differences.round(3)
 
 # %% [markdown]

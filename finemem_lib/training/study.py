@@ -238,7 +238,7 @@ def run_plan(
         sft_out = heldout_path(paths, sft_name)
         if not sft_out.is_file() or _older_than_model(sft_out, sft_model):
             logger.info("evaluating the SFT start (%s) on %d held-out instances", sft_name, len(data["test"]))
-            evaluate_heldout(cfg, sft_model, data["test"], heldout_path(paths, sft_name), "sft", reasoner)
+            evaluate_heldout(cfg, sft_model, data["test"], sft_out, "sft", reasoner)
         settings = training_settings(cfg, variant=planned.variant)
         identity = run_identity(
             identity_config(cfg, settings, planned.variant), planned.seed, sft_model, data, start_hash, data_digest
@@ -279,8 +279,9 @@ def run_plan(
                     logger.info("scoring %s on the out-of-distribution benchmark (%d instances)", name, len(ood))
                     evaluate_heldout(cfg, result.model_dir, ood, out, planned.variant, reasoner)
         done.append({"planned": planned, "run": name, "sft": sft_name, "wall_s": result.wall_s})
-        write_study_tables(profile, runs, paths, command)
-        write_study_figures(profile, runs, paths)
+        tables = collect(profile, runs, paths)  # read once for both
+        write_study_tables(profile, runs, paths, command, tables)
+        write_study_figures(profile, runs, paths, tables=tables)
         if after_run is not None:
             after_run(name)
     return done
@@ -383,10 +384,17 @@ def collect(profile: Mapping[str, Any], runs: Sequence[PlannedRun], paths: Profi
 
 
 def write_study_tables(
-    profile: Mapping[str, Any], runs: Sequence[PlannedRun], paths: ProfilePaths, command: str = ""
+    profile: Mapping[str, Any],
+    runs: Sequence[PlannedRun],
+    paths: ProfilePaths,
+    command: str = "",
+    tables: Mapping[str, pd.DataFrame] | None = None,
 ) -> dict[str, Path]:
-    """``05_study_runs.csv``, ``05_study_heldout.csv``, ``05_study_curves.csv`` and the study log."""
-    tables = collect(profile, runs, paths)
+    """``05_study_runs.csv``, ``05_study_heldout.csv``, ``05_study_curves.csv`` and the study log.
+
+    ``tables``: :func:`collect`'s result when the caller has it (else it is read from the runs).
+    """
+    tables = collect(profile, runs, paths) if tables is None else tables
     files = {}
     for key, frame in tables.items():
         files[key] = paths.tables / f"{LOG_PREFIX}_study_{key}.csv"
@@ -493,7 +501,11 @@ def _matrices(heldout: pd.DataFrame, key: str, column: str) -> dict[str, np.ndar
 
 
 def write_study_figures(
-    profile: Mapping[str, Any], runs: Sequence[PlannedRun], paths: ProfilePaths, n_boot: int = 2000
+    profile: Mapping[str, Any],
+    runs: Sequence[PlannedRun],
+    paths: ProfilePaths,
+    n_boot: int = 2000,
+    tables: Mapping[str, pd.DataFrame] | None = None,
 ) -> dict[str, Path]:
     """Learning curves with bands, held-out intervals, paired differences, efficiency and one figure per ablation.
 
@@ -505,7 +517,7 @@ def write_study_figures(
 
     from finemem_lib.ablation_plots import plot_curves_with_bands, plot_efficiency, plot_intervals
 
-    tables = collect(profile, runs, paths)
+    tables = collect(profile, runs, paths) if tables is None else tables
     heldout, curves = tables["heldout"], tables["curves"]
     files: dict[str, Path] = {}
     if heldout.empty:
