@@ -5,8 +5,10 @@
     exists, else the default-size Qwen3 with random weights), greedy decoding so that both engines must
     produce the same tokens (checked and reported), and temperature-1 sampling (same seed, outputs differ
     between engines). Best of ``--repeats``.
-(b) The default profile's GRPO step time with each engine (``--grpo-steps`` optimizer steps each, from
-    the SFT manager, no held-out evaluation; the phase split of ``bench_step_profile.py``).
+(b) The default profile's GRPO step time (``--grpo-steps`` optimizer steps each, from the SFT manager,
+    no held-out evaluation; the phase split of ``bench_step_profile.py``) before this work (transformers
+    ``generate``, unshared log-prob passes), with the native engine only, and with the engine and the
+    prefix-shared log-prob passes (``training.shared_prefix``, the default).
 
 Usage: python benchmarks/bench_rollout.py [--batch 32] [--max-new-tokens 256] [--repeats 2] [--grpo-steps 2]
        [--threads 1] [--out FILE.json]
@@ -32,7 +34,7 @@ from finemem_lib.agents.policy import ManagerPolicy, SamplingParams, load_manage
 from finemem_lib.agents.sft import policy_settings
 from finemem_lib.config import load_profile
 from finemem_lib.memory import Memory, Operation, OpKind
-from finemem_lib.paths import profile_paths
+from finemem_lib.paths import profile_paths, repo_relative
 from finemem_lib.pipeline import sft_manager_dir
 
 
@@ -40,7 +42,7 @@ def default_manager(cfg: dict[str, Any]) -> tuple[ManagerPolicy, str]:
     """The default profile's SFT manager, or (when not trained yet) its architecture with random weights."""
     folder = sft_manager_dir(profile_paths(cfg))
     if (folder / "config.json").is_file():
-        return load_manager(folder, **policy_settings(cfg)), str(folder)
+        return load_manager(folder, **policy_settings(cfg)), repo_relative(folder)
     from finemem_lib.agents.offline_model import build_offline_model, tokenizer_corpus, train_tokenizer
     from finemem_lib.data.synthetic import build_synthetic
 
@@ -121,11 +123,19 @@ def rollout_speed(cfg: dict[str, Any], batch: int, max_new_tokens: int, repeats:
     return result
 
 
-def grpo_step_time(profile: str, engine: str, steps: int) -> dict[str, Any]:
+# The GRPO step's configurations: before this engine and the prefix-shared log-probs, with the engine only, and both.
+STEP_SETUPS = {
+    "transformers": ("transformers", False),
+    "native_unshared": ("native", False),
+    "native": ("native", True),
+}
+
+
+def grpo_step_time(profile: str, engine: str, steps: int, shared_prefix: bool) -> dict[str, Any]:
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        _, trainer = build_trainer(profile, engine, steps, Path(tmp))
+        _, trainer = build_trainer(profile, engine, steps, Path(tmp), shared_prefix)
         timer = PhaseTimer()
         undo = instrument(timer)
         start = time.perf_counter()
@@ -136,7 +146,14 @@ def grpo_step_time(profile: str, engine: str, steps: int) -> dict[str, Any]:
             for restore in undo:
                 restore()
     phases = {k: round(v, 3) for k, v in timer.totals.items()}
-    return {"steps": steps, "total_s": round(total, 3), "step_s": round(total / steps, 3), "phases_s": phases}
+    return {
+        "engine": engine,
+        "shared_prefix": shared_prefix,
+        "steps": steps,
+        "total_s": round(total, 3),
+        "step_s": round(total / steps, 3),
+        "phases_s": phases,
+    }
 
 
 def main() -> None:
@@ -158,8 +175,14 @@ def main() -> None:
         "rollout": rollout_speed(cfg, args.batch, args.max_new_tokens, args.repeats),
     }
     if args.grpo_steps > 0 and (sft_manager_dir(profile_paths(cfg)) / "config.json").is_file():
-        steps = {engine: grpo_step_time(args.profile, engine, args.grpo_steps) for engine in ("transformers", "native")}
+        steps = {
+            name: grpo_step_time(args.profile, engine, args.grpo_steps, shared)
+            for name, (engine, shared) in STEP_SETUPS.items()
+        }
         steps["ratio_step_time"] = round(steps["transformers"]["step_s"] / steps["native"]["step_s"], 2)
+        steps["ratio_step_time_engine_only"] = round(
+            steps["transformers"]["step_s"] / steps["native_unshared"]["step_s"], 2
+        )
         record["grpo_step"] = steps
         print("grpo_step", json.dumps(steps), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,8 @@ optimizer steps while these functions are timed (the time of a phase excludes th
 - ``forward_backward``: TRL's ``training_step`` minus the rollout it triggers
 - ``other``: the rest of the step (optimizer, scheduler, parsing and applying ops, collating, logging)
 
-Usage: python benchmarks/bench_step_profile.py --profile default [--steps 2] [--engine native] [--out FILE.json]
+Usage: python benchmarks/bench_step_profile.py --profile default [--steps 2] [--engine native]
+       [--shared-prefix on|off] [--out FILE.json]
 The SFT manager of the profile must exist (notebook 02 or 03 trains it: ``data/<profile>/models/sft``).
 """
 
@@ -115,7 +116,7 @@ def instrument(timer: PhaseTimer) -> list[Callable[[], None]]:
     return undo
 
 
-def build_trainer(profile: str, engine: str | None, steps: int, output_dir: Path):
+def build_trainer(profile: str, engine: str | None, steps: int, output_dir: Path, shared_prefix: bool | None = None):
     """The profile's GRPO trainer from its SFT manager, without held-out evaluation or checkpoints."""
     from finemem_lib.agents.policy import load_manager
     from finemem_lib.agents.reasoner import build_reasoner
@@ -131,6 +132,8 @@ def build_trainer(profile: str, engine: str | None, steps: int, output_dir: Path
     cfg = load_profile(profile)
     if engine:
         cfg.setdefault("manager", {})["engine"] = engine
+    if shared_prefix is not None:
+        cfg.setdefault("training", {})["shared_prefix"] = shared_prefix
     paths = profile_paths(cfg)
     sft = sft_manager_dir(paths)
     if not (sft / "config.json").is_file():
@@ -164,6 +167,7 @@ def main() -> None:
     parser.add_argument("--profile", default="default")
     parser.add_argument("--steps", type=int, default=2, help="optimizer steps profiled (the first one is included)")
     parser.add_argument("--engine", default=None, help="manager.engine override (native | transformers)")
+    parser.add_argument("--shared-prefix", choices=("on", "off"), default=None, help="training.shared_prefix override")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--label", default=None, help="a name for this run in the JSON (e.g. before / after)")
     parser.add_argument("--out", type=Path, default=None)
@@ -173,7 +177,8 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
-        cfg, trainer = build_trainer(args.profile, args.engine, args.steps, Path(tmp))
+        shared = None if args.shared_prefix is None else args.shared_prefix == "on"
+        cfg, trainer = build_trainer(args.profile, args.engine, args.steps, Path(tmp), shared)
         timer = PhaseTimer()
         undo = instrument(timer)
         started = time.perf_counter()
@@ -191,6 +196,7 @@ def main() -> None:
         "profile": args.profile,
         "label": args.label,
         "engine": engine,
+        "shared_prefix": bool(trainer.args.shared_prefix),
         "steps": args.steps,
         "threads": args.threads,
         "total_s": round(total, 3),
@@ -206,7 +212,7 @@ def main() -> None:
         "torch": torch.__version__,
         "git_revision": _git_revision(),
         "command": "python benchmarks/bench_step_profile.py "
-        + " ".join(f"--{k} {v}" for k, v in vars(args).items() if v is not None and k != "out"),
+        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None and k != "out"),
     }
     print(json.dumps(record, indent=2))
     out = args.out or Path(__file__).parent / "results" / f"step_profile_{args.profile}_{args.label or engine}.json"

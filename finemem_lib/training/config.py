@@ -83,6 +83,7 @@ class TrainingSettings:
     mask_truncated_completions: bool = False
     bf16: bool = True
     gradient_checkpointing: bool = False
+    shared_prefix: bool = True  # the prompts' common prefix computed once per micro-batch (same loss, faster)
     num_threads: int | None = None
     report_to: str = "none"  # TRL/transformers loggers: none | tensorboard (logs in <run output>/runs)
     heldout: HeldOutSettings = field(default_factory=HeldOutSettings)
@@ -159,6 +160,9 @@ class StepGRPOConfig(GRPOConfig):
     w1: float = field(default=0.5, metadata={"help": "Weight of the chunk step reward."})
     w2: float = field(default=0.05, metadata={"help": "Weight of the compression reward."})
     group_mode: str = field(default="step", metadata={"help": "step | episode advantage normalisation."})
+    shared_prefix: bool = field(
+        default=True, metadata={"help": "Compute the prompts' common prefix once per log-prob pass."}
+    )
 
 
 def num_processes() -> int:
@@ -237,6 +241,7 @@ def grpo_config(
         "w1": settings.w1,
         "w2": settings.w2,
         "group_mode": settings.group_mode,
+        "shared_prefix": settings.shared_prefix,
         "learning_rate": settings.learning_rate,
         "lr_scheduler_type": settings.lr_scheduler,
         "warmup_steps": settings.warmup,

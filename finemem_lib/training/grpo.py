@@ -62,6 +62,7 @@ from finemem_lib.agents.reasoner import Reasoner
 from finemem_lib.data.instance import Instance
 from finemem_lib.rollout import Episode, RolloutSettings, rollout
 from finemem_lib.tokens import TokenCounter, regex_token_count
+from finemem_lib.training import shared_prefix
 from finemem_lib.training.config import StepGRPOConfig
 from finemem_lib.training.samples import (
     collate_step_samples,
@@ -79,7 +80,8 @@ TRL_INTERNALS = {
     "GRPOTrainer._generate_and_score_completions": "overridden: returns the dict _compute_loss reads",
     "GRPOTrainer._prepare_inputs": "overridden: buffering with self._step / self._buffered_inputs",
     "GRPOTrainer._compute_loss": "used as is: reads the keys of the dict above",
-    "GRPOTrainer._get_per_token_logps_and_entropies": "called for old / reference log-probs",
+    "GRPOTrainer._get_per_token_logps_and_entropies": "overridden (prefix-shared pass), TRL's own as the fallback",
+    "GRPOTrainer.temperature": "temperature the log-probs divide the logits by",
     "GRPOTrainer._get_train_sampler": "overridden: instance rounds",
     "GRPOTrainer.get_train_dataloader": "overridden: batch = instances per device",
     "GRPOTrainer._metrics": "metrics logged at the next log step",
@@ -308,6 +310,59 @@ class StepCreditGRPOTrainer(GRPOTrainer):
                 )
         self._log_round(groups, advantages, lengths, truncated, mode)
         return batch
+
+    def _get_per_token_logps_and_entropies(
+        self,
+        model: Any,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        logits_to_keep: int,
+        batch_size: int | None = None,
+        compute_entropy: bool = False,
+        compute_aux_loss: bool = False,
+        **model_inputs: Any,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """TRL's per-token log-probs, with the prompts' common prefix computed once per chunk of rows.
+
+        Falls back to TRL's pass when ``shared_prefix`` is off, for models or inputs the shared pass does
+        not cover (:func:`finemem_lib.training.shared_prefix.unsupported_reason`, MoE auxiliary losses,
+        image inputs) and for chunks whose prompts share fewer than ``MIN_PREFIX`` tokens.
+        """
+        fallback = (
+            not self.args.shared_prefix
+            or compute_aux_loss
+            or any(value is not None for value in model_inputs.values())
+            or shared_prefix.unsupported_reason(model) is not None
+        )
+        if fallback:
+            return super()._get_per_token_logps_and_entropies(
+                model,
+                input_ids,
+                attention_mask,
+                logits_to_keep,
+                batch_size,
+                compute_entropy,
+                compute_aux_loss,
+                **model_inputs,
+            )
+        batch_size = batch_size or input_ids.size(0)
+        prompt_columns = input_ids.size(1) - logits_to_keep
+        logps, entropies = [], []
+        for start in range(0, input_ids.size(0), batch_size):
+            ids, mask = input_ids[start : start + batch_size], attention_mask[start : start + batch_size]
+            length = shared_prefix.common_prefix_length(ids, mask, prompt_columns)
+            if length < shared_prefix.MIN_PREFIX:
+                part, entropy, _ = super()._get_per_token_logps_and_entropies(
+                    model, ids, mask, logits_to_keep, compute_entropy=compute_entropy
+                )
+            else:
+                with self.accelerator.autocast():
+                    part, entropy = shared_prefix.prefix_shared_logps(
+                        model, ids, mask, logits_to_keep, length, self.temperature, compute_entropy
+                    )
+            logps.append(part)
+            entropies.append(entropy)
+        return torch.cat(logps), (torch.cat(entropies) if compute_entropy else None), None
 
     def _prepare_inputs(self, generation_batch: list[dict[str, Any]]) -> dict[str, torch.Tensor | Any]:
         """TRL's buffering, with rounds of step samples cut into near-equal micro-batches (not equal slices)."""

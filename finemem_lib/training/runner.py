@@ -325,11 +325,21 @@ def _strip(row: Mapping[str, Any]) -> dict[str, float]:
     return {k.removeprefix("heldout/"): v for k, v in row.items() if k.startswith("heldout/")}
 
 
+# Training settings that change how a quantity is computed, not its value: not part of a run's identity.
+LAYOUT_KEYS = ("shared_prefix",)
+
+
 def identity_config(cfg: Mapping[str, Any], settings: TrainingSettings, variant: str) -> list[Any]:
-    """The part of the configuration a run's numbers depend on (not where files go or which other runs exist)."""
+    """The part of the configuration a run's numbers depend on (not where files go or which other runs exist).
+
+    ``training.shared_prefix`` is left out: it changes how the log-probs are computed, not what they
+    are (equal within float rounding), so runs trained with it on or off stand for each other.
+    """
     core = {k: v for k, v in cfg.items() if k not in ("name", "paths")}
-    core["training"] = {k: v for k, v in (cfg.get("training") or {}).items() if k not in ("variants", "seeds")}
-    return [core, settings.to_dict(), variant]
+    core["training"] = {
+        k: v for k, v in (cfg.get("training") or {}).items() if k not in ("variants", "seeds", *LAYOUT_KEYS)
+    }
+    return [core, {k: v for k, v in settings.to_dict().items() if k not in LAYOUT_KEYS}, variant]
 
 
 def train_manager(
