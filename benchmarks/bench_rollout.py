@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -171,7 +172,13 @@ def main() -> None:
     record: dict[str, Any] = {
         "command": "python benchmarks/bench_rollout.py "
         + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out"),
-        "machine": {"platform": platform.platform(), "torch_threads": args.threads, "torch": torch.__version__},
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "load_average_1min_at_start": round(os.getloadavg()[0], 2),
+            "torch_threads": args.threads,
+            "torch": torch.__version__,
+        },
         "rollout": rollout_speed(cfg, args.batch, args.max_new_tokens, args.repeats),
     }
     if args.grpo_steps > 0 and (sft_manager_dir(profile_paths(cfg)) / "config.json").is_file():

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import platform
 import subprocess
 import time
@@ -181,6 +182,7 @@ def main() -> None:
         cfg, trainer = build_trainer(args.profile, args.engine, args.steps, Path(tmp), shared)
         timer = PhaseTimer()
         undo = instrument(timer)
+        load_at_start = round(os.getloadavg()[0], 2)
         started = time.perf_counter()
         try:
             trainer.train()
@@ -207,7 +209,9 @@ def main() -> None:
         "machine": {
             "platform": platform.platform(),
             "processor": platform.processor(),
-            "cpus": torch.get_num_threads(),
+            "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "load_average_1min_at_start": load_at_start,
         },
         "torch": torch.__version__,
         "git_revision": _git_revision(),

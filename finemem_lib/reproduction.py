@@ -66,7 +66,9 @@ def compare_table(new_path: Path | None, ref_path: Path | None, name: str) -> Ta
     if new_path.read_bytes() == ref_path.read_bytes():
         return TableDiff(name, "identical")
     try:
-        new, ref = pd.read_csv(new_path, dtype=str), pd.read_csv(ref_path, dtype=str)
+        # Every cell as its text: an empty cell is "", not a missing value (which never equals itself).
+        new = pd.read_csv(new_path, dtype=str, keep_default_na=False)
+        ref = pd.read_csv(ref_path, dtype=str, keep_default_na=False)
         details = _cell_differences(new, ref) or ["same cells, different bytes (line endings or quoting)"]
     except (ValueError, pd.errors.ParserError) as exc:
         details = [f"cannot be read as CSV: {exc}"]

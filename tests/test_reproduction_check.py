@@ -29,6 +29,17 @@ def test_a_changed_cell_is_printed_with_both_values(tmp_path, capsys):
     assert "ok: 01_x.csv" in out.out and "1 of 2 tables differ" in out.err
 
 
+def test_empty_cells_on_both_sides_are_not_reported(tmp_path, capsys):
+    new, ref = tmp_path / "new", tmp_path / "ref"
+    for folder, value in ((new, "0.40000001"), (ref, "0.4")):
+        folder.mkdir()
+        (folder / "03_c.csv").write_text(f"step,chunk_qa,kl\n0,,{value}\n1,nan,0.5\n")
+    assert main([str(new), str(ref)]) == 1
+    out = capsys.readouterr().out
+    assert "row 0, kl: rerun 0.40000001 vs reference 0.4" in out
+    assert "chunk_qa" not in out
+
+
 def test_missing_and_extra_tables_fail(tmp_path):
     new, ref = _tables(tmp_path / "new", extra=True), _tables(tmp_path / "ref")
     (new / "01_x.csv").unlink()
