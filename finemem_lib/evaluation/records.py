@@ -20,6 +20,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from finemem_lib.paths import repo_relative
+
 logger = logging.getLogger(__name__)
 
 
@@ -64,14 +66,18 @@ class RecordStore:
         if header is None or header.get("config_hash") != self.header["config_hash"]:
             stale = self.path.with_name(f"{self.path.stem}.stale-{time.strftime('%Y%m%dT%H%M%S')}.jsonl")
             self.path.replace(stale)
-            logger.warning("%s was made with another configuration; moved to %s, starting afresh", self.path, stale)
+            logger.warning(
+                "%s was made with another configuration; moved to %s, starting afresh",
+                repo_relative(self.path),
+                repo_relative(stale),
+            )
             self._rewrite([])
             return
         complete = _complete_records(records)
         if damaged or len(complete) != len(records):
             logger.warning(
                 "%s: dropping %d record(s) of unfinished instances or torn lines",
-                self.path,
+                repo_relative(self.path),
                 len(records) - len(complete),
             )
             self._rewrite(complete)
