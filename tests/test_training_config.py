@@ -232,3 +232,17 @@ def test_study_tables_and_figures(tmp_path):
     assert study["git"]["revision"] and study["versions"]["trl"] == "1.16.0"
     assert pd.read_csv(files["heldout_table"]).shape == (4, table.shape[1])
     assert np.isclose(pd.read_csv(files["curves_table"])["reward"].max(), 1.5)
+
+
+def test_a_run_log_names_the_revision_the_process_loaded_not_a_later_one(monkeypatch):
+    from finemem_lib.training import runs
+
+    runs._git_state_at_first_use.cache_clear()
+    monkeypatch.setattr(runs, "git_state", lambda root=None: {"revision": "a" * 40, "dirty": False})
+    try:
+        assert runs.provenance({"name": "x"}, 0)["git"]["revision"] == "a" * 40
+        # a commit lands while the process (a study) is still training
+        monkeypatch.setattr(runs, "git_state", lambda root=None: {"revision": "b" * 40, "dirty": True})
+        assert runs.provenance({"name": "x"}, 1)["git"] == {"revision": "a" * 40, "dirty": False}
+    finally:
+        runs._git_state_at_first_use.cache_clear()

@@ -163,7 +163,7 @@ def preflight(
 
 
 def _header(cfg: Mapping[str, Any], benchmark: Benchmark, method: Method) -> dict[str, Any]:
-    from finemem_lib.training.runs import config_hash, git_state, package_versions  # (the package imports trl)
+    from finemem_lib.training.runs import config_hash, loaded_git_state, package_versions  # (imports trl)
 
     relevant = {k: cfg.get(k) for k in CONFIG_KEYS}
     relevant["evaluation"] = {k: v for k, v in (cfg.get("evaluation") or {}).items() if k != "bootstrap"}
@@ -177,7 +177,7 @@ def _header(cfg: Mapping[str, Any], benchmark: Benchmark, method: Method) -> dic
         "profile": cfg.get("name"),
         "data_fingerprint": benchmark.fingerprint(),
         "config_hash": config_hash([relevant, identity, benchmark.fingerprint()]),
-        "git": git_state(),
+        "git": loaded_git_state(),
         "versions": package_versions(),
     }
 

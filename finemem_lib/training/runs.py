@@ -9,6 +9,7 @@ Paths in run logs are relative to the project root (:func:`finemem_lib.paths.rep
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import subprocess
@@ -38,6 +39,7 @@ __all__ = [
     "git_state",
     "host_info",
     "identity_changes",
+    "loaded_git_state",
     "model_hash",
     "package_versions",
     "provenance",
@@ -80,6 +82,20 @@ def git_state(root: str | Path | None = None) -> dict[str, Any]:
     return {"revision": revision, "dirty": bool(status.strip())}
 
 
+@functools.cache
+def _git_state_at_first_use(root: str) -> tuple[tuple[str, Any], ...]:
+    return tuple(git_state(root).items())
+
+
+def loaded_git_state() -> dict[str, Any]:
+    """:func:`git_state` as it was when this process first asked: the revision of the code it runs.
+
+    A long-running process (a study training one run after another) keeps the code it loaded; asking
+    git again later would name commits made since, which it never ran.
+    """
+    return dict(_git_state_at_first_use(str(repo_root())))
+
+
 def host_info() -> dict[str, Any]:
     """Machine facts that explain wall times."""
     import torch
@@ -113,7 +129,7 @@ def provenance(cfg: Mapping[str, Any], seed: int, **extra: Any) -> dict[str, Any
         "config": dict(cfg),
         "config_hash": config_hash(cfg),
         "versions": package_versions(),
-        "git": git_state(),
+        "git": loaded_git_state(),
         "host": host_info(),
         "command": launch_command(),
         "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
