@@ -48,8 +48,29 @@ def test_every_listed_internal_exists(name):
         import trl.models
 
         assert callable(getattr(trl.models, attr))
+    elif owner == "trl.kernels":
+        import trl.kernels
+
+        assert callable(getattr(trl.kernels, attr).apply)
     else:
         pytest.fail(f"unknown owner in TRL_INTERNALS: {name}")
+
+
+def test_the_chunked_log_prob_function_takes_the_arguments_we_pass():
+    from trl.kernels import ChunkedLogProbFunction
+
+    assert _params(ChunkedLogProbFunction.forward) == [
+        "ctx",
+        "hidden",
+        "weight",
+        "bias",
+        "targets",
+        "temperature",
+        "chunk_size",
+        "final_logit_softcapping",
+        "logit_scale",
+        "outputs",
+    ]
 
 
 def test_signatures_we_call_or_override():

@@ -88,6 +88,7 @@ TRL_INTERNALS = {
     "GRPOTrainer._dist.summon_full_params": "FSDP: full parameters during rollouts",
     "Trainer._get_dataloader": "builds the (accelerate-prepared) dataloader",
     "trl.models.unwrap_model_for_generation": "unwrapped model (DDP / DeepSpeed) for rollouts",
+    "trl.kernels.ChunkedLogProbFunction": "the LM head of the prefix-shared log-prob pass (training.shared_prefix)",
 }
 
 

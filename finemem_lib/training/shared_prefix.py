@@ -8,9 +8,10 @@ tokens (the rest of the prompt, then the completion) attend to them as to their 
 flow into the prefix through the broadcast, so the loss and its gradient are those of the full
 forward (equal within float rounding: ``tests/test_shared_prefix.py``).
 
-Two other costs go with it: only the completion positions are projected through the LM head (TRL's
-fused head scores every position on a CPU), and rows are laid out as ``[pad][own prompt][completion]``
-after the prefix, with rotary positions counted from the prefix's end.
+Two other costs go with it: only the completion positions go through the LM head (TRL's fused head
+scores every position on a CPU), with TRL's own chunked log-prob function (tiles of the vocabulary, the
+``[N, V]`` logits never held); and rows are laid out as ``[pad][own prompt][completion]`` after the
+prefix, with rotary positions counted from the prefix's end.
 
 It applies to a plain causal LM (a ``transformers`` model with a KV cache, no logit soft-capping or
 scaling); :func:`unsupported_reason` says when it does not, and the caller falls back to TRL's pass.
@@ -23,10 +24,12 @@ from typing import Any
 
 import torch
 from transformers import DynamicCache
-from trl.trainer.utils import selective_log_softmax, selective_log_softmax_and_entropy
+from trl.kernels import ChunkedLogProbFunction
 
 # A prefix shorter than this is not worth a separate pass.
 MIN_PREFIX = 8
+# Vocabulary tile of the chunked log-prob function (TRL's fused head uses the same).
+CHUNK_SIZE = 32768
 _SCALING_ATTRIBUTES = (
     "final_logit_softcapping",
     "logit_scale",
@@ -132,12 +135,23 @@ def prefix_shared_logps(
     ).last_hidden_state
     # Hidden state before each completion token predicts it.
     hidden = hidden[:, -logits_to_keep - 1 : -1]
-    logits = model.get_output_embeddings()(hidden).float()
-    targets = input_ids[:, -logits_to_keep:]
-    scored = attention_mask[:, -logits_to_keep:]
-    if not compute_entropy:
-        return selective_log_softmax(logits, targets, temperature=temperature, row_mask=scored), None
-    # The entropy is logged and masks tokens (TRL's top-entropy quantile); it carries no gradient there either.
-    return selective_log_softmax_and_entropy(
-        logits, targets, entropy_requires_grad=False, temperature=temperature, row_mask=scored
+    # TRL's chunked head (the one its fused forward uses): tiles of the vocabulary, never the [N, V] logits.
+    scored = attention_mask[:, -logits_to_keep:].bool()
+    head = model.get_output_embeddings()
+    logps, entropy, *_ = ChunkedLogProbFunction.apply(
+        hidden[scored],
+        head.weight,
+        head.bias,
+        input_ids[:, -logits_to_keep:][scored],
+        temperature,
+        CHUNK_SIZE,
+        None,
+        1.0,
+        ("entropy",) if compute_entropy else (),
     )
+    # masked_scatter keeps the output connected to the model even when no position is scored (as TRL).
+    logps = logps.new_zeros(scored.shape).masked_scatter(scored, logps)
+    if not compute_entropy:
+        return logps, None
+    # The entropy is logged and masks tokens (TRL's top-entropy quantile); it carries no gradient there.
+    return logps, entropy.detach().new_zeros(scored.shape).masked_scatter(scored, entropy.detach())
