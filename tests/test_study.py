@@ -177,7 +177,13 @@ def test_the_study_trains_evaluates_and_resumes_without_training_again(tmp_path,
         raise AssertionError("a finished run was trained again")
 
     monkeypatch.setattr(runner, "train_manager", no_training)
+    rewrites = []
+    monkeypatch.setattr(study, "write_study_figures", lambda *args, **kwargs: rewrites.append(1) or {})
     assert len(study.run_plan(profile, runs, paths)) == 2
+    assert rewrites == []  # every run reused: tables and figures are left as they are
+    (paths.tables / "05_study_runs.csv").unlink()
+    study.run_plan(profile, runs, paths)
+    assert rewrites == [1] and (paths.tables / "05_study_runs.csv").is_file()  # written once, not per run
 
 
 def _fake_finished_run(paths, profile, planned, scores, curve):

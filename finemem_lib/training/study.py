@@ -205,7 +205,6 @@ def run_plan(
     paths: ProfilePaths,
     stop_at: dt.datetime | None = None,
     command: str = "",
-    after_run=None,
 ) -> list[dict[str, Any]]:
     """Train and evaluate the planned runs in order, reusing finished ones; stop launching at ``stop_at`` (UTC)."""
     from finemem_lib.agents.reasoner import build_reasoner
@@ -231,6 +230,15 @@ def run_plan(
     reasoner = build_reasoner(profile.get("reasoner"))
     ood = None
     done = []
+    unwritten = False  # a run was trained or scored since the tables were last written
+
+    def write_outputs() -> None:
+        nonlocal unwritten
+        tables = collect(profile, runs, paths)  # read once for both
+        write_study_tables(profile, runs, paths, command, tables)
+        write_study_figures(profile, runs, paths, tables=tables)
+        unwritten = False
+
     for planned in runs:
         cfg = planned.config(profile)
         name = f"{cfg['name']}_{planned.variant}_s{planned.seed}"
@@ -239,6 +247,7 @@ def run_plan(
         if not sft_out.is_file() or _older_than_model(sft_out, sft_model):
             logger.info("evaluating the SFT start (%s) on %d held-out instances", sft_name, len(data["test"]))
             evaluate_heldout(cfg, sft_model, data["test"], sft_out, "sft", reasoner)
+            unwritten = True
         settings = training_settings(cfg, variant=planned.variant)
         identity = run_identity(
             identity_config(cfg, settings, planned.variant), planned.seed, sft_model, data, start_hash, data_digest
@@ -254,6 +263,7 @@ def run_plan(
                     logger.info("stop time reached: not launching %s (the same command resumes it)", planned.label)
                     break
                 logger.info("training %s (%s)", name, planned.label)
+                unwritten = True
                 result = train_manager(
                     cfg,
                     paths,
@@ -268,22 +278,24 @@ def run_plan(
             out = heldout_path(paths, name)
             if not out.is_file() or _stale(out, result.run_dir):
                 evaluate_heldout(cfg, result.model_dir, data["test"], out, planned.variant, reasoner)
+                unwritten = True
             if planned.ood:
                 if ood is None:
                     ood = ood_instances(profile, paths)
                 sft_ood = ood_path(paths, sft_name)
                 if not sft_ood.is_file() or _older_than_model(sft_ood, sft_model):
                     evaluate_heldout(cfg, sft_model, ood, sft_ood, "sft", reasoner)
+                    unwritten = True
                 out = ood_path(paths, name)
                 if not out.is_file() or _stale(out, result.run_dir):
                     logger.info("scoring %s on the out-of-distribution benchmark (%d instances)", name, len(ood))
                     evaluate_heldout(cfg, result.model_dir, ood, out, planned.variant, reasoner)
+                    unwritten = True
         done.append({"planned": planned, "run": name, "sft": sft_name, "wall_s": result.wall_s})
-        tables = collect(profile, runs, paths)  # read once for both
-        write_study_tables(profile, runs, paths, command, tables)
-        write_study_figures(profile, runs, paths, tables=tables)
-        if after_run is not None:
-            after_run(name)
+        if unwritten:  # a reused run changes no table: rewriting them (and the figures) took seconds per run
+            write_outputs()
+    if unwritten or (done and not (paths.tables / f"{LOG_PREFIX}_study_runs.csv").is_file()):
+        write_outputs()  # scored before a stop, or every run reused and the tables never written
     return done
 
 
