@@ -232,6 +232,11 @@ def run_plan(
     done = []
     unwritten = False  # a run was trained or scored since the tables were last written
 
+    def score(cfg: Mapping[str, Any], model: Any, instances: Any, out: Path, variant: str) -> None:
+        nonlocal unwritten
+        evaluate_heldout(cfg, model, instances, out, variant, reasoner)
+        unwritten = True
+
     def write_outputs() -> None:
         nonlocal unwritten
         tables = collect(profile, runs, paths)  # read once for both
@@ -246,8 +251,7 @@ def run_plan(
         sft_out = heldout_path(paths, sft_name)
         if not sft_out.is_file() or _older_than_model(sft_out, sft_model):
             logger.info("evaluating the SFT start (%s) on %d held-out instances", sft_name, len(data["test"]))
-            evaluate_heldout(cfg, sft_model, data["test"], sft_out, "sft", reasoner)
-            unwritten = True
+            score(cfg, sft_model, data["test"], sft_out, "sft")
         settings = training_settings(cfg, variant=planned.variant)
         identity = run_identity(
             identity_config(cfg, settings, planned.variant), planned.seed, sft_model, data, start_hash, data_digest
@@ -277,20 +281,17 @@ def run_plan(
                 )
             out = heldout_path(paths, name)
             if not out.is_file() or _stale(out, result.run_dir):
-                evaluate_heldout(cfg, result.model_dir, data["test"], out, planned.variant, reasoner)
-                unwritten = True
+                score(cfg, result.model_dir, data["test"], out, planned.variant)
             if planned.ood:
                 if ood is None:
                     ood = ood_instances(profile, paths)
                 sft_ood = ood_path(paths, sft_name)
                 if not sft_ood.is_file() or _older_than_model(sft_ood, sft_model):
-                    evaluate_heldout(cfg, sft_model, ood, sft_ood, "sft", reasoner)
-                    unwritten = True
+                    score(cfg, sft_model, ood, sft_ood, "sft")
                 out = ood_path(paths, name)
                 if not out.is_file() or _stale(out, result.run_dir):
                     logger.info("scoring %s on the out-of-distribution benchmark (%d instances)", name, len(ood))
-                    evaluate_heldout(cfg, result.model_dir, ood, out, planned.variant, reasoner)
-                    unwritten = True
+                    score(cfg, result.model_dir, ood, out, planned.variant)
         done.append({"planned": planned, "run": name, "sft": sft_name, "wall_s": result.wall_s})
         if unwritten:  # a reused run changes no table: rewriting them (and the figures) took seconds per run
             write_outputs()
