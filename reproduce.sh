@@ -128,7 +128,7 @@ run_tests() {
 runtime_env() {
     export MPLBACKEND=Agg TOKENIZERS_PARALLELISM=false PYTHONHASHSEED=0
     local threads
-    threads=$(.venv/bin/python -c "from finemem_lib.config import load_profile; print((load_profile('$PROFILE').get('runtime') or {}).get('threads') or '')")
+    threads=$(.venv/bin/python -c "from finemem_lib.infra.config import load_profile; print((load_profile('$PROFILE').get('runtime') or {}).get('threads') or '')")
     if [[ -n $threads ]]; then
         export OMP_NUM_THREADS=$threads MKL_NUM_THREADS=$threads
     fi
@@ -151,7 +151,7 @@ run_notebooks() {
     fi
     local numbers=()
     for nb in "${selected[@]}"; do numbers+=("$(basename "$nb" | cut -c1-2)"); done
-    .venv/bin/python -m finemem_lib.preflight --profile "$PROFILE" --notebooks "${numbers[@]}" || exit 1
+    .venv/bin/python -m finemem_lib.repro.preflight --profile "$PROFILE" --notebooks "${numbers[@]}" || exit 1
     local out_dir=$results_dir/notebooks failed_dir=$results_dir/failed
     mkdir -p "$out_dir"
     local params=(-p profile "$PROFILE")
@@ -162,7 +162,7 @@ run_notebooks() {
         grep -q '^reuse = ' "${nb%.ipynb}.py" 2>/dev/null && extra=(-p reuse "$REUSE")
         echo "==> $name (profile $PROFILE)"
         local partial=$out_dir/.running-$name  # renamed into place only if the notebook succeeds
-        if .venv/bin/python -m finemem_lib.notebook_run "$nb" "$partial" --cwd "$ROOT" "${params[@]}" "${extra[@]}"; then
+        if .venv/bin/python -m finemem_lib.repro.notebook_run "$nb" "$partial" --cwd "$ROOT" "${params[@]}" "${extra[@]}"; then
             mv "$partial" "$out_dir/$name"
         else
             mkdir -p "$failed_dir"
@@ -171,7 +171,7 @@ run_notebooks() {
             exit 1
         fi
     done
-    .venv/bin/python -m finemem_lib.results_index "$results_dir" >/dev/null
+    .venv/bin/python -m finemem_lib.repro.results_index "$results_dir" >/dev/null
     echo "==> done; executed notebooks in $out_dir; index of the results in $results_dir/README.md"
 }
 
@@ -185,7 +185,7 @@ check() {
     fi
     echo "==> check: rerunning profile $PROFILE into $CHECK_DIR (fresh data, SFT and GRPO runs)"
     run_notebooks "$CHECK_DIR/results" "$CHECK_DIR/data"
-    .venv/bin/python -m finemem_lib.reproduction "$CHECK_DIR/results/tables" "$PROFILE_RESULTS/tables" \
+    .venv/bin/python -m finemem_lib.repro.reproduction "$CHECK_DIR/results/tables" "$PROFILE_RESULTS/tables" \
         --profile "$PROFILE"
 }
 
@@ -199,7 +199,7 @@ case $MODE in
     test) run_tests "$@" ;;
     run | check)
         runtime_env
-        PROFILE_RESULTS=$(.venv/bin/python -c "from finemem_lib.reproduction import profile_results; print(profile_results('$PROFILE'))")
+        PROFILE_RESULTS=$(.venv/bin/python -c "from finemem_lib.repro.reproduction import profile_results; print(profile_results('$PROFILE'))")
         if [[ $MODE == run ]]; then run_notebooks "$PROFILE_RESULTS" ""; else check; fi
         ;;
 esac

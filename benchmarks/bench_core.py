@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 from rank_bm25 import BM25Okapi
 
-from finemem_lib.retrieval import BM25Index, tokenize
-from finemem_lib.rewards import chunk_step_reward, evidence_contribution, group_advantages, step_rewards
+from finemem_lib.core.retrieval import BM25Index, tokenize
+from finemem_lib.core.rewards import chunk_step_reward, evidence_contribution, group_advantages, step_rewards
 
 
 def best_time(fn: Callable[[], object], repeats: int) -> float:

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from finemem_lib.ops import parse_operations
+from finemem_lib.core.ops import parse_operations
 
 GOAL_MS = 50.0
 CALL = '{"name": "memory_insert", "arguments": {"content": "Ada Bell is 30 years old."}}'

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from rank_bm25 import BM25Okapi
 
-from finemem_lib.retrieval import BM25Index, tokenize
+from finemem_lib.core.retrieval import BM25Index, tokenize
 
 SUBJECTS = ["The user", "My sister", "Alice", "The company", "Bob", "The team", "Our neighbour", "The doctor"]
 VERBS = ["visited", "likes", "moved to", "bought", "works at", "called", "met", "wrote about"]

@@ -33,10 +33,10 @@ from bench_step_profile import PhaseTimer, build_trainer, instrument
 
 from finemem_lib.agents.policy import ManagerPolicy, SamplingParams, load_manager
 from finemem_lib.agents.sft import policy_settings
-from finemem_lib.config import load_profile
-from finemem_lib.memory import Memory, Operation, OpKind
-from finemem_lib.paths import profile_paths, repo_relative
-from finemem_lib.pipeline import sft_manager_dir
+from finemem_lib.core.memory import Memory, Operation, OpKind
+from finemem_lib.infra.config import load_profile
+from finemem_lib.infra.paths import profile_paths, repo_relative
+from finemem_lib.repro.pipeline import sft_manager_dir
 
 
 def default_manager(cfg: dict[str, Any]) -> tuple[ManagerPolicy, str]:

@@ -98,8 +98,8 @@ def _wrap_logps(timer: PhaseTimer, trainer_class: type) -> Callable[[], None]:
 
 def instrument(timer: PhaseTimer) -> list[Callable[[], None]]:
     """Patch the functions of every phase (module attributes where they are looked up)."""
-    from finemem_lib import rollout
     from finemem_lib.agents import policy
+    from finemem_lib.episodes import rollout
     from finemem_lib.training import grpo
 
     undo = [
@@ -122,9 +122,9 @@ def build_trainer(profile: str, engine: str | None, steps: int, output_dir: Path
     from finemem_lib.agents.policy import load_manager
     from finemem_lib.agents.reasoner import build_reasoner
     from finemem_lib.agents.sft import policy_settings
-    from finemem_lib.config import load_profile
-    from finemem_lib.paths import profile_paths
-    from finemem_lib.pipeline import sft_manager_dir
+    from finemem_lib.infra.config import load_profile
+    from finemem_lib.infra.paths import profile_paths
+    from finemem_lib.repro.pipeline import sft_manager_dir
     from finemem_lib.training.config import grpo_config, run_rollout_settings, training_settings
     from finemem_lib.training.grpo import StepCreditGRPOTrainer
     from finemem_lib.training.runner import load_training_data

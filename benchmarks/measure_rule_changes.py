@@ -1,6 +1,6 @@
 """How often each changed scoring rule gives a different score than the previous rule, on generated cases.
 
-The previous rules are read from a copy of the previous ``finemem_lib/metrics.py`` (``--before``);
+The previous rules are read from a copy of the previous ``finemem_lib/core/metrics.py`` (``--before``);
 the cases are generated (seeded) in the shapes the real sources have: perltqa's ``;``-joined name
 golds answered in sentences, classification answers from an instruction-following LLM, MemoryAgentBench
 outputs with and without an ``Answer:`` line, summaries with inflected words, LLM reasoning traces.
@@ -18,7 +18,7 @@ import random
 import sys
 from pathlib import Path
 
-from finemem_lib import metrics as after
+from finemem_lib.core import metrics as after
 
 NAMES = ["Alice", "Bob", "Carol", "David", "Emma", "Frank", "Grace", "Henry", "Beijing", "Shanghai", "Tom Lee"]
 

@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from finemem_lib.config import load_profile, profile_names
+from finemem_lib.infra.config import load_profile, profile_names
 
 # subcommand -> (module whose main(argv) it forwards to, one-line help)
 ALIASES: dict[str, tuple[tuple[str, ...], str]] = {
@@ -48,8 +48,8 @@ def profile_chunks(text: str, cfg: Mapping[str, Any], chunk_size: int | None = N
     pack sentences under 2048 tokens of ``data.tokenizer`` (MemoryAgentBench's rule). ``chunk_size``
     (tokens) forces sentence packing with that budget.
     """
+    from finemem_lib.core.sentences import split_sentences
     from finemem_lib.data.chunking import DEFAULT_CHUNK_SIZE, chunk_text, make_token_counter
-    from finemem_lib.sentences import split_sentences
 
     data = cfg.get("data", {})
     if chunk_size is None and data.get("kind", "synthetic") == "synthetic":
@@ -83,8 +83,8 @@ def memorize(args: argparse.Namespace) -> int:
     from finemem_lib.agents.policy import MANAGER_META_FILE, load_manager
     from finemem_lib.agents.reasoner import build_reasoner
     from finemem_lib.data.instance import Instance
-    from finemem_lib.memory_file import operation_records, write_memory_file
-    from finemem_lib.rollout import rollout, settings_from_config
+    from finemem_lib.episodes.rollout import rollout, settings_from_config
+    from finemem_lib.report.memory_file import operation_records, write_memory_file
 
     cfg = load_profile(args.profile)
     manager_dir = Path(args.manager)
@@ -134,7 +134,7 @@ def memorize(args: argparse.Namespace) -> int:
         f"{executed}/{emitted} operations executed; memory written to {out}"
     )
     if args.html:
-        from finemem_lib.viewer import write_episode_html
+        from finemem_lib.report.viewer import write_episode_html
 
         page = write_episode_html(args.html, episode, instance, title=f"finemem memorize: {', '.join(args.input)}")
         print(f"episode page: {page}")
@@ -145,8 +145,8 @@ def memorize(args: argparse.Namespace) -> int:
 def ask(args: argparse.Namespace) -> int:
     """BM25 top-k over the memory file, the profile's reasoner; print the answer and the items it used."""
     from finemem_lib.agents.reasoner import AnswerRequest, build_reasoner
-    from finemem_lib.memory_file import MemoryFileError, read_memory_file
-    from finemem_lib.retrieval import BM25Index
+    from finemem_lib.core.retrieval import BM25Index
+    from finemem_lib.report.memory_file import MemoryFileError, read_memory_file
 
     question = " ".join(args.question).strip()
     if not question:

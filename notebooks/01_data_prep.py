@@ -47,12 +47,12 @@ import time
 
 import pandas as pd
 
-from finemem_lib.atomic import write_csv
-from finemem_lib.config import load_profile
+from finemem_lib.core.sentences import split_sentences
 from finemem_lib.data.prepared import chunk_table, instance_table, load_prepared, prepare_profile_data
-from finemem_lib.paths import profile_paths, repo_relative
-from finemem_lib.plots import plot_data_sizes, plot_questions
-from finemem_lib.sentences import split_sentences
+from finemem_lib.infra.atomic import write_csv
+from finemem_lib.infra.config import load_profile
+from finemem_lib.infra.paths import profile_paths, repo_relative
+from finemem_lib.report.plots import plot_data_sizes, plot_questions
 
 cfg = load_profile(profile)
 paths = profile_paths(cfg, results_dir, data_dir)

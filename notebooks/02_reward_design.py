@@ -54,14 +54,17 @@ import logging
 import numpy as np
 import pandas as pd
 
-from finemem_lib import rewards
 from finemem_lib.agents.policy import load_manager
 from finemem_lib.agents.reasoner import build_reasoner
 from finemem_lib.agents.sft import policy_settings
-from finemem_lib.atomic import write_csv
-from finemem_lib.config import load_profile
+from finemem_lib.core import rewards
 from finemem_lib.data.prepared import load_prepared
-from finemem_lib.episode_tables import (
+from finemem_lib.episodes.rollout import rollout, settings_from_config
+from finemem_lib.evaluation import evaluate_baselines, evaluate_manager, summary_table
+from finemem_lib.infra.atomic import write_csv
+from finemem_lib.infra.config import load_profile
+from finemem_lib.infra.paths import profile_paths, repo_relative
+from finemem_lib.report.episode_tables import (
     advantage_table,
     conservation_gap,
     credit_table,
@@ -70,12 +73,14 @@ from finemem_lib.episode_tables import (
     stale_items,
     step_table,
 )
-from finemem_lib.evaluation import evaluate_baselines, evaluate_manager, summary_table
-from finemem_lib.paths import profile_paths, repo_relative
-from finemem_lib.plots import plot_evidence_heatmap, plot_memory_growth, plot_reward_components, plot_reward_variants
-from finemem_lib.rollout import rollout, settings_from_config
+from finemem_lib.report.plots import (
+    plot_evidence_heatmap,
+    plot_memory_growth,
+    plot_reward_components,
+    plot_reward_variants,
+)
+from finemem_lib.report.viewer import show_episode, write_episode_html
 from finemem_lib.training.runner import start_model
-from finemem_lib.viewer import show_episode, write_episode_html
 
 logging.basicConfig(level=logging.WARNING, format="%(message)s")
 logging.getLogger("finemem_lib").setLevel(logging.INFO)

@@ -56,9 +56,9 @@ import pandas as pd
 from IPython.display import Image, display
 
 from finemem_lib.agents.sft import sft_stats
-from finemem_lib.config import load_profile
-from finemem_lib.paths import profile_paths, repo_relative
-from finemem_lib.rollout import settings_from_config
+from finemem_lib.episodes.rollout import settings_from_config
+from finemem_lib.infra.config import load_profile
+from finemem_lib.infra.paths import profile_paths, repo_relative
 from finemem_lib.training.config import training_settings
 from finemem_lib.training.runner import heldout_table, load_training_data, run_study, start_model, write_study_report
 

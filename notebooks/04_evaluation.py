@@ -47,13 +47,13 @@ import logging
 import matplotlib.pyplot as plt
 from IPython.display import Image, display
 
-from finemem_lib.config import load_profile
 from finemem_lib.data.prepared import load_prepared
 from finemem_lib.evaluation.inspect import benchmark_overview, describe_example, example_pair
 from finemem_lib.evaluation.plots import plot_score_vs_memory
 from finemem_lib.evaluation.runner import preflight, run_evaluation
 from finemem_lib.evaluation.tables import AVERAGING_RULES, instance_scores, paper_tables
-from finemem_lib.paths import profile_paths
+from finemem_lib.infra.config import load_profile
+from finemem_lib.infra.paths import profile_paths
 
 logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
 for noisy in ("bm25s", "httpx"):

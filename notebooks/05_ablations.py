@@ -57,8 +57,8 @@ from pathlib import Path
 import pandas as pd
 from IPython.display import Image, display
 
-from finemem_lib.config import load_profile, repo_root
-from finemem_lib.paths import profile_paths, repo_relative
+from finemem_lib.infra.config import load_profile, repo_root
+from finemem_lib.infra.paths import profile_paths, repo_relative
 from finemem_lib.training import study
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -100,7 +100,7 @@ quality[quality["source"] == "all"].round(3)
 # the row with the evidence each step wrote and its chunk QA.
 
 # %%
-from finemem_lib.ablation_plots import plot_advantage_matrices, plot_credit_quality
+from finemem_lib.report.ablation_plots import plot_advantage_matrices, plot_credit_quality
 
 matrices, values, group_id = study.advantage_matrices_from_steps(steps)
 shown = {k: matrices[k] for k in ("or_only", "csr", "eara", "finemem") if k in matrices}
@@ -117,8 +117,8 @@ quality.pivot_table(index="variant", columns="source", values="spearman", sort=F
 # once and scores both advantages on them), written to `tables/05_credit_differences.csv`.
 
 # %%
-from finemem_lib.atomic import write_csv
-from finemem_lib.credit import paired_credit_differences
+from finemem_lib.episodes.credit import paired_credit_differences
+from finemem_lib.infra.atomic import write_csv
 
 if differences is None:
     others = [c.removeprefix("A_") for c in steps.columns if c.startswith("A_") and c != "A_or_only"]
@@ -215,9 +215,9 @@ for group in study.ABLATION_GROUPS:
 from finemem_lib.agents.policy import load_manager
 from finemem_lib.agents.reasoner import build_reasoner
 from finemem_lib.agents.sft import policy_settings
-from finemem_lib.rollout import rollout, settings_from_config
+from finemem_lib.episodes.rollout import rollout, settings_from_config
+from finemem_lib.report.viewer import show_episode, write_episode_html
 from finemem_lib.training.runner import load_training_data, start_model
-from finemem_lib.viewer import show_episode, write_episode_html
 
 instance = load_training_data(cfg, paths)["train"][0]
 policy = load_manager(start_model(cfg, paths), **policy_settings(cfg))

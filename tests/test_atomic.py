@@ -11,10 +11,10 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 
-from finemem_lib import atomic
-from finemem_lib.config import load_profile
 from finemem_lib.data.prepared import MANIFEST, prepared_splits, save_prepared
 from finemem_lib.data.synthetic import build_synthetic
+from finemem_lib.infra import atomic
+from finemem_lib.infra.config import load_profile
 
 
 class BreaksHalfway:
@@ -70,7 +70,7 @@ def test_a_half_written_manifest_says_how_to_rebuild_it(tmp_path):
 
 
 def test_the_same_figure_gives_the_same_bytes_on_one_machine(tmp_path):
-    from finemem_lib.plots import save
+    from finemem_lib.report.plots import save
 
     def draw(path):
         fig, ax = plt.subplots()

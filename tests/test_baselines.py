@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from finemem_lib import baselines, qa
 from finemem_lib.agents import AnswerRequest, Reasoner
 from finemem_lib.agents.reasoner_offline import OfflineReader
+from finemem_lib.core.tokens import regex_token_count
 from finemem_lib.data.instance import QA, Instance
 from finemem_lib.data.synthetic import build_synthetic
-from finemem_lib.tokens import regex_token_count
+from finemem_lib.episodes import baselines, qa
 
 CHUNKS = (
     "The favourite colour of Zorvan Kell is teal. On Monday, the ferry was closed for repairs.",

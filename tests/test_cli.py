@@ -13,7 +13,7 @@ import pytest
 from finemem_lib import cli
 from finemem_lib.agents.sft import train_sft_manager
 from finemem_lib.data.synthetic import build_synthetic
-from finemem_lib.progress import progress_enabled
+from finemem_lib.infra.progress import progress_enabled
 from tests.tiny import TINY_BENCH, TINY_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,7 +9,10 @@ import torch
 
 from finemem_lib.agents.policy import SamplingParams
 from finemem_lib.agents.reasoner_offline import OfflineReader
-from finemem_lib.credit import (
+from finemem_lib.core.memory import Memory, Operation, OpKind
+from finemem_lib.data.instance import QA
+from finemem_lib.data.synthetic import build_synthetic
+from finemem_lib.episodes.credit import (
     CreditVariant,
     bootstrap_spearman,
     credit_quality,
@@ -20,11 +23,8 @@ from finemem_lib.credit import (
     profile_variants,
     spearman,
 )
-from finemem_lib.data.instance import QA
-from finemem_lib.data.synthetic import build_synthetic
-from finemem_lib.memory import Memory, Operation, OpKind
-from finemem_lib.qa import answer_over_memory
-from finemem_lib.rollout import Episode, RolloutSettings, StepRecord
+from finemem_lib.episodes.qa import answer_over_memory
+from finemem_lib.episodes.rollout import Episode, RolloutSettings, StepRecord
 from tests.tiny import TINY_BENCH, tiny_policy
 
 FACTS = [
@@ -169,7 +169,7 @@ def test_measure_credit_on_real_rollouts_of_a_tiny_manager():
 
 
 def test_the_paired_difference_is_that_of_the_same_steps():
-    from finemem_lib.credit import paired_credit_differences
+    from finemem_lib.episodes.credit import paired_credit_differences
 
     steps = _steps_frame(40, noise=0.5).assign(A_copy=lambda f: f["A_bad"])
     table = paired_credit_differences(steps, ["good", "copy"], reference="bad", n_boot=300).set_index("variant")

@@ -5,6 +5,7 @@ import re
 
 import pytest
 
+from finemem_lib.agents.llm_client import ChatClient
 from finemem_lib.data.chunk_qa import (
     NOT_ANSWERABLE,
     ChunkQABuilder,
@@ -17,7 +18,6 @@ from finemem_lib.data.chunk_qa import (
     verifier_agrees,
 )
 from finemem_lib.data.instance import QA, Instance
-from finemem_lib.llm_client import ChatClient
 from tests.loopback_llm import LoopbackLLM
 
 NAMES = ["Ada Bell", "Bo Cray", "Cy Dunn", "Di Egan", "Ed Fox", "Flo Gale", "Gus Hale", "Hal Ives", "Ike Jones"]

@@ -7,6 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from finemem_lib.core.sentences import split_sentences
+from finemem_lib.core.tokens import regex_token_count
 from finemem_lib.data.chunking import (
     DEFAULT_CHUNK_SIZE,
     TTL_CHUNK_SIZE,
@@ -15,8 +17,6 @@ from finemem_lib.data.chunking import (
     make_token_counter,
     pack_sentences,
 )
-from finemem_lib.sentences import split_sentences
-from finemem_lib.tokens import regex_token_count
 
 
 def words(n: int, start: int = 0) -> str:

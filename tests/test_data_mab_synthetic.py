@@ -7,9 +7,10 @@ import re
 import pyarrow.parquet as pq
 import pytest
 
-from finemem_lib import metrics
 from finemem_lib.agents.instructions import expects_boxed_label, query_instruction
-from finemem_lib.config import load_profile
+from finemem_lib.core import metrics
+from finemem_lib.core.sentences import split_sentences
+from finemem_lib.core.tokens import regex_token_count
 from finemem_lib.data.mab_synthetic import (
     SOURCE_SPLITS,
     SOURCES,
@@ -19,8 +20,7 @@ from finemem_lib.data.mab_synthetic import (
 )
 from finemem_lib.data.memoryagentbench import load_memoryagentbench
 from finemem_lib.evaluation.columns import MAB_LAYOUT, column_for
-from finemem_lib.sentences import split_sentences
-from finemem_lib.tokens import regex_token_count
+from finemem_lib.infra.config import load_profile
 
 SMALL = MABSyntheticConfig(instances=2, context_sentences=80, chunk_size=64, questions=4)
 

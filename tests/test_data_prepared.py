@@ -4,7 +4,6 @@ import json
 
 import pytest
 
-from finemem_lib.config import load_profile
 from finemem_lib.data.instance import QA, Instance
 from finemem_lib.data.memalpha import DataNotAvailableError
 from finemem_lib.data.prepared import (
@@ -18,6 +17,7 @@ from finemem_lib.data.prepared import (
     save_prepared,
 )
 from finemem_lib.data.synthetic import build_synthetic
+from finemem_lib.infra.config import load_profile
 from tests.loopback_llm import LoopbackLLM
 
 

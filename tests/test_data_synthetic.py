@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 from finemem_lib.agents.reasoner_offline import STOPWORDS, OfflineReader
-from finemem_lib.baselines import store_everything
-from finemem_lib.config import load_profile
+from finemem_lib.core.memory import MemoryItem
+from finemem_lib.core.metrics import rule_for, score
+from finemem_lib.core.retrieval import BM25Index, tokenize
+from finemem_lib.core.sentences import split_sentences
 from finemem_lib.data.memalpha import read_memalpha_parquet
 from finemem_lib.data.synthetic import (
     FILLER_EVENTS,
@@ -25,11 +27,9 @@ from finemem_lib.data.synthetic import (
     build_synthetic,
     write_synthetic,
 )
-from finemem_lib.memory import MemoryItem
-from finemem_lib.metrics import rule_for, score
-from finemem_lib.qa import answer_over_memory, mean_score
-from finemem_lib.retrieval import BM25Index, tokenize
-from finemem_lib.sentences import split_sentences
+from finemem_lib.episodes.baselines import store_everything
+from finemem_lib.episodes.qa import answer_over_memory, mean_score
+from finemem_lib.infra.config import load_profile
 
 SMALL = {"train_instances": 3, "test_instances": 2, "chunks_per_instance": 4, "sentences_per_chunk": 6}
 

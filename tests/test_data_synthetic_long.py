@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from finemem_lib.agents.reasoner_offline import OfflineReader
-from finemem_lib.baselines import store_everything
-from finemem_lib.config import load_profile
+from finemem_lib.core.retrieval import tokenize
 from finemem_lib.data.synthetic import LURE_PREFIX, RELATIONS, SyntheticConfig, build_synthetic
-from finemem_lib.qa import mean_score
-from finemem_lib.retrieval import tokenize
+from finemem_lib.episodes.baselines import store_everything
+from finemem_lib.episodes.qa import mean_score
+from finemem_lib.infra.config import load_profile
 
 # sha256 of the default profile's benchmark (json of every instance), taken before the long-horizon knobs existed
 DEFAULT_DIGEST = "4fad9b8b91b0c251d0b56cf4d594aca755cfea03d950caaf9f9b8e5848b8e75d"

@@ -10,7 +10,7 @@ from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausa
 
 from finemem_lib.agents.decoding import IncrementalDecoder, filter_logits, shared_prefix, unsupported_reason
 from finemem_lib.agents.policy import ManagerPolicy, SamplingParams
-from finemem_lib.memory import Memory, Operation, OpKind
+from finemem_lib.core.memory import Memory, Operation, OpKind
 from tests.test_policy import CHUNKS, INSTANCE
 from tests.tiny import tiny_policy
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from finemem_lib import determinism
-from finemem_lib.config import load_profile
+from finemem_lib.infra import determinism
+from finemem_lib.infra.config import load_profile
 
 
 def test_configure_fixes_threads_and_kernels_and_says_so():
@@ -32,7 +32,7 @@ def test_the_default_profile_fixes_its_threads():
 def test_smoke_sft_twice_gives_identical_weights(tmp_path):
     from finemem_lib.agents.sft import train_sft_manager
     from finemem_lib.data.synthetic import build_synthetic
-    from finemem_lib.identity import model_hash
+    from finemem_lib.infra.identity import model_hash
 
     cfg = load_profile("smoke")
     train = build_synthetic(cfg["data"], cfg["seed"])["train"]

@@ -10,14 +10,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from finemem_lib import baselines, metrics
 from finemem_lib.agents import instructions
 from finemem_lib.agents.reasoner import AnswerRequest, Reasoner
 from finemem_lib.agents.reasoner_offline import OfflineReader
-from finemem_lib.config import load_profile
+from finemem_lib.core import metrics
 from finemem_lib.data.instance import QA, Instance
 from finemem_lib.data.prepared import save_prepared
 from finemem_lib.data.synthetic import build_synthetic
+from finemem_lib.episodes import baselines
 from finemem_lib.evaluation import evaluate_baselines, evaluate_manager, summary_table
 from finemem_lib.evaluation.columns import MAB_LAYOUT, MEMALPHA_LAYOUT, column_for
 from finemem_lib.evaluation.methods import Method, run_manager
@@ -25,7 +25,8 @@ from finemem_lib.evaluation.records import RecordStore, read_records
 from finemem_lib.evaluation.runner import EvaluationSetupError, preflight, records_path, run_evaluation
 from finemem_lib.evaluation.sources import UnknownSourceError, register_sources
 from finemem_lib.evaluation.tables import bootstrap_table, instance_scores, wide_table
-from finemem_lib.paths import profile_paths
+from finemem_lib.infra.config import load_profile
+from finemem_lib.infra.paths import profile_paths
 from tests.tiny import TINY_BENCH, tiny_policy
 
 
@@ -259,11 +260,11 @@ def test_bring_your_own_source_needs_a_rule_and_then_is_evaluated(smoke, tmp_pat
 
 # ---------------------------------------------------------------------------- the LongMemEval judge
 def test_records_name_the_scorer_of_judged_sources_and_the_paper_profile_requires_a_judge():
-    """The evaluation scores through the profile's scorer (finemem_lib.metrics.build_scorer): its records say which
+    """The evaluation scores through the profile's scorer (finemem_lib.core.metrics.build_scorer): its records say which
     scorer made each score, and a profile that requires a judge stops before work without one."""
+    from finemem_lib.episodes.qa import QAResult
     from finemem_lib.evaluation.methods import InstanceResult
     from finemem_lib.evaluation.runner import _records
-    from finemem_lib.qa import QAResult
 
     inst = Instance("longmemeval_s*/0", "longmemeval_s*", ("x",), (QA("Where?", ("Lisbon",)),))
     results = [QAResult("Where?", ("Lisbon",), "in Lisbon", 1.0, (), (), inst.source)]

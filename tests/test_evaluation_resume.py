@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from finemem_lib.config import load_profile, repo_root
 from finemem_lib.data.prepared import save_prepared
 from finemem_lib.data.synthetic import build_synthetic
 from finemem_lib.evaluation.records import read_records
 from finemem_lib.evaluation.runner import run_evaluation
-from finemem_lib.paths import profile_paths
+from finemem_lib.infra.config import load_profile, repo_root
+from finemem_lib.infra.paths import profile_paths
 
 METHODS = ["long_context", "rag_bm25", "store_everything", "closed_book"]
 

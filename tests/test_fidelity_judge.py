@@ -7,14 +7,15 @@ from typing import Any
 
 import pytest
 
-from finemem_lib import metrics, qa
 from finemem_lib.agents.judge import LLMJudge, judge_prompt, verdict
+from finemem_lib.agents.llm_client import ChatClient, LLMError
 from finemem_lib.agents.reasoner_offline import OfflineReader
-from finemem_lib.baselines import run_baseline
-from finemem_lib.config import load_profile
+from finemem_lib.core import metrics
+from finemem_lib.core.memory import Memory, Operation, OpKind
 from finemem_lib.data.instance import QA, Instance
-from finemem_lib.llm_client import ChatClient, LLMError
-from finemem_lib.memory import Memory, Operation, OpKind
+from finemem_lib.episodes import qa
+from finemem_lib.episodes.baselines import run_baseline
+from finemem_lib.infra.config import load_profile
 from tests.loopback_llm import LoopbackLLM
 
 

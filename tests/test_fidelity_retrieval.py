@@ -10,12 +10,12 @@ import rank_bm25
 
 from finemem_lib.agents import prompts
 from finemem_lib.agents.instructions import CLASSIFICATION_PREFIX
+from finemem_lib.core.memory import Memory, MemoryItem, Operation, OpKind
+from finemem_lib.core.ops import format_score, parse_operations, render_tool_calls
+from finemem_lib.core.retrieval import BM25Index, OkapiScorer, tokenize
+from finemem_lib.core.tokens import regex_token_count, token_counter_from_config
 from finemem_lib.data.instance import QA
-from finemem_lib.memory import Memory, MemoryItem, Operation, OpKind
-from finemem_lib.ops import format_score, parse_operations, render_tool_calls
-from finemem_lib.qa import QAOptions, prepare, sample_questions
-from finemem_lib.retrieval import BM25Index, OkapiScorer, tokenize
-from finemem_lib.tokens import regex_token_count, token_counter_from_config
+from finemem_lib.episodes.qa import QAOptions, prepare, sample_questions
 
 VOCAB = ["the", "user", "likes", "red", "blue", "cats", "dogs", "paris", "rome", "1999", "is", "a", "of"]
 

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from finemem_lib import metrics
-from finemem_lib.metrics import (
+from finemem_lib.core import metrics
+from finemem_lib.core.metrics import (
     Scorer,
     UnsupportedScoring,
     boxed_label_match,

@@ -7,7 +7,7 @@ import hashlib
 import numpy as np
 import pandas as pd
 
-from finemem_lib.plots import plot_data_sizes, seeded_numpy
+from finemem_lib.report.plots import plot_data_sizes, seeded_numpy
 
 
 def _frames() -> tuple[pd.DataFrame, pd.DataFrame]:

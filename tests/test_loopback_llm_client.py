@@ -2,7 +2,7 @@
 
 import pytest
 
-from finemem_lib.llm_client import ChatClient, LLMError
+from finemem_lib.agents.llm_client import ChatClient, LLMError
 from tests.loopback_llm import MALFORMED_KINDS, LoopbackLLM
 
 HELLO = [{"role": "user", "content": "hello"}]

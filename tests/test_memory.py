@@ -2,8 +2,8 @@
 
 import pytest
 
-from finemem_lib.memory import Memory, Operation, OpKind
-from finemem_lib.tokens import regex_token_count
+from finemem_lib.core.memory import Memory, Operation, OpKind
+from finemem_lib.core.tokens import regex_token_count
 
 
 def insert(text: str) -> Operation:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from finemem_lib.metrics import (
+from finemem_lib.core.metrics import (
     boxed_label_match,
     containment,
     exact_match,

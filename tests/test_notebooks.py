@@ -6,7 +6,7 @@ import jupytext
 import papermill as pm
 import pytest
 
-from finemem_lib.quiet import kernel_config
+from finemem_lib.infra.quiet import kernel_config
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 

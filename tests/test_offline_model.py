@@ -17,9 +17,9 @@ from finemem_lib.agents.offline_model import (
     tokenizer_corpus,
     train_tokenizer,
 )
+from finemem_lib.core.memory import Memory, Operation, OpKind
+from finemem_lib.core.ops import operation_to_call, parse_operations, render_tool_calls, tool_schemas
 from finemem_lib.data.instance import QA, Instance
-from finemem_lib.memory import Memory, Operation, OpKind
-from finemem_lib.ops import operation_to_call, parse_operations, render_tool_calls, tool_schemas
 from tests.tiny import TINY_MODEL
 
 TINY = TINY_MODEL

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from finemem_lib.memory import Memory, Operation, OpKind, OpResult
-from finemem_lib.ops import (
+from finemem_lib.core.memory import Memory, Operation, OpKind, OpResult
+from finemem_lib.core.ops import (
     format_score,
     operation_to_call,
     parse_operations,

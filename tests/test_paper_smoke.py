@@ -2,7 +2,7 @@
 
 ``paper-smoke`` is ``paper`` with tiny sizes and local endpoints: schema-exact Memalpha / MemoryAgentBench
 stand-ins and a random-weight Qwen3 written by :mod:`finemem_lib.data.schema_fixtures` into a temporary
-Hub-like folder, and the reasoner and chunk-QA generator/verifier served by :mod:`finemem_lib.scripted_llm`
+Hub-like folder, and the reasoner and chunk-QA generator/verifier served by :mod:`finemem_lib.agents.scripted_llm`
 on 127.0.0.1 (it stops by itself). Notebooks run in order and share one results/data folder.
 """
 
@@ -17,11 +17,11 @@ import papermill as pm
 import pytest
 
 from finemem_lib.agents.reasoner import AnswerRequest, build_reasoner
-from finemem_lib.config import load_profile
+from finemem_lib.agents.scripted_llm import ScriptedLLMServer
+from finemem_lib.core.memory import MemoryItem
 from finemem_lib.data.prepared import load_prepared, prepared_splits
 from finemem_lib.data.schema_fixtures import write_hub_fixture
-from finemem_lib.memory import MemoryItem
-from finemem_lib.scripted_llm import ScriptedLLMServer
+from finemem_lib.infra.config import load_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("0[0-9]_*.ipynb"))

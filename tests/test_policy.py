@@ -8,9 +8,9 @@ import torch
 from finemem_lib.agents import prompts
 from finemem_lib.agents.offline_model import build_offline_model, tokenizer_corpus, train_tokenizer
 from finemem_lib.agents.policy import ManagerPolicy, SamplingParams, load_manager, sampling_from_config
+from finemem_lib.core.memory import Memory, Operation, OpKind
+from finemem_lib.core.ops import format_score, parse_operations
 from finemem_lib.data.instance import QA, Instance
-from finemem_lib.memory import Memory, Operation, OpKind
-from finemem_lib.ops import format_score, parse_operations
 
 TINY = {
     "hidden_size": 32,

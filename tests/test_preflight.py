@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from finemem_lib import preflight
-from finemem_lib.config import load_profile
+from finemem_lib.infra.config import load_profile
+from finemem_lib.repro import preflight
 
 
 @pytest.fixture(autouse=True)

@@ -4,9 +4,9 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from finemem_lib.memory import Memory, Operation, OpKind
-from finemem_lib.ops import parse_operations
-from finemem_lib.rewards import eara, evidence_contribution, group_advantages
+from finemem_lib.core.memory import Memory, Operation, OpKind
+from finemem_lib.core.ops import parse_operations
+from finemem_lib.core.rewards import eara, evidence_contribution, group_advantages
 
 scores_st = st.floats(0.0, 1.0, allow_nan=False)
 

@@ -8,17 +8,17 @@ import random
 import numpy as np
 import pytest
 
-from finemem_lib import qa
 from finemem_lib.agents import AnswerRequest, Reasoner
 from finemem_lib.agents.instructions import CHUNK_QA_SOURCE
 from finemem_lib.agents.reasoner_offline import OfflineReader
-from finemem_lib.baselines import store_everything
+from finemem_lib.core.memory import Memory, Operation, OpKind
+from finemem_lib.core.retrieval import BM25Index
+from finemem_lib.core.rewards import evidence_contribution
+from finemem_lib.core.sentences import split_sentences
 from finemem_lib.data.instance import QA, Instance
 from finemem_lib.data.synthetic import build_synthetic
-from finemem_lib.memory import Memory, Operation, OpKind
-from finemem_lib.retrieval import BM25Index
-from finemem_lib.rewards import evidence_contribution
-from finemem_lib.sentences import split_sentences
+from finemem_lib.episodes import qa
+from finemem_lib.episodes.baselines import store_everything
 
 
 class RecordingReasoner(Reasoner):

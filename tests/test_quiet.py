@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import os
 
-from finemem_lib import quiet
-from finemem_lib.retrieval import BM25Index
+from finemem_lib.core.retrieval import BM25Index
+from finemem_lib.infra import quiet
 
 
 def test_building_an_index_logs_nothing_even_at_debug(caplog):
@@ -17,7 +17,7 @@ def test_building_an_index_logs_nothing_even_at_debug(caplog):
 
 
 def test_progress_bars_only_for_a_terminal(monkeypatch):
-    from finemem_lib import progress
+    from finemem_lib.infra import progress
 
     class Pipe:
         def isatty(self):

@@ -17,12 +17,12 @@ from finemem_lib.agents.instructions import (
     expects_boxed_label,
     query_instruction,
 )
+from finemem_lib.agents.llm_client import LLMError
 from finemem_lib.agents.reasoner import clean_output
 from finemem_lib.agents.reasoner_offline import UNKNOWN, OfflineReader
 from finemem_lib.agents.reasoner_openai import OpenAIReasoner
-from finemem_lib.config import load_profile
-from finemem_lib.llm_client import LLMError
-from finemem_lib.memory import MemoryItem
+from finemem_lib.core.memory import MemoryItem
+from finemem_lib.infra.config import load_profile
 
 
 def items(*texts: str) -> tuple[MemoryItem, ...]:

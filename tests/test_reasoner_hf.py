@@ -12,7 +12,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers  # noqa: E402
 
 from finemem_lib.agents import AnswerRequest, build_reasoner  # noqa: E402
 from finemem_lib.agents.reasoner_hf import HFReasoner  # noqa: E402
-from finemem_lib.memory import MemoryItem  # noqa: E402
+from finemem_lib.core.memory import MemoryItem  # noqa: E402
 
 SPECIALS = ["<unk>", "<pad>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
 WORDS = "system user assistant what is the colour of zorvan kell teal lima oslo where does live in city 1. 2.".split()  # noqa: SIM905

@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from finemem_lib import qa
 from finemem_lib.agents import AnswerRequest, build_reasoner
+from finemem_lib.agents.llm_client import ChatClient, LLMError
 from finemem_lib.agents.reasoner_offline import OfflineReader
 from finemem_lib.agents.reasoner_openai import OpenAIReasoner
+from finemem_lib.core.memory import Memory, MemoryItem, Operation, OpKind
 from finemem_lib.data.instance import QA
-from finemem_lib.llm_client import ChatClient, LLMError
-from finemem_lib.memory import Memory, MemoryItem, Operation, OpKind
+from finemem_lib.episodes import qa
 from tests.loopback_llm import LoopbackLLM
 
 

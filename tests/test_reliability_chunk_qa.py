@@ -7,9 +7,9 @@ import json
 
 import pytest
 
+from finemem_lib.agents.llm_client import ChatClient
 from finemem_lib.data.chunk_qa import NOT_ANSWERABLE, ChunkQABuilder, ChunkQACache, ChunkQASettings, parse_qa_pairs
 from finemem_lib.data.instance import QA, Instance
-from finemem_lib.llm_client import ChatClient
 from tests.loopback_llm import LoopbackLLM
 
 CHUNKS = (

@@ -13,11 +13,12 @@ import time
 
 import pytest
 
-from finemem_lib import llm_client, qa
+from finemem_lib.agents import llm_client
+from finemem_lib.agents.llm_client import ChatClient, LLMError, no_answer_reason, retry_after_s
 from finemem_lib.agents.reasoner_openai import OpenAIReasoner
+from finemem_lib.core.memory import Memory, Operation, OpKind
 from finemem_lib.data.instance import QA
-from finemem_lib.llm_client import ChatClient, LLMError, no_answer_reason, retry_after_s
-from finemem_lib.memory import Memory, Operation, OpKind
+from finemem_lib.episodes import qa
 from tests.loopback_llm import LoopbackLLM
 
 HELLO = [{"role": "user", "content": "hello"}]

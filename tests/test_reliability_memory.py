@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from finemem_lib.memory import Memory, Operation, OpKind
-from finemem_lib.ops import format_score, parse_operations, render_tool_calls
+from finemem_lib.core.memory import Memory, Operation, OpKind
+from finemem_lib.core.ops import format_score, parse_operations, render_tool_calls
 
 
 def test_an_update_to_text_held_elsewhere_merges_instead_of_duplicating():

@@ -16,9 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from finemem_lib import safe_json
-from finemem_lib.memory import Operation, OpKind
-from finemem_lib.ops import MAX_CALLS, parse_operations, render_tool_calls
+from finemem_lib.core import safe_json
+from finemem_lib.core.memory import Operation, OpKind
+from finemem_lib.core.ops import MAX_CALLS, parse_operations, render_tool_calls
 
 STYLES = ("content", "extractive")
 

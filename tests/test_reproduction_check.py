@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from finemem_lib.reproduction import compare_folders, main
+from finemem_lib.repro.reproduction import compare_folders, main
 
 
 def _tables(folder, value=0.25, extra=False):

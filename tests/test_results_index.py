@@ -2,7 +2,7 @@
 
 import json
 
-from finemem_lib.results_index import results_rows, write_results_index
+from finemem_lib.repro.results_index import results_rows, write_results_index
 
 
 def test_index_lists_every_file_with_its_command(tmp_path):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from finemem_lib.config import repo_root
-from finemem_lib.notebook_run import _relative
+from finemem_lib.infra.config import repo_root
+from finemem_lib.repro.notebook_run import _relative
 
 TEXT_SUFFIXES = {".json", ".jsonl", ".ipynb", ".csv", ".md", ".html"}
 # the project folder itself, or the usual homes of a checkout or a scratch folder on any machine

@@ -2,8 +2,8 @@
 
 from rank_bm25 import BM25Okapi
 
-from finemem_lib.memory import MemoryItem
-from finemem_lib.retrieval import BM25Index, bm25_top_k, tokenize
+from finemem_lib.core.memory import MemoryItem
+from finemem_lib.core.retrieval import BM25Index, bm25_top_k, tokenize
 
 
 def items(*texts: str) -> list[MemoryItem]:

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from finemem_lib.rewards import (
+from finemem_lib.core.rewards import (
     chunk_step_reward,
     compression_reward,
     eara,

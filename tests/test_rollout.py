@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from finemem_lib import rewards
 from finemem_lib.agents.policy import ManagerPolicy, SamplingParams
 from finemem_lib.agents.reasoner_offline import OfflineReader
+from finemem_lib.core import rewards
+from finemem_lib.core.memory import Operation, OpKind
+from finemem_lib.core.ops import render_tool_calls
 from finemem_lib.data.synthetic import build_synthetic
-from finemem_lib.memory import Operation, OpKind
-from finemem_lib.ops import render_tool_calls
-from finemem_lib.rollout import RolloutSettings, group_advantages, group_step_rewards, rollout
+from finemem_lib.episodes.rollout import RolloutSettings, group_advantages, group_step_rewards, rollout
 from tests.tiny import TINY_BENCH, tiny_policy
 
 

@@ -12,8 +12,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from finemem_lib.config import load_profile
-from finemem_lib.paths import profile_paths
+from finemem_lib.infra.config import load_profile
+from finemem_lib.infra.paths import profile_paths
 from finemem_lib.training import runner
 from finemem_lib.training.runner import (
     RUN_IDENTITY,

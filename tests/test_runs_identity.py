@@ -9,11 +9,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from finemem_lib.config import load_profile
 from finemem_lib.data.synthetic import build_synthetic
-from finemem_lib.identity import data_hash, files_hash, identity_changes, model_hash, run_identity
-from finemem_lib.paths import from_repo, profile_paths, repo_relative
-from finemem_lib.pipeline import sft_identity, sft_reuse_decision
+from finemem_lib.infra.config import load_profile
+from finemem_lib.infra.identity import data_hash, files_hash, identity_changes, model_hash, run_identity
+from finemem_lib.infra.paths import from_repo, profile_paths, repo_relative
+from finemem_lib.repro.pipeline import sft_identity, sft_reuse_decision
 from finemem_lib.training.runner import RUN_LOG, reusable_run, run_dirs, run_name
 
 

@@ -8,17 +8,17 @@ import openai
 import pyarrow.parquet as pq
 import pytest
 
+from finemem_lib.agents.llm_client import ChatClient
 from finemem_lib.agents.reasoner import AnswerRequest
 from finemem_lib.agents.reasoner_openai import OpenAIReasoner
-from finemem_lib.config import expand_env, load_profile
+from finemem_lib.agents.scripted_llm import MODEL, ScriptedLLMServer
+from finemem_lib.core.memory import MemoryItem
+from finemem_lib.core.metrics import score
 from finemem_lib.data.chunk_qa import ChunkQABuilder, ChunkQASettings
 from finemem_lib.data.memalpha import load_memalpha, load_memalpha_mab
 from finemem_lib.data.memoryagentbench import load_memoryagentbench
 from finemem_lib.data.schema_fixtures import write_mab, write_memalpha, write_memalpha_mab
-from finemem_lib.llm_client import ChatClient
-from finemem_lib.memory import MemoryItem
-from finemem_lib.metrics import score
-from finemem_lib.scripted_llm import MODEL, ScriptedLLMServer
+from finemem_lib.infra.config import expand_env, load_profile
 
 MEMALPHA_COLUMNS = [
     "instance_id",
@@ -137,7 +137,7 @@ def test_paper_smoke_profile_falls_back_to_the_data_folder(monkeypatch):
     cfg = load_profile("paper-smoke")
     assert cfg["name"] == "paper-smoke"
     assert cfg["data"]["memalpha"]["local_dir"] == "data/paper-smoke/hub/Memalpha"
-    from finemem_lib.config import repo_root
-    from finemem_lib.paths import profile_paths
+    from finemem_lib.infra.config import repo_root
+    from finemem_lib.infra.paths import profile_paths
 
     assert profile_paths(cfg, create=False).results == repo_root() / "results" / "paper-smoke"

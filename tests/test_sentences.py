@@ -1,6 +1,6 @@
 """The offline sentence splitter."""
 
-from finemem_lib.sentences import split_sentences
+from finemem_lib.core.sentences import split_sentences
 
 
 def test_plain_sentences():

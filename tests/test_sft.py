@@ -11,9 +11,9 @@ from finemem_lib.agents.offline_model import build_offline_model, tokenizer_corp
 from finemem_lib.agents.policy import Generation, ManagerPolicy, load_manager
 from finemem_lib.agents.sft import build_sft_examples, evaluate_format, sft_stats, train_sft_manager
 from finemem_lib.agents.teacher import TeacherConfig, replay_teacher
-from finemem_lib.config import load_profile
+from finemem_lib.core.ops import render_tool_calls, tool_schemas
 from finemem_lib.data.synthetic import build_synthetic
-from finemem_lib.ops import render_tool_calls, tool_schemas
+from finemem_lib.infra.config import load_profile
 from tests.tiny import TINY_MODEL
 
 KNOBS = {"train_instances": 2, "test_instances": 1, "chunks_per_instance": 3, "sentences_per_chunk": 5}

@@ -9,7 +9,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, Qwen3Config, Qwen3ForCau
 from finemem_lib.agents.policy import load_manager
 from finemem_lib.agents.reasoner_offline import OfflineReader
 from finemem_lib.data.synthetic import build_synthetic
-from finemem_lib.rollout import RolloutSettings, SamplingParams
+from finemem_lib.episodes.rollout import RolloutSettings, SamplingParams
 from finemem_lib.training import shared_prefix
 from finemem_lib.training.config import TrainingSettings, grpo_config
 from finemem_lib.training.grpo import StepCreditGRPOTrainer

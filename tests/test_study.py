@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from finemem_lib.config import load_profile
+from finemem_lib.infra.config import load_profile
 from finemem_lib.training import study
 from finemem_lib.training.study import (
     PlannedRun,
@@ -76,7 +76,7 @@ def test_bad_plans_name_the_problem(group, match):
 
 
 def test_the_committed_plan_loads_and_puts_the_main_comparison_first(tmp_path):
-    from finemem_lib.config import repo_root
+    from finemem_lib.infra.config import repo_root
 
     runs = load_plan(repo_root() / "configs" / "study_long.yaml", load_profile("long"))
     main = [r for r in runs if r.group == "main"]
@@ -155,7 +155,7 @@ def test_learning_efficiency_is_the_first_step_reaching_or_only_final():
 def test_the_study_trains_evaluates_and_resumes_without_training_again(tmp_path, monkeypatch):
     """End to end on the smoke profile: 2 runs, held-out files, tables; a second call reuses them."""
     from finemem_lib.data.prepared import prepare_profile_data
-    from finemem_lib.paths import profile_paths
+    from finemem_lib.infra.paths import profile_paths
 
     profile = load_profile("smoke")
     profile["training"]["max_steps"] = 1
@@ -203,7 +203,7 @@ def _fake_finished_run(paths, profile, planned, scores, curve):
 
 
 def test_study_figures_and_tables_from_finished_runs(tmp_path):
-    from finemem_lib.paths import ProfilePaths
+    from finemem_lib.infra.paths import ProfilePaths
 
     paths = ProfilePaths(tmp_path / "data", tmp_path / "results").ensure()
     groups = [
@@ -230,7 +230,7 @@ def test_study_figures_and_tables_from_finished_runs(tmp_path):
 
 
 def test_a_group_marked_ood_is_scored_out_of_distribution_and_gets_its_own_ablation_table(tmp_path):
-    from finemem_lib.paths import ProfilePaths
+    from finemem_lib.infra.paths import ProfilePaths
 
     groups = [{"name": "beta", "variants": ["finemem"], "seeds": [0, 1], "ood": True,
                "sweep": {"rewards": {"beta": [0.5, 1.0]}}},
@@ -305,7 +305,7 @@ def test_two_study_processes_share_a_plan_run_by_run(tmp_path):
 
 
 def test_a_study_plan_is_not_a_profile():
-    from finemem_lib.config import profile_names
+    from finemem_lib.infra.config import profile_names
 
     assert "study_long" not in profile_names() and "long" in profile_names()
     with pytest.raises(ValueError, match="is a study plan"):

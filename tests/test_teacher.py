@@ -7,9 +7,9 @@ import random
 import pytest
 
 from finemem_lib.agents.teacher import TeacherConfig, decide_ops, replay_teacher, sentence_metadata
+from finemem_lib.core.memory import OpKind
 from finemem_lib.data.instance import Instance
 from finemem_lib.data.synthetic import build_synthetic
-from finemem_lib.memory import OpKind
 
 KNOBS = {"train_instances": 6, "test_instances": 1, "chunks_per_instance": 4, "sentences_per_chunk": 6}
 

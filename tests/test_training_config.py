@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from finemem_lib.config import load_profile
 from finemem_lib.data.instance import QA, Instance
-from finemem_lib.rollout import RolloutSettings
+from finemem_lib.episodes.rollout import RolloutSettings
+from finemem_lib.infra.config import load_profile
 from finemem_lib.training.cli import parse_overrides
 from finemem_lib.training.config import TrainingSettings, grpo_config, micro_batch_plan, training_settings
 from finemem_lib.training.grpo import InstanceRoundSampler
@@ -216,7 +216,7 @@ def _result(variant, seed, qa):
 
 
 def test_study_tables_and_figures(tmp_path):
-    from finemem_lib.paths import profile_paths
+    from finemem_lib.infra.paths import profile_paths
 
     results = [_result(v, s, qa) for v, qa in (("or_only", 0.3), ("finemem", 0.4)) for s in (0, 1)]
     table = heldout_table(results)

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from finemem_lib import rewards
 from finemem_lib.agents.policy import SamplingParams, load_manager
 from finemem_lib.agents.reasoner_offline import OfflineReader
+from finemem_lib.core import rewards
 from finemem_lib.data.synthetic import build_synthetic
-from finemem_lib.qa import QAResult
-from finemem_lib.rollout import Episode, RolloutSettings, StepRecord
+from finemem_lib.episodes.qa import QAResult
+from finemem_lib.episodes.rollout import Episode, RolloutSettings, StepRecord
 from finemem_lib.training.config import TrainingSettings, grpo_config
 from finemem_lib.training.grpo import StepCreditGRPOTrainer
 from finemem_lib.training.samples import StepSample, collate_step_samples, split_micro_batches, step_samples

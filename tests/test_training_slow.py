@@ -19,7 +19,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from finemem_lib.config import load_profile, repo_root
+from finemem_lib.infra.config import load_profile, repo_root
 
 pytestmark = pytest.mark.slow
 

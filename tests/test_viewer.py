@@ -13,8 +13,8 @@ import pytest
 
 from finemem_lib.agents.reasoner import build_reasoner
 from finemem_lib.data.synthetic import build_synthetic
-from finemem_lib.rollout import RolloutSettings, group_advantages, rollout
-from finemem_lib.viewer import CSP, episode_html, show_episode, write_episode_html
+from finemem_lib.episodes.rollout import RolloutSettings, group_advantages, rollout
+from finemem_lib.report.viewer import CSP, episode_html, show_episode, write_episode_html
 from tests.tiny import TINY_BENCH, ScriptedPolicy
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "chrome")
@@ -149,8 +149,8 @@ def test_page_in_headless_chromium(instance, group, tmp_path):
 
 
 def test_a_duplicate_operation_is_not_shown_as_an_r_fmt_success():
-    from finemem_lib.memory import OpResult
-    from finemem_lib.viewer import _status
+    from finemem_lib.core.memory import OpResult
+    from finemem_lib.report.viewer import _status
 
     assert "executed" in _status(OpResult(True, "ok", "m1"))
     for reason in ("duplicate content: insert skipped", "duplicate content: m2 merged into m1"):

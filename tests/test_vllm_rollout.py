@@ -12,9 +12,9 @@ from trl.generation.vllm_generation import VLLMGeneration
 
 from finemem_lib.agents.policy import SamplingParams
 from finemem_lib.agents.sft import policy_settings
-from finemem_lib.config import load_profile
 from finemem_lib.data.instance import QA, Instance
-from finemem_lib.rollout import RolloutSettings
+from finemem_lib.episodes.rollout import RolloutSettings
+from finemem_lib.infra.config import load_profile
 from finemem_lib.training.config import TrainingSettings, grpo_config
 from finemem_lib.training.grpo import StepCreditGRPOTrainer
 from finemem_lib.training.vllm_rollout import (

@@ -43,9 +43,9 @@ class ScriptedPolicy:
         import torch
 
         from finemem_lib.agents.policy import Generation, StepPrompt
-        from finemem_lib.memory import Operation, OpKind
-        from finemem_lib.ops import render_tool_calls
-        from finemem_lib.sentences import split_sentences
+        from finemem_lib.core.memory import Operation, OpKind
+        from finemem_lib.core.ops import render_tool_calls
+        from finemem_lib.core.sentences import split_sentences
 
         prompts, generations = [], []
         for position, (chunk, memory) in enumerate(zip(chunks, memories, strict=True)):

@@ -9,7 +9,7 @@ substrings, so ``"not"`` or ``"know"`` also read as no).
 Configured like the reasoner: the ``scoring.judge`` section of a profile (``model``, ``base_url``,
 ``temperature``, ``max_new_tokens``, ``enable_thinking``, client settings) or, where it leaves them
 empty, ``JUDGE_BASE_URL`` / ``JUDGE_MODEL`` / ``JUDGE_API_KEY``. A request that fails after the
-client's retries raises :class:`~finemem_lib.llm_client.LLMError`; it is never scored 0 silently.
+client's retries raises :class:`~finemem_lib.agents.llm_client.LLMError`; it is never scored 0 silently.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from finemem_lib.llm_client import ChatClient, LLMError
+from finemem_lib.agents.llm_client import ChatClient, LLMError
 
 ENV_PREFIX = "JUDGE"
 

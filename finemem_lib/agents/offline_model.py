@@ -27,9 +27,9 @@ from transformers import (
 )
 
 from finemem_lib.agents import prompts
+from finemem_lib.core.memory import Operation, OpKind
+from finemem_lib.core.ops import STYLES, render_tool_calls, tool_schemas
 from finemem_lib.data.instance import Instance
-from finemem_lib.memory import Operation, OpKind
-from finemem_lib.ops import STYLES, render_tool_calls, tool_schemas
 
 PAD_TOKEN = "<|endoftext|>"
 IM_START = "<|im_start|>"

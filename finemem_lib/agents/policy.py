@@ -29,11 +29,11 @@ from typing import Any
 
 import torch
 
-from finemem_lib import atomic
 from finemem_lib.agents import prompts
 from finemem_lib.agents.decoding import IncrementalDecoder, shared_prefix, unsupported_reason
-from finemem_lib.memory import Memory
-from finemem_lib.ops import STYLES, tool_schemas
+from finemem_lib.core.memory import Memory
+from finemem_lib.core.ops import STYLES, tool_schemas
+from finemem_lib.infra import atomic
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ class ManagerPolicy:
         style: op style, ``content`` (free text) or ``extractive`` (sentence numbers).
         view_k: memory items shown in the prompt (Mem-alpha: 5); halved while the prompt is too long.
         view_order: ``recency`` (last written) or ``position`` (Mem-alpha: last by list position, with
-            "showing k of M" in the heading); see :meth:`finemem_lib.memory.Memory.view`.
+            "showing k of M" in the heading); see :meth:`finemem_lib.core.memory.Memory.view`.
         max_prompt_tokens: prompt budget that triggers the halving.
         batch_size: prompts per ``generate`` call.
         with_tools: render the tool schemas through the chat template's ``tools``.

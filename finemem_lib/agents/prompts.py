@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from finemem_lib.memory import MemoryItem
-from finemem_lib.ops import STYLES, render_numbered_sentences
-from finemem_lib.sentences import split_sentences
+from finemem_lib.core.memory import MemoryItem
+from finemem_lib.core.ops import STYLES, render_numbered_sentences
+from finemem_lib.core.sentences import split_sentences
 
 EMPTY_MEMORY = "(memory is empty)"
 

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from finemem_lib.agents.instructions import build_messages
-from finemem_lib.memory import MemoryItem
-from finemem_lib.metrics import clean_prediction
+from finemem_lib.core.memory import MemoryItem
+from finemem_lib.core.metrics import clean_prediction
 
 BACKENDS = ("offline", "hf", "openai")
 
@@ -63,7 +63,7 @@ class Answer:
 
 
 def clean_output(text: str) -> str:
-    """Drop a reasoning trace as Mem-alpha does (:func:`finemem_lib.metrics.clean_prediction`): keep the
+    """Drop a reasoning trace as Mem-alpha does (:func:`finemem_lib.core.metrics.clean_prediction`): keep the
     text after the first ``</think>`` (up to a second one); a ``<think>`` left over gives ``"Empty"``."""
     return clean_prediction(text).strip()
 

@@ -25,7 +25,7 @@ from typing import ClassVar
 
 from finemem_lib.agents.instructions import expects_boxed_label
 from finemem_lib.agents.reasoner import AnswerRequest, Reasoner
-from finemem_lib.memory import MemoryItem
+from finemem_lib.core.memory import MemoryItem
 
 UNKNOWN = "I don't know"
 

@@ -1,7 +1,7 @@
 """Reasoner backend: an OpenAI-compatible chat endpoint (vLLM serving Qwen3-32B, OpenAI, ...).
 
-Requests run concurrently through :class:`~finemem_lib.llm_client.ChatClient` (timeouts, retries
-with backoff). A request that still fails raises :class:`~finemem_lib.llm_client.LLMError`: the
+Requests run concurrently through :class:`~finemem_lib.agents.llm_client.ChatClient` (timeouts, retries
+with backoff). A request that still fails raises :class:`~finemem_lib.agents.llm_client.LLMError`: the
 caller never gets a silent empty answer scored 0.
 """
 
@@ -11,8 +11,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from finemem_lib.agents.llm_client import ChatClient, LLMError
 from finemem_lib.agents.reasoner import AnswerRequest, Reasoner
-from finemem_lib.llm_client import ChatClient, LLMError
 
 ENV_PREFIX = "REASONER"
 """``REASONER_BASE_URL``, ``REASONER_MODEL``, ``REASONER_API_KEY`` when the config leaves them empty."""

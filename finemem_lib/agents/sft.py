@@ -24,16 +24,16 @@ from typing import Any
 
 import torch
 
-from finemem_lib import determinism
 from finemem_lib.agents import prompts
 from finemem_lib.agents.offline_model import build_offline_model, count_parameters, tokenizer_corpus, train_tokenizer
 from finemem_lib.agents.policy import MANAGER_META_FILE, ManagerPolicy, SamplingParams, id_style_for, load_manager
 from finemem_lib.agents.teacher import TeacherConfig, replay_teacher
+from finemem_lib.core.memory import Memory, OpKind
+from finemem_lib.core.ops import format_score, operation_to_call, parse_operations, tool_schemas
 from finemem_lib.data.instance import Instance
-from finemem_lib.memory import Memory, OpKind
-from finemem_lib.ops import format_score, operation_to_call, parse_operations, tool_schemas
-from finemem_lib.paths import repo_relative
-from finemem_lib.progress import progress_enabled
+from finemem_lib.infra import determinism
+from finemem_lib.infra.paths import repo_relative
+from finemem_lib.infra.progress import progress_enabled
 
 logger = logging.getLogger(__name__)
 
@@ -183,7 +183,7 @@ def train_sft_manager(
     knobs, epochs, batch size, learning rate, ...) from the profile. The folder holds the model, the
     tokenizer and ``finemem_manager.json`` (policy settings and training stats: wall time, examples,
     tokens, parameters, loss curve), the ``identity`` it was trained for (see
-    :func:`finemem_lib.pipeline.sft_identity`) and the thread/determinism settings; load it with
+    :func:`finemem_lib.repro.pipeline.sft_identity`) and the thread/determinism settings; load it with
     :func:`load_manager`. Threads: ``sft.num_threads``, else ``runtime.threads``, else the free cores.
     """
     from datasets import Dataset

@@ -13,7 +13,7 @@ example; ``key``) and decides, sentence by sentence with seeded coin flips, what
 
 So the teacher misses some facts, keeps some distractors and rarely updates: the cold-started
 manager is usable but leaves the RL stage room to improve. :func:`replay_teacher` runs it through a
-:class:`~finemem_lib.memory.Memory`, tracking key -> memory id, and records what the manager would
+:class:`~finemem_lib.core.memory.Memory`, tracking key -> memory id, and records what the manager would
 see at every step.
 """
 
@@ -25,9 +25,9 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from finemem_lib.agents.prompts import chunk_sentences
+from finemem_lib.core.memory import Memory, MemoryItem, Operation, OpKind, OpResult
+from finemem_lib.core.ops import STYLES
 from finemem_lib.data.instance import Instance
-from finemem_lib.memory import Memory, MemoryItem, Operation, OpKind, OpResult
-from finemem_lib.ops import STYLES
 
 
 @dataclass(frozen=True)

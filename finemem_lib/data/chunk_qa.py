@@ -5,7 +5,7 @@ each question from that chunk alone and the pair is kept only when the verifier'
 duplicates are removed (a question asked twice keeps its first verified pair) and at most ``k`` pairs
 (default 5) are kept per chunk, in generation order.
 
-Both models are reached through :class:`finemem_lib.llm_client.ChatClient` (any OpenAI-compatible
+Both models are reached through :class:`finemem_lib.agents.llm_client.ChatClient` (any OpenAI-compatible
 server; base URL, model and key from the environment with :meth:`ChatClient.from_env`). Chunks are
 processed concurrently. Each finished chunk is appended to a JSONL cache (one line per chunk, keyed
 by a hash of the chunk text and the build settings) and flushed at once, so an interrupted build
@@ -31,11 +31,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from finemem_lib import safe_json
+from finemem_lib.agents.llm_client import ChatClient
+from finemem_lib.core import safe_json
+from finemem_lib.core.metrics import normalize_answer
 from finemem_lib.data.instance import QA, Instance
-from finemem_lib.llm_client import ChatClient
-from finemem_lib.metrics import normalize_answer
-from finemem_lib.progress import progress_bar
+from finemem_lib.infra.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ def _usable_text(value: object) -> bool:
 def parse_qa_pairs(reply: str) -> list[tuple[str, str]]:
     """(question, answer) pairs from a generator reply: a JSON list, possibly fenced or inside an object.
 
-    The JSON is read with :mod:`finemem_lib.safe_json`, so a pathological reply (a 5,000-digit number,
+    The JSON is read with :mod:`finemem_lib.core.safe_json`, so a pathological reply (a 5,000-digit number,
     deep nesting) is a :class:`ChunkQAError` like any other unusable reply; a pair whose text is not
     valid Unicode (a lone surrogate) is dropped.
     """
@@ -309,7 +309,7 @@ class ChunkQABuilder:
         """Verified QA pairs for one chunk (not cached) and the number of generated candidates.
 
         Raises :class:`NoVerifiedQA` when none is left, :class:`ChunkQAError` or
-        :class:`~finemem_lib.llm_client.LLMError` when a reply cannot be used.
+        :class:`~finemem_lib.agents.llm_client.LLMError` when a reply cannot be used.
         """
         generated = self._generate(chunk)
         if not generated:

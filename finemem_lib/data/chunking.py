@@ -1,6 +1,6 @@
 """Sentence packing under a token budget, as MemoryAgentBench and Mem-alpha chunk long contexts.
 
-Text is split into sentences (offline, :func:`finemem_lib.sentences.split_sentences`), then sentences
+Text is split into sentences (offline, :func:`finemem_lib.core.sentences.split_sentences`), then sentences
 are packed greedily in order while the chunk's token count stays within ``chunk_size``; a sentence
 longer than ``chunk_size`` becomes a chunk of its own, whole. Empty text gives no chunks.
 
@@ -9,7 +9,7 @@ the sum by at most a token or so per sentence boundary; summing keeps packing li
 
 Token counting is pluggable (any ``Callable[[str], int]``): :func:`make_token_counter` loads a
 Hugging Face tokenizer that is available offline (a local path, or a name already in the cache) and
-otherwise falls back to :func:`finemem_lib.tokens.regex_token_count` (about one token per word or
+otherwise falls back to :func:`finemem_lib.core.tokens.regex_token_count` (about one token per word or
 punctuation mark), with a warning.
 """
 
@@ -19,8 +19,8 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from finemem_lib.sentences import split_sentences
-from finemem_lib.tokens import TokenCounter, hf_token_counter, regex_token_count
+from finemem_lib.core.sentences import split_sentences
+from finemem_lib.core.tokens import TokenCounter, hf_token_counter, regex_token_count
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from finemem_lib.config import load_profile, profile_names
 from finemem_lib.data.memalpha import DataNotAvailableError
 from finemem_lib.data.prepared import prepare_profile_data
-from finemem_lib.paths import profile_paths
+from finemem_lib.infra.config import load_profile, profile_names
+from finemem_lib.infra.paths import profile_paths
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -34,9 +34,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from finemem_lib.core.tokens import TokenCounter
 from finemem_lib.data.instance import Instance
 from finemem_lib.data.memoryagentbench import load_memoryagentbench
-from finemem_lib.tokens import TokenCounter
 
 GENERATOR_VERSION = "finemem-mab-synthetic-1"
 

@@ -11,7 +11,7 @@ Mapping to :class:`Instance`: ``id = "<data_source>/<instance_id>"``, ``source =
 
 Every row is checked, and an error names the file, the row index, the instance id and the column:
 text that is not valid UTF-8, JSON that is invalid, nested deeper than 64 levels or holds a number
-longer than 100 characters (read by :mod:`finemem_lib.safe_json`), a count (``num_chunks``,
+longer than 100 characters (read by :mod:`finemem_lib.core.safe_json`), a count (``num_chunks``,
 ``num_questions``) that is NaN or disagrees with the row, a blank chunk, a row with no question
 (it would score 0.0 and still be averaged in), a NaN or infinite answer (it would become the gold
 ``"nan"``), an instance id seen before in the same load. With ``on_error="skip"`` such rows are
@@ -34,7 +34,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from finemem_lib import safe_json
+from finemem_lib.core import safe_json
 from finemem_lib.data.instance import QA, Instance
 
 log = logging.getLogger(__name__)

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from finemem_lib.core.tokens import TokenCounter
 from finemem_lib.data.chunking import chunk_text, default_chunk_size
 from finemem_lib.data.instance import QA, Instance
 from finemem_lib.data.memalpha import (
@@ -37,7 +38,6 @@ from finemem_lib.data.memalpha import (
     invalid_text_error,
     read_parquet_rows,
 )
-from finemem_lib.tokens import TokenCounter
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,8 @@ from typing import Any
 
 import pandas as pd
 
-from finemem_lib import atomic
+from finemem_lib.agents.llm_client import LLMError
+from finemem_lib.core.tokens import TokenCounter, regex_token_count
 from finemem_lib.data.chunk_qa import ChunkQABuilder, ChunkQASettings
 from finemem_lib.data.chunking import make_token_counter
 from finemem_lib.data.instance import Instance
@@ -30,8 +31,7 @@ from finemem_lib.data.memalpha import (
 )
 from finemem_lib.data.memoryagentbench import load_memoryagentbench
 from finemem_lib.data.synthetic import build_synthetic
-from finemem_lib.llm_client import LLMError
-from finemem_lib.tokens import TokenCounter, regex_token_count
+from finemem_lib.infra import atomic
 
 log = logging.getLogger(__name__)
 

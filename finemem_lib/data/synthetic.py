@@ -15,7 +15,7 @@ and BM25 find the fact and cannot tell an old version from a new one by the ques
 sentence length decides which version BM25 ranks first, and the templates' lengths are chosen so that
 an update is as likely to rank above the version it replaces as below it. Keeping stale versions thus
 hurts (UPDATE matters) without systematically favouring either version. A chunk is its sentences joined
-by single spaces and :func:`finemem_lib.sentences.split_sentences` gives them back exactly.
+by single spaces and :func:`finemem_lib.core.sentences.split_sentences` gives them back exactly.
 
 ``Instance.metadata`` records, per chunk and sentence, ``{"role", "key", "value", "asked"}``: role is
 ``fact`` (first statement of a key), ``update`` (a later statement of the same key, which supersedes

@@ -11,11 +11,11 @@ import argparse
 import logging
 import sys
 
-from finemem_lib.config import load_profile
 from finemem_lib.evaluation.runner import EvaluationSetupError, run_evaluation
 from finemem_lib.evaluation.sources import UnknownSourceError
 from finemem_lib.evaluation.tables import AVERAGING_RULES, paper_tables
-from finemem_lib.paths import profile_paths
+from finemem_lib.infra.config import load_profile
+from finemem_lib.infra.paths import profile_paths
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from finemem_lib.config import repo_root
 from finemem_lib.data.instance import Instance
-from finemem_lib.paths import ProfilePaths, repo_relative
+from finemem_lib.infra.config import repo_root
+from finemem_lib.infra.paths import ProfilePaths, repo_relative
 
 BUILTIN = ("memalpha", "mab")
 MAB_SOURCES = ("synthetic", "memalpha", "raw")

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from finemem_lib.core.tokens import TokenCounter, regex_token_count
 from finemem_lib.data.instance import Instance
 from finemem_lib.evaluation.benchmarks import Benchmark
-from finemem_lib.tokens import TokenCounter, regex_token_count
 
 
 def benchmark_overview(

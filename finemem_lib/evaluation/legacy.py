@@ -16,12 +16,12 @@ import pandas as pd
 
 from finemem_lib.agents.policy import ManagerPolicy
 from finemem_lib.agents.reasoner import Reasoner
-from finemem_lib.baselines import BASELINES, run_baseline, store_everything_memory
+from finemem_lib.core.tokens import TokenCounter, regex_token_count, token_counter_from_config
 from finemem_lib.data.instance import Instance
-from finemem_lib.progress import progress
-from finemem_lib.qa import mean_score, qa_options_from_config
-from finemem_lib.rollout import settings_from_config
-from finemem_lib.tokens import TokenCounter, regex_token_count, token_counter_from_config
+from finemem_lib.episodes.baselines import BASELINES, run_baseline, store_everything_memory
+from finemem_lib.episodes.qa import mean_score, qa_options_from_config
+from finemem_lib.episodes.rollout import settings_from_config
+from finemem_lib.infra.progress import progress
 
 CLASSIC_BASELINES = tuple(name for name in BASELINES if name != "closed_book")
 

@@ -18,15 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from finemem_lib import baselines
 from finemem_lib.agents.reasoner import Reasoner
-from finemem_lib.config import repo_root
+from finemem_lib.core.sentences import split_sentences
+from finemem_lib.core.tokens import TokenCounter, regex_token_count
 from finemem_lib.data.instance import Instance
-from finemem_lib.identity import model_hash
-from finemem_lib.paths import ProfilePaths
-from finemem_lib.qa import QAResult
-from finemem_lib.sentences import split_sentences
-from finemem_lib.tokens import TokenCounter, regex_token_count
+from finemem_lib.episodes import baselines
+from finemem_lib.episodes.qa import QAResult
+from finemem_lib.infra.config import repo_root
+from finemem_lib.infra.identity import model_hash
+from finemem_lib.infra.paths import ProfilePaths
 
 BASELINE_NAMES = ("long_context", "rag_bm25", "store_everything", "closed_book")
 
@@ -58,7 +58,7 @@ class InstanceResult:
 
 
 def model_fingerprint(model: str | None) -> str | None:
-    """The content hash of a local model folder (:func:`finemem_lib.identity.model_hash`); None for Hub ids."""
+    """The content hash of a local model folder (:func:`finemem_lib.infra.identity.model_hash`); None for Hub ids."""
     if not model or not Path(model).is_dir():
         return None
     return model_hash(model)
@@ -67,7 +67,7 @@ def model_fingerprint(model: str | None) -> str | None:
 # ---------------------------------------------------------------------------- discovery
 def discover_methods(cfg: Mapping[str, Any], paths: ProfilePaths) -> list[Method]:
     """The profile's methods: ``evaluation.baselines``, the GRPO start, every trained variant, extra managers."""
-    from finemem_lib.pipeline import sft_manager_dir
+    from finemem_lib.repro.pipeline import sft_manager_dir
     from finemem_lib.training.config import training_settings
     from finemem_lib.training.runner import FINAL_MODEL, run_dirs, run_name
 
@@ -126,7 +126,7 @@ def run_baseline(
     cfg: Mapping[str, Any],
     token_counter: TokenCounter = regex_token_count,
 ) -> InstanceResult:
-    """One baseline on one instance (settings as :func:`finemem_lib.baselines.run_baseline`)."""
+    """One baseline on one instance (settings as :func:`finemem_lib.episodes.baselines.run_baseline`)."""
     (results,) = baselines.run_baseline(name, [instance], reasoner, cfg, token_counter)
     lookup = _raw_lookup(instance)
     if name == "store_everything":
@@ -166,7 +166,7 @@ def run_manager(
     """One greedy evaluation episode per instance (``rollout.eval_sampling``), all questions, no chunk QAs."""
     from dataclasses import replace
 
-    from finemem_lib.rollout import rollout, settings_from_config
+    from finemem_lib.episodes.rollout import rollout, settings_from_config
 
     settings = replace(settings_from_config(dict(cfg), training=False), chunk_qas=False)
     groups = rollout(

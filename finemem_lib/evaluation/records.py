@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from finemem_lib.paths import repo_relative
+from finemem_lib.infra.paths import repo_relative
 
 logger = logging.getLogger(__name__)
 

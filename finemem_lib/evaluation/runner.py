@@ -21,8 +21,8 @@ from typing import Any
 import pandas as pd
 from tqdm import tqdm
 
-from finemem_lib import metrics
 from finemem_lib.agents.reasoner import Reasoner, build_reasoner
+from finemem_lib.core import metrics
 from finemem_lib.evaluation.benchmarks import Benchmark, benchmark_names, load_benchmark
 from finemem_lib.evaluation.columns import column_for, layout
 from finemem_lib.evaluation.methods import (
@@ -36,7 +36,7 @@ from finemem_lib.evaluation.methods import (
 )
 from finemem_lib.evaluation.records import RecordStore
 from finemem_lib.evaluation.sources import check_sources, register_sources
-from finemem_lib.paths import ProfilePaths, repo_relative
+from finemem_lib.infra.paths import ProfilePaths, repo_relative
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,7 @@
 """Data sources the evaluation can score: the built-in rules, and bring-your-own sources from the profile.
 
-A source is scored by :func:`finemem_lib.metrics.score` (its rule found by :func:`finemem_lib.metrics.rule_for`)
+A source is scored by :func:`finemem_lib.core.metrics.score` (its rule found by
+:func:`finemem_lib.core.metrics.rule_for`)
 and asked with the instruction :func:`finemem_lib.agents.instructions.query_instruction` gives it. A new source
 in a user's own MemoryAgentBench-schema parquet is added in the profile::
 
@@ -23,8 +24,8 @@ from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from typing import Any
 
-from finemem_lib import metrics
 from finemem_lib.agents import instructions
+from finemem_lib.core import metrics
 
 RULE_FUNCTIONS: dict[str, Callable[[str, metrics.Golds], float]] = {
     "containment": metrics.containment,

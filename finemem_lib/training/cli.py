@@ -21,8 +21,8 @@ from typing import Any
 
 import yaml
 
-from finemem_lib.config import load_profile
-from finemem_lib.paths import profile_paths
+from finemem_lib.infra.config import load_profile
+from finemem_lib.infra.paths import profile_paths
 from finemem_lib.training.config import training_settings
 from finemem_lib.training.runner import (
     heldout_table,

@@ -18,9 +18,9 @@ from typing import Any
 import torch
 from trl import GRPOConfig
 
-from finemem_lib.progress import progress_enabled
-from finemem_lib.rewards import GROUP_MODES, VARIANTS
-from finemem_lib.rollout import RolloutSettings, settings_from_config
+from finemem_lib.core.rewards import GROUP_MODES, VARIANTS
+from finemem_lib.episodes.rollout import RolloutSettings, settings_from_config
+from finemem_lib.infra.progress import progress_enabled
 
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo")
 # transformers 5 renamed gradient_checkpointing (kept as a deprecated alias) to activation_checkpointing.
@@ -110,7 +110,7 @@ class TrainingSettings:
             )
 
     def reward_kwargs(self) -> dict[str, Any]:
-        """The keyword arguments of :func:`finemem_lib.rollout.group_advantages` for this variant."""
+        """The keyword arguments of :func:`finemem_lib.episodes.rollout.group_advantages` for this variant."""
         return {"variant": self.variant, "beta": self.beta, "w1": self.w1, "w2": self.w2, "mode": self.group_mode}
 
     def with_variant(self, variant: str) -> TrainingSettings:

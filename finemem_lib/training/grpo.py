@@ -10,10 +10,10 @@ How one optimizer step runs (``trl.GRPOTrainer`` 1.16, with four overrides):
    episodes, so group advantages need no cross-process gather. Its permutation depends only on
    (seed, epoch), so a resumed run sees the same order (``set_epoch``).
 2. **Rollout and credit** (:meth:`StepCreditGRPOTrainer._generate_and_score_completions`): the
-   process's instances are rolled out with :func:`finemem_lib.rollout.rollout` (G episodes each,
+   process's instances are rolled out with :func:`finemem_lib.episodes.rollout.rollout` (G episodes each,
    seeded by (seed, global step, process)); every step of every episode becomes a sample whose
    prompt is that step's own context, whose completion is the step's operations and whose
-   advantage is A_t from :func:`finemem_lib.rollout.group_advantages` for the configured variant
+   advantage is A_t from :func:`finemem_lib.episodes.rollout.group_advantages` for the configured variant
    (or_only / csr / eara / finemem) and group mode. The samples are padded into the dict TRL's
    loss reads (``prompt_ids``, ``prompt_mask``, ``completion_ids``, ``completion_mask``,
    ``advantages``, ``num_items_in_batch``, optional ``old_per_token_logps`` and
@@ -59,9 +59,9 @@ from trl.models.utils import disable_gradient_checkpointing
 
 from finemem_lib.agents.policy import ManagerPolicy
 from finemem_lib.agents.reasoner import Reasoner
+from finemem_lib.core.tokens import TokenCounter, regex_token_count
 from finemem_lib.data.instance import Instance
-from finemem_lib.rollout import Episode, RolloutSettings, rollout
-from finemem_lib.tokens import TokenCounter, regex_token_count
+from finemem_lib.episodes.rollout import Episode, RolloutSettings, rollout
 from finemem_lib.training import shared_prefix
 from finemem_lib.training.config import StepGRPOConfig
 from finemem_lib.training.samples import (

@@ -1,6 +1,6 @@
 """Figures of GRPO runs: learning curves per step and held-out scores per variant (seaborn).
 
-Variants keep the colours and names of notebook 02's figures (:data:`finemem_lib.plots.VARIANT_COLOURS`).
+Variants keep the colours and names of notebook 02's figures (:data:`finemem_lib.report.plots.VARIANT_COLOURS`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import MaxNLocator
 
-from finemem_lib.plots import (
+from finemem_lib.report.plots import (
     SFT_COLOUR,
     VARIANT_COLOURS,
     VARIANT_LABELS,

@@ -29,16 +29,16 @@ from typing import Any
 import pandas as pd
 import torch
 
-from finemem_lib import atomic, determinism
 from finemem_lib.agents.policy import MANAGER_META_FILE, load_manager
 from finemem_lib.agents.reasoner import Reasoner, build_reasoner
 from finemem_lib.agents.sft import policy_settings as profile_policy_settings
-from finemem_lib.atomic import CorruptFileError
-from finemem_lib.config import repo_root
+from finemem_lib.core.tokens import token_counter_from_config
 from finemem_lib.data.instance import Instance
-from finemem_lib.paths import ProfilePaths, from_repo, repo_relative
-from finemem_lib.pipeline import ensure_sft_manager, sft_manager_dir
-from finemem_lib.tokens import token_counter_from_config
+from finemem_lib.infra import atomic, determinism
+from finemem_lib.infra.atomic import CorruptFileError
+from finemem_lib.infra.config import repo_root
+from finemem_lib.infra.paths import ProfilePaths, from_repo, repo_relative
+from finemem_lib.repro.pipeline import ensure_sft_manager, sft_manager_dir
 from finemem_lib.training.config import (
     TrainingSettings,
     grpo_config,
@@ -102,7 +102,7 @@ def start_model(cfg: Mapping[str, Any], paths: ProfilePaths, reuse_sft: str = "a
 
     ``training.sft_model`` when set (a folder, relative to the project root; e.g. the ``full`` profile
     points at the default profile's SFT manager); otherwise the profile's SFT manager
-    (:func:`finemem_lib.pipeline.ensure_sft_manager`: reused when its identity matches this profile and
+    (:func:`finemem_lib.repro.pipeline.ensure_sft_manager`: reused when its identity matches this profile and
     data, trained otherwise, per ``reuse_sft``) when ``sft.enabled``; otherwise ``manager.model``
     itself (the paper trains Qwen3-4B by RL directly).
     """

@@ -4,7 +4,7 @@ Every number in results/ comes with its config, seed, package versions, git revi
 and determinism settings it ran under. A run's *identity* is what decides whether a finished run can
 be reused instead of trained again: its configuration, its seed, the content hash of the start
 model's weights and the content hash of its data (:func:`run_identity`, :func:`identity_changes`).
-Paths in run logs are relative to the project root (:func:`finemem_lib.paths.repo_relative`).
+Paths in run logs are relative to the project root (:func:`finemem_lib.infra.paths.repo_relative`).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from finemem_lib import atomic
-from finemem_lib.config import repo_root
-from finemem_lib.identity import (  # re-exported: run identity lives with the run logs
+from finemem_lib.infra import atomic
+from finemem_lib.infra.config import repo_root
+from finemem_lib.infra.identity import (  # re-exported: run identity lives with the run logs
     config_hash,
     data_hash,
     files_hash,
@@ -30,7 +30,7 @@ from finemem_lib.identity import (  # re-exported: run identity lives with the r
     model_hash,
     run_identity,
 )
-from finemem_lib.paths import repo_relative
+from finemem_lib.infra.paths import repo_relative
 
 __all__ = [
     "config_hash",

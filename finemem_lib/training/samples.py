@@ -2,7 +2,7 @@
 
 A training sample is one chunk step of one rollout: its prompt is the step's own fresh context
 (memory view + chunk), its completion the operations the manager emitted, its advantage the
-A_t of that step from :func:`finemem_lib.rollout.group_advantages` (the G rollouts of an
+A_t of that step from :func:`finemem_lib.episodes.rollout.group_advantages` (the G rollouts of an
 instance form the group). Every completion token of the step gets A_t; prompt tokens are never
 scored (they only condition).
 """
@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from trl.trainer.utils import pad
 
-from finemem_lib import rewards
-from finemem_lib.rollout import Episode, group_advantages
+from finemem_lib.core import rewards
+from finemem_lib.episodes.rollout import Episode, group_advantages
 
 # Keys of a batch whose second dimension runs over prompt tokens (left-padded) or completion tokens (right-padded).
 PROMPT_KEYS = ("prompt_ids", "prompt_mask")

@@ -38,9 +38,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from finemem_lib.atomic import write_csv
-from finemem_lib.config import _deep_merge, load_profile
-from finemem_lib.paths import ProfilePaths, profile_paths, repo_relative
+from finemem_lib.infra.atomic import write_csv
+from finemem_lib.infra.config import _deep_merge, load_profile
+from finemem_lib.infra.paths import ProfilePaths, profile_paths, repo_relative
 from finemem_lib.training.runs import config_hash, provenance, read_json, write_json
 
 logger = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ def plan_runs(groups: Sequence[Mapping[str, Any]], profile: Mapping[str, Any] | 
     setting (e.g. beta 0.5) is the same run (same name) in every group that holds it: it is listed
     in each of them and trained once (:func:`run_plan` reuses a finished run).
     """
-    from finemem_lib.rewards import VARIANTS
+    from finemem_lib.core.rewards import VARIANTS
 
     base = _flatten(profile or {})
 
@@ -208,7 +208,7 @@ def run_plan(
 ) -> list[dict[str, Any]]:
     """Train and evaluate the planned runs in order, reusing finished ones; stop launching at ``stop_at`` (UTC)."""
     from finemem_lib.agents.reasoner import build_reasoner
-    from finemem_lib.identity import data_hash, model_hash
+    from finemem_lib.infra.identity import data_hash, model_hash
     from finemem_lib.training.config import training_settings
     from finemem_lib.training.runner import (
         identity_config,
@@ -528,7 +528,7 @@ def write_study_figures(
     """
     import matplotlib.pyplot as plt
 
-    from finemem_lib.ablation_plots import plot_curves_with_bands, plot_efficiency, plot_intervals
+    from finemem_lib.report.ablation_plots import plot_curves_with_bands, plot_efficiency, plot_intervals
 
     tables = collect(profile, runs, paths) if tables is None else tables
     heldout, curves = tables["heldout"], tables["curves"]
@@ -625,7 +625,7 @@ def credit_variants(profile: Mapping[str, Any]):
     """The four variants at the profile's knobs, then Fine-Mem's ablation points (beta, w1, per-episode groups)."""
     from dataclasses import replace
 
-    from finemem_lib.credit import profile_variants
+    from finemem_lib.episodes.credit import profile_variants
 
     variants = profile_variants(profile)
     by_name = {v.name: v for v in variants}
@@ -662,12 +662,12 @@ def measure_credit_quality(
     import matplotlib.pyplot as plt
     import torch
 
-    from finemem_lib.ablation_plots import plot_advantage_matrices, plot_credit_quality
     from finemem_lib.agents.policy import load_manager
     from finemem_lib.agents.reasoner import build_reasoner
     from finemem_lib.agents.sft import free_cpu_threads, policy_settings
-    from finemem_lib.credit import credit_quality, measure_credit, paired_credit_differences
-    from finemem_lib.rollout import settings_from_config
+    from finemem_lib.episodes.credit import credit_quality, measure_credit, paired_credit_differences
+    from finemem_lib.episodes.rollout import settings_from_config
+    from finemem_lib.report.ablation_plots import plot_advantage_matrices, plot_credit_quality
     from finemem_lib.training.runner import heldout_subset, load_training_data, start_model
 
     threads = (

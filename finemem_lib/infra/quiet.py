@@ -1,7 +1,7 @@
 """No noise where nobody watches: executed notebooks, CI logs, redirected output.
 
 Called once when :mod:`finemem_lib` is imported. Where progress bars are off (see
-:func:`finemem_lib.progress.progress_enabled`: papermill, pytest, CI, a pipe, or ``FINEMEM_PROGRESS=0``),
+:func:`finemem_lib.infra.progress.progress_enabled`: papermill, pytest, CI, a pipe, or ``FINEMEM_PROGRESS=0``),
 the bars of the Hugging Face libraries and TRL are turned off through their documented switches
 (``HF_HUB_DISABLE_PROGRESS_BARS``, ``HF_DATASETS_DISABLE_PROGRESS_BARS``, ``TQDM_DISABLE``). Always silenced:
 
@@ -9,7 +9,7 @@ the bars of the Hugging Face libraries and TRL are turned off through their docu
 - transformers' ``is_gradient_checkpointing`` deprecation, raised by the TRL 1.16 helper the GRPO trainer
   calls (``trl.models.utils.disable_gradient_checkpointing``) under transformers 5;
 - bm25s's per-index "Building index from tokens" debug lines (bm25s sets its logger to DEBUG when it is
-  imported, so :mod:`finemem_lib.retrieval` sets it back right after importing it).
+  imported, so :mod:`finemem_lib.core.retrieval` sets it back right after importing it).
 
 :func:`kernel_config` launches notebook kernels over IPC instead of unencrypted TCP, which is what
 ipykernel's "Kernel is running over TCP without encryption" warning asks for.
@@ -22,8 +22,8 @@ import sys
 import warnings
 from typing import Any
 
-from finemem_lib.progress import ENV as PROGRESS_ENV
-from finemem_lib.progress import progress_enabled
+from finemem_lib.infra.progress import ENV as PROGRESS_ENV
+from finemem_lib.infra.progress import progress_enabled
 
 _SWITCHES = ("HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_BARS", "TQDM_DISABLE")
 

@@ -4,8 +4,8 @@
   chunks (whole sentences, newest kept; Mem-alpha's long-context baseline with a 32K window).
 - ``rag_bm25``: each raw chunk is a document; BM25 top-``k`` chunks (k = 2) per question
   (Mem-alpha's / MemoryAgentBench's RAG-Top2 baseline).
-- ``store_everything``: a :class:`~finemem_lib.memory.Memory` holding every sentence, inserted at
-  its chunk's step, answered through the normal :mod:`finemem_lib.qa` path (BM25 top-``k`` items).
+- ``store_everything``: a :class:`~finemem_lib.core.memory.Memory` holding every sentence, inserted at
+  its chunk's step, answered through the normal :mod:`finemem_lib.episodes.qa` path (BM25 top-``k`` items).
 - ``closed_book``: no memory at all; the reasoner sees the question alone (an empty memory), so
   questions answerable without the context (prior knowledge, guessable labels) show up here.
 
@@ -13,7 +13,7 @@ Raw text becomes reasoner items by the reasoner's ``item_granularity``: LLM back
 (one item per chunk, or its tail), the offline reader gets one item per sentence. Item ids are
 ``c<t>`` (chunk ``t``) or ``c<t>.s<i>`` (its sentence ``i``), and an item's ``step`` is its chunk
 index, so evidence steps mean "the chunk it came from". Every baseline returns
-:class:`~finemem_lib.qa.QAResult` objects, like :func:`finemem_lib.qa.answer_over_memory`.
+:class:`~finemem_lib.episodes.qa.QAResult` objects, like :func:`finemem_lib.episodes.qa.answer_over_memory`.
 """
 
 from __future__ import annotations
@@ -21,11 +21,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from finemem_lib import metrics
 from finemem_lib.agents.reasoner import Reasoner
+from finemem_lib.core import metrics
+from finemem_lib.core.memory import Memory, MemoryItem, Operation, OpKind
+from finemem_lib.core.retrieval import BM25Index
+from finemem_lib.core.sentences import split_sentences
+from finemem_lib.core.tokens import TokenCounter, regex_token_count
 from finemem_lib.data.instance import QA, Instance
-from finemem_lib.memory import Memory, MemoryItem, Operation, OpKind
-from finemem_lib.qa import (
+from finemem_lib.episodes.qa import (
     PreparedQuestion,
     QAOptions,
     QAResult,
@@ -33,9 +36,6 @@ from finemem_lib.qa import (
     answer_prepared,
     qa_options_from_config,
 )
-from finemem_lib.retrieval import BM25Index
-from finemem_lib.sentences import split_sentences
-from finemem_lib.tokens import TokenCounter, regex_token_count
 
 
 def _sentence_items(instance: Instance) -> list[MemoryItem]:

@@ -1,6 +1,6 @@
 """``./reproduce.sh check``: compare the tables of a fresh rerun with the committed ones, cell by cell.
 
-``python -m finemem_lib.reproduction NEW_TABLES REFERENCE_TABLES`` prints, for every table, whether it
+``python -m finemem_lib.repro.reproduction NEW_TABLES REFERENCE_TABLES`` prints, for every table, whether it
 is byte-identical and, where not, which rows and columns differ (values side by side); it exits 1 when
 any table differs, is missing, or is extra. The reference of a profile is ``results/<profile>/tables``
 (``results/tables`` for the default profile), committed with the project.
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from finemem_lib.config import load_profile
-from finemem_lib.paths import profile_paths
+from finemem_lib.infra.config import load_profile
+from finemem_lib.infra.paths import profile_paths
 
 MAX_SHOWN = 12
 
@@ -96,7 +96,9 @@ def report(diffs: Sequence[TableDiff]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m finemem_lib.reproduction", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m finemem_lib.repro.reproduction", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("new", help="tables folder of the rerun")
     parser.add_argument("reference", help="committed tables folder")
     parser.add_argument("--profile", default=None, help="named in the summary line")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from finemem_lib.core.rewards import eara
+from finemem_lib.core.sentences import split_sentences
 from finemem_lib.data.instance import Instance
-from finemem_lib.rewards import eara
-from finemem_lib.rollout import Episode, group_advantages
-from finemem_lib.sentences import split_sentences
+from finemem_lib.episodes.rollout import Episode, group_advantages
 
 
 def step_table(episode: Episode) -> pd.DataFrame:

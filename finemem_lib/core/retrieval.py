@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import bm25s
 import numpy as np
 
-from finemem_lib.memory import MemoryItem
+from finemem_lib.core.memory import MemoryItem
 
 # bm25s sets its logger to DEBUG at import and logs "Building index from tokens" on every index build
 # (hundreds of lines per notebook once logging is configured): keep only its warnings.

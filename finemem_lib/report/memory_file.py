@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from finemem_lib.memory import Memory, MemoryItem, Operation, OpResult
+from finemem_lib.core.memory import Memory, MemoryItem, Operation, OpResult
 
 FORMAT = "finemem-memory/1"
 

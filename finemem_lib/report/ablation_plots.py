@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from finemem_lib.plots import save
+from finemem_lib.report.plots import save
 
 
 def plot_advantage_matrices(

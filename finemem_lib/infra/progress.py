@@ -13,7 +13,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-if TYPE_CHECKING:  # tqdm is imported on first use, after finemem_lib.quiet has set TQDM_DISABLE where bars are off
+# tqdm is imported on first use, after finemem_lib.infra.quiet has set TQDM_DISABLE where bars are off
+if TYPE_CHECKING:
     from tqdm import tqdm
 
 T = TypeVar("T")

@@ -20,7 +20,7 @@ _ENV_REF = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<fallback>[^
 
 def repo_root() -> Path:
     """The project root (the folder holding ``configs/`` and ``results/``)."""
-    return Path(__file__).resolve().parents[1]
+    return Path(__file__).resolve().parents[2]
 
 
 def profile_names() -> list[str]:

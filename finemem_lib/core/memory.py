@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
-from finemem_lib.tokens import TokenCounter, regex_token_count
+from finemem_lib.core.tokens import TokenCounter, regex_token_count
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -114,7 +114,7 @@ class Memory:
     """Flat memory with provenance.
 
     Args:
-        token_counter: counts tokens of a string (see :mod:`finemem_lib.tokens`).
+        token_counter: counts tokens of a string (see :mod:`finemem_lib.core.tokens`).
         id_style: ``"hex"`` gives Mem-alpha-style 4-hex-char ids drawn from a seeded generator;
             ``"short"`` gives ``m1, m2, ...`` (used by the extractive op style for small models).
         seed: seeds the hex id generator so ids are reproducible.

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from finemem_lib.paths import repo_relative
+from finemem_lib.infra.paths import repo_relative
 
 
 def config_hash(obj: Any) -> str:

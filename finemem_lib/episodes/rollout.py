@@ -7,7 +7,7 @@ global questions (a subsample shared by the G rollouts of an instance) are answe
 top-k on M_T, and the writer steps of the retrieved items are recorded as evidence.
 
 An :class:`Episode` then gives every reward component, and :meth:`Episode.step_rewards` feeds
-:func:`finemem_lib.rewards.step_rewards` with no glue.
+:func:`finemem_lib.core.rewards.step_rewards` with no glue.
 """
 
 from __future__ import annotations
@@ -19,14 +19,14 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 import torch
 
-from finemem_lib import rewards
 from finemem_lib.agents.policy import ManagerPolicy, SamplingParams, sampling_from_config
 from finemem_lib.agents.reasoner import Reasoner
+from finemem_lib.core import rewards
+from finemem_lib.core.memory import Memory, MemoryItem, Operation, OpResult
+from finemem_lib.core.ops import format_score, parse_operations
+from finemem_lib.core.tokens import TokenCounter, regex_token_count
 from finemem_lib.data.instance import Instance
-from finemem_lib.memory import Memory, MemoryItem, Operation, OpResult
-from finemem_lib.ops import format_score, parse_operations
-from finemem_lib.progress import progress
-from finemem_lib.qa import (
+from finemem_lib.episodes.qa import (
     MemoryQuestions,
     QAOptions,
     QAResult,
@@ -37,7 +37,7 @@ from finemem_lib.qa import (
     qa_options_from_config,
     sample_questions,
 )
-from finemem_lib.tokens import TokenCounter, regex_token_count
+from finemem_lib.infra.progress import progress
 
 
 @dataclass
@@ -115,7 +115,7 @@ class Episode:
         return float(rewards.compression_reward(self.memory_tokens, self.chunk_tokens))
 
     def step_rewards(self, variant: str, beta: float = 0.5, w1: float = 0.5, w2: float = 0.05) -> np.ndarray:
-        """The per-step reward r_t of a reward variant (see :func:`finemem_lib.rewards.step_rewards`)."""
+        """The per-step reward r_t of a reward variant (see :func:`finemem_lib.core.rewards.step_rewards`)."""
         return rewards.step_rewards(
             variant, self.r_global, self.N, self.r_chunk, self.r_fmt, self.r_comp, beta=beta, w1=w1, w2=w2
         )
@@ -170,7 +170,7 @@ def rollout(
 ) -> list[list[Episode]]:
     """Roll out ``settings.num_generations`` episodes per instance; returns ``[instance][rollout]``.
 
-    ``progress_desc`` names a progress bar over the chunk steps (see :mod:`finemem_lib.progress`).
+    ``progress_desc`` names a progress bar over the chunk steps (see :mod:`finemem_lib.infra.progress`).
 
     Deterministic for a given seed: sampling is seeded per step, and the global-question subsample
     of instance i is drawn from ``random.Random(seed, i)``.

@@ -23,11 +23,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from finemem_lib import rewards
 from finemem_lib.agents.reasoner import Reasoner
+from finemem_lib.core import rewards
 from finemem_lib.data.instance import QA
-from finemem_lib.qa import MemoryQuestions, answer_over_memories, mean_score
-from finemem_lib.rollout import Episode, group_step_rewards
+from finemem_lib.episodes.qa import MemoryQuestions, answer_over_memories, mean_score
+from finemem_lib.episodes.rollout import Episode, group_step_rewards
 
 
 @dataclass(frozen=True)
@@ -260,7 +260,7 @@ def measure_credit(
     of the global questions); with ``all_questions`` the marginal values are measured on all of the
     instance's questions (the step's worth to the whole instance), else on the same subsample.
     """
-    from finemem_lib.rollout import rollout
+    from finemem_lib.episodes.rollout import rollout
 
     frames = []
     for seed in seeds:

@@ -28,12 +28,12 @@ from typing import Any
 
 import numpy as np
 
-from finemem_lib import metrics
 from finemem_lib.agents.instructions import CHUNK_QA_SOURCE, build_query, expects_boxed_label, query_instruction
 from finemem_lib.agents.reasoner import AnswerRequest, Reasoner
+from finemem_lib.core import metrics
+from finemem_lib.core.memory import Memory, MemoryItem
+from finemem_lib.core.retrieval import BM25Index
 from finemem_lib.data.instance import QA
-from finemem_lib.memory import Memory, MemoryItem
-from finemem_lib.retrieval import BM25Index
 
 MemoryLike = Memory | Sequence[MemoryItem]
 
@@ -78,9 +78,10 @@ class QAOptions:
 
     Args:
         top_k: BM25 items per question (paper: 2).
-        bm25: the retrieval method (``okapi`` = rank_bm25 parity, ``lucene``, ... see :mod:`finemem_lib.retrieval`).
+        bm25: the retrieval method (``okapi`` = rank_bm25 parity, ``lucene``, ...;
+            see :mod:`finemem_lib.core.retrieval`).
         query: ``instruction`` = Mem-alpha's query (instruction prefix + question), ``question`` = the bare question.
-        scorer: the :class:`~finemem_lib.metrics.Scorer` (protocol, judge).
+        scorer: the :class:`~finemem_lib.core.metrics.Scorer` (protocol, judge).
     """
 
     top_k: int = 2

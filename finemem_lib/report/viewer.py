@@ -22,13 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from finemem_lib import rewards
+from finemem_lib.core import rewards
+from finemem_lib.core.memory import MemoryItem
+from finemem_lib.core.ops import DUPLICATE_PREFIX
+from finemem_lib.core.sentences import split_sentences
 from finemem_lib.data.instance import Instance
-from finemem_lib.memory import MemoryItem
-from finemem_lib.memory_file import describe_operation
-from finemem_lib.ops import DUPLICATE_PREFIX
-from finemem_lib.rollout import Episode, group_advantages
-from finemem_lib.sentences import split_sentences
+from finemem_lib.episodes.rollout import Episode, group_advantages
+from finemem_lib.report.memory_file import describe_operation
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:"
 VARIANT_NAMES = {"or_only": "OR-only", "csr": "+CSR", "eara": "+EARA", "finemem": "Fine-Mem"}

@@ -15,10 +15,10 @@ from typing import Any
 
 from finemem_lib.agents.policy import MANAGER_META_FILE
 from finemem_lib.agents.sft import OFFLINE, train_sft_manager
-from finemem_lib.atomic import CorruptFileError, read_json
 from finemem_lib.data.prepared import load_prepared
-from finemem_lib.identity import identity_changes, run_identity
-from finemem_lib.paths import ProfilePaths, repo_relative
+from finemem_lib.infra.atomic import CorruptFileError, read_json
+from finemem_lib.infra.identity import identity_changes, run_identity
+from finemem_lib.infra.paths import ProfilePaths, repo_relative
 
 logger = logging.getLogger(__name__)
 

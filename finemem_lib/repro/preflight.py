@@ -1,6 +1,6 @@
 """Check, before any notebook runs, that a profile's data and models can be had; say how to fix what is missing.
 
-``python -m finemem_lib.preflight --profile paper`` prints one short block per missing piece (what,
+``python -m finemem_lib.repro.preflight --profile paper`` prints one short block per missing piece (what,
 and the command that fixes it) and exits 1; with everything in place it prints one line and exits 0.
 Nothing here downloads: a Hub dataset or model counts as available when it is in a local folder named
 by the profile, in the local Hugging Face cache, or (online) when the Hub answers for it.
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from finemem_lib.config import load_profile, profile_names, repo_root
+from finemem_lib.infra.config import load_profile, profile_names, repo_root
 
 MEMALPHA_SPLITS = ("train", "test")
 
@@ -186,7 +186,7 @@ def check_profile(cfg: Mapping[str, Any], notebooks: Sequence[str] = ("01", "02"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m finemem_lib.preflight", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m finemem_lib.repro.preflight", description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="default", help=f"one of: {', '.join(profile_names())}")
     parser.add_argument("--notebooks", nargs="*", default=["01", "02", "03"], help="the notebooks about to run")
     args = parser.parse_args(argv)

@@ -14,7 +14,7 @@ chosen by the kind of prompt, read from the request:
 
 Nothing is ever an empty reply. ``ScriptedLLMServer(max_seconds=...)`` serves on an ephemeral port in a
 daemon thread and shuts down after ``max_seconds`` even if nobody stops it;
-``python -m finemem_lib.scripted_llm --max-seconds 900`` serves in the foreground and prints the base URL.
+``python -m finemem_lib.agents.scripted_llm --max-seconds 900`` serves in the foreground and prints the base URL.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from finemem_lib.agents.instructions import SYSTEM_PROMPT
+from finemem_lib.core.sentences import split_sentences
 from finemem_lib.data.chunk_qa import GENERATOR_PROMPT, NOT_ANSWERABLE, VERIFIER_PROMPT
-from finemem_lib.sentences import split_sentences
 
 MODEL = "scripted-llm"
 _GENERATOR_HEAD = GENERATOR_PROMPT.split("{n}")[1].split("\n")[0]  # " short factoid question-answer pairs ..."

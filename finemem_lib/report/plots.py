@@ -17,7 +17,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import MaxNLocator
 
-from finemem_lib import atomic
+from finemem_lib.infra import atomic
 
 sns.set_theme(style="whitegrid", context="notebook")
 
@@ -148,7 +148,7 @@ def plot_questions(instances: pd.DataFrame, chunks: pd.DataFrame, path: str | Pa
 
 # ---------------------------------------------------------------------------- notebook 02
 def plot_memory_growth(steps: pd.DataFrame, path: str | Path | None = None) -> plt.Figure:
-    """Items and tokens in memory after each chunk step (from :func:`finemem_lib.episode_tables.step_table`)."""
+    """Items and tokens in memory after each chunk step (from :func:`finemem_lib.report.episode_tables.step_table`)."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.3), sharex=True)
     for ax, column, label, colour in (
         (axes[0], "memory_items", "items in memory", _PALETTE[0]),

@@ -9,7 +9,7 @@ Two op styles share one schema switch:
 The parser accepts Qwen/Hermes ``<tool_call>{...}</tool_call>`` blocks and bare JSON objects or
 lists (optionally in code fences, optionally OpenAI-style ``{"function": {...}}`` wrappers or
 ``arguments`` given as a JSON string). It never raises on model text; each call it finds is
-reported valid or invalid with a reason, and it reads JSON with :mod:`finemem_lib.safe_json`, so the
+reported valid or invalid with a reason, and it reads JSON with :mod:`finemem_lib.core.safe_json`, so the
 time is linear in the text's length whatever the text.
 """
 
@@ -21,8 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from finemem_lib import safe_json
-from finemem_lib.memory import Operation, OpKind, OpResult
+from finemem_lib.core import safe_json
+from finemem_lib.core.memory import Operation, OpKind, OpResult
 
 STYLES = ("content", "extractive")
 
@@ -130,7 +130,7 @@ MAX_CALLS = 512
 def parse_operations(text: str, style: str = "content") -> ParseResult:
     """Parse a completion into memory operations; never raises on model text, linear time.
 
-    JSON is read by :mod:`finemem_lib.safe_json` (nesting and number length capped, spans checked
+    JSON is read by :mod:`finemem_lib.core.safe_json` (nesting and number length capped, spans checked
     before decoding), so no completion can raise or take quadratic time; a call with text that is not valid Unicode (a
     lone surrogate) is invalid, as is every call past :data:`MAX_CALLS`.
     """
@@ -290,7 +290,7 @@ def _operation_from(name: str, args: dict[str, Any], style: str) -> tuple[Operat
 
 
 DUPLICATE_SKIP_REASON = "duplicate content: insert skipped"
-"""The :class:`~finemem_lib.memory.OpResult` reason of an INSERT whose content was already stored."""
+"""The :class:`~finemem_lib.core.memory.OpResult` reason of an INSERT whose content was already stored."""
 DUPLICATE_PREFIX = "duplicate content"
 """Every duplicate outcome starts so: a skipped INSERT, and an UPDATE merged into the item that holds its text."""
 

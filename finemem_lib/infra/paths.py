@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from finemem_lib.config import DEFAULT_PROFILE, repo_root
+from finemem_lib.infra.config import DEFAULT_PROFILE, repo_root
 
 
 @dataclass(frozen=True)

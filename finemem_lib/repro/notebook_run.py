@@ -1,6 +1,6 @@
 """Execute one notebook with papermill, as ``./reproduce.sh`` does: quiet, and without a false alarm at the end.
 
-``python -m finemem_lib.notebook_run IN.ipynb OUT.ipynb --cwd ROOT -p profile smoke -p reuse auto``
+``python -m finemem_lib.repro.notebook_run IN.ipynb OUT.ipynb --cwd ROOT -p profile smoke -p reuse auto``
 
 jupyter_client interrupts a kernel before asking it to shut down, so ipykernel logs
 "KeyboardInterrupt caught in kernel" after every notebook, even one that ran to the end.
@@ -21,8 +21,8 @@ from pathlib import Path
 import yaml
 from jupyter_client.manager import AsyncKernelManager
 
-from finemem_lib.progress import ENV as PROGRESS_ENV
-from finemem_lib.quiet import kernel_config
+from finemem_lib.infra.progress import ENV as PROGRESS_ENV
+from finemem_lib.infra.quiet import kernel_config
 
 
 class QuietShutdownKernelManager(AsyncKernelManager):
@@ -35,7 +35,9 @@ class QuietShutdownKernelManager(AsyncKernelManager):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m finemem_lib.notebook_run", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m finemem_lib.repro.notebook_run", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("notebook")
     parser.add_argument("output")
     parser.add_argument("--cwd", default=None)

@@ -1,0 +1,1 @@
+"""Core: the memory, operations, parsing, retrieval, scoring and reward kernels (no models)."""

@@ -1,0 +1,1 @@
+"""Episodes: QA over a built memory, rollouts, baselines and the credit measure."""

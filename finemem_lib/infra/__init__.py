@@ -1,0 +1,1 @@
+"""Infrastructure: configuration, paths, atomic files, determinism, identities, progress, logging."""

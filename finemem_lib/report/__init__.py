@@ -1,0 +1,1 @@
+"""Reports: plots, the episode viewer, episode tables and memory files."""

@@ -1,0 +1,1 @@
+"""Reproduction: preflight, the notebook runner, the reproduction check, the results index."""
