@@ -31,6 +31,7 @@ import torch
 
 from finemem_lib.agents import prompts
 from finemem_lib.agents.decoding import IncrementalDecoder, shared_prefix, unsupported_reason
+from finemem_lib.agents.view import manager_view
 from finemem_lib.core.memory import Memory
 from finemem_lib.core.ops import STYLES, tool_schemas
 from finemem_lib.infra import atomic
@@ -106,6 +107,8 @@ class ManagerPolicy:
         chat_template_kwargs: extra template variables (e.g. ``{"enable_thinking": False}`` for Qwen3).
         engine: ``native`` (the incremental decoder), ``transformers`` (``generate``) or ``vllm`` (a backend
             attached with :meth:`attach_backend`; without one it generates with the native engine).
+        view_related: items related to the chunk shown beside the ``view_k`` recent ones (0: Mem-alpha's view;
+            see :mod:`finemem_lib.agents.view`).
     """
 
     def __init__(
@@ -120,6 +123,7 @@ class ManagerPolicy:
         chat_template_kwargs: dict[str, Any] | None = None,
         view_order: str = "recency",
         engine: str = "native",
+        view_related: int = 0,
     ) -> None:
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
@@ -134,6 +138,7 @@ class ManagerPolicy:
         self.style = style
         self.view_k = view_k
         self.view_order = view_order
+        self.view_related = view_related  # items related to the chunk added to the view (agents.view)
         self.max_prompt_tokens = max_prompt_tokens
         self.batch_size = batch_size
         self.tools = tool_schemas(style) if with_tools else None
@@ -192,6 +197,7 @@ class ManagerPolicy:
             "chat_template_kwargs": self.chat_template_kwargs,
             "view_order": self.view_order,
             "engine": self.engine,
+            "view_related": self.view_related,
         }
 
     def save_pretrained(self, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
@@ -210,7 +216,7 @@ class ManagerPolicy:
     ) -> list[dict[str, Any]]:
         """The chat messages of one chunk step given the current memory."""
         k = self.view_k if view_k is None else view_k
-        view = memory.view(k, self.view_order) if k > 0 else []
+        view = manager_view(memory, k, self.view_order, sentences, self.view_related if k > 0 else 0)
         total = len(memory) if self.view_order == "position" else None
         return prompts.build_messages(chunk, view, self.style, sentences, total)
 

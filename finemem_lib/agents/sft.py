@@ -72,9 +72,13 @@ def build_sft_examples(
     view_k: int = 5,
     id_style: str | None = None,
     chat_template_kwargs: Mapping[str, Any] | None = None,
+    view_order: str = "recency",
+    view_related: int = 0,
 ) -> list[dict[str, Any]]:
     """One prompt-completion example per chunk step of every instance, from the teacher's replay.
 
+    The prompts show the manager's view (``view_k`` recent items in ``view_order`` plus ``view_related``
+    items related to the chunk, as :class:`~finemem_lib.agents.policy.ManagerPolicy` shows them).
     ``id_style`` defaults to the op style's (short ids for extractive, hex for content);
     ``chat_template_kwargs`` (e.g. Qwen3's ``enable_thinking``) are passed to the chat template by TRL.
     """
@@ -83,7 +87,10 @@ def build_sft_examples(
     id_style = id_style or id_style_for(style)
     examples = []
     for instance in instances:
-        for step in replay_teacher(instance, teacher, view_k=view_k, id_style=id_style, style=style):
+        steps = replay_teacher(
+            instance, teacher, view_k, id_style, style, view_order=view_order, related_k=view_related
+        )
+        for step in steps:
             examples.append(
                 {
                     "prompt": prompts.build_messages(step.chunk, step.view, style, step.sentences),
@@ -113,6 +120,7 @@ def policy_settings(cfg: Mapping[str, Any]) -> dict[str, Any]:
         "chat_template_kwargs": dict(manager.get("chat_template_kwargs") or {}),
         "view_order": str(memory.get("view_order", "recency")),
         "engine": str(manager.get("engine", "native")),
+        "view_related": int(memory.get("view_related", 0)),
     }
 
 
@@ -208,6 +216,8 @@ def train_sft_manager(
             settings["style"],
             settings["view_k"],
             chat_template_kwargs=settings["chat_template_kwargs"],
+            view_order=settings["view_order"],
+            view_related=settings["view_related"],
         )
         with tempfile.TemporaryDirectory(prefix="finemem-sft-") as work_dir:
             trainer = SFTTrainer(

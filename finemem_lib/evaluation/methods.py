@@ -22,7 +22,7 @@ from finemem_lib.agents.reasoner import Reasoner
 from finemem_lib.core.sentences import split_sentences
 from finemem_lib.core.tokens import TokenCounter, regex_token_count
 from finemem_lib.data.instance import Instance
-from finemem_lib.episodes import baselines
+from finemem_lib.episodes import baselines, ceilings
 from finemem_lib.episodes.qa import QAResult
 from finemem_lib.infra.config import repo_root
 from finemem_lib.infra.identity import model_hash
@@ -76,6 +76,7 @@ def discover_methods(cfg: Mapping[str, Any], paths: ProfilePaths) -> list[Method
     unknown = [m.name for m in methods if m.name not in BASELINE_NAMES]
     if unknown:
         raise ValueError(f"evaluation.baselines: unknown {unknown}; choose from {BASELINE_NAMES}")
+    methods += [Method(name, "baseline", role="ceiling") for name in ceilings.checked(section.get("ceilings"))]
     training = cfg.get("training") or {}
     if training.get("sft_model"):
         start = Path(training["sft_model"])
@@ -127,6 +128,11 @@ def run_baseline(
     token_counter: TokenCounter = regex_token_count,
 ) -> InstanceResult:
     """One baseline on one instance (settings as :func:`finemem_lib.episodes.baselines.run_baseline`)."""
+    if name in ceilings.CEILINGS:  # a scripted reference policy: answered over the memory it wrote
+        results, memory = ceilings.run_ceiling(name, instance, reasoner, cfg, token_counter)
+        lookup = {item.id: item.content for item in memory.items}
+        texts = [[lookup.get(i, "") for i in r.evidence_ids] for r in results]
+        return InstanceResult(instance, results, texts, memory.num_tokens(), len(memory))
     (results,) = baselines.run_baseline(name, [instance], reasoner, cfg, token_counter)
     lookup = _raw_lookup(instance)
     if name == "store_everything":
