@@ -121,7 +121,7 @@ def test_ceilings_are_methods_of_a_profile(bench, reasoner, tmp_path):
     assert result.memory_items == len(ceilings.ceiling_memory("oracle", bench[0]))
     assert all(r.score == 1.0 for r in result.results)
     assert all(text for texts in result.evidence_texts for text in texts)
-    with pytest.raises(ValueError, match="evaluation.ceilings"):
+    with pytest.raises(ValueError, match=r"evaluation\.ceilings"):
         discover_methods({**cfg, "evaluation": {**cfg["evaluation"], "ceilings": ["nope"]}}, paths)
 
 
