@@ -64,6 +64,7 @@ from finemem_lib.data.instance import Instance
 from finemem_lib.episodes.rollout import Episode, RolloutSettings, rollout
 from finemem_lib.training import shared_prefix
 from finemem_lib.training.config import StepGRPOConfig
+from finemem_lib.training.diagnostics import round_stats
 from finemem_lib.training.samples import (
     collate_step_samples,
     episode_metrics,
@@ -393,6 +394,11 @@ class StepCreditGRPOTrainer(GRPOTrainer):
     ) -> None:
         args = self.args
         stats = episode_metrics(groups, args.reward_variant, args.eara_beta, args.w1, args.w2)
+        stats.update(  # what drives the step (training.diagnostics)
+            round_stats(
+                groups, self.train_instances, args.reward_variant, args.eara_beta, args.w1, args.w2, args.group_mode
+            )
+        )
         adv = np.concatenate([a.ravel() for a in advantages])
         stats.update(
             {
