@@ -33,3 +33,23 @@ def test_fact_store_reward_pays_facts_and_charges_filler():
         episode.__class__ = FactRewardEpisode
         episode.fact_rewards = reward
         np.testing.assert_array_equal(episode.step_rewards("finemem", 0.5, 0.5, 0.05), reward)
+
+
+def test_the_experiment_trains_on_the_target_it_reports(monkeypatch):
+    """The trainer must reward what the store rates are measured for (a wiring slip trained 'odd' on facts)."""
+    from finemem_lib.training import can_learn as module
+    from tests.tiny import tiny_policy
+
+    bench = build_synthetic({"train_instances": 1, "test_instances": 1, "chunks_per_instance": 2}, 0)
+    policy = tiny_policy(bench["train"])
+    seen = {}
+    monkeypatch.setattr(module, "load_manager", lambda *args, **kwargs: policy)
+    monkeypatch.setattr(module, "store_rates", lambda *args, **kwargs: {"fact_rate": 0.0, "filler_rate": 0.0})
+    monkeypatch.setattr(module.FactRewardTrainer, "train", lambda self: seen.setdefault("target", self.target))
+    cfg = {
+        "training": {"kl_beta": 0.0, "instances_per_step": 1, "micro_batch_size": 4, "num_threads": 1},
+        "rollout": {"num_generations": 2},
+        "manager": {"sampling": {"max_new_tokens": 4}},
+    }
+    result = module.can_learn(cfg, "unused", bench["train"], bench["test"], steps=1, target="odd")
+    assert seen["target"] == "odd" and result.settings["target"] == "odd"

@@ -226,7 +226,9 @@ def can_learn(
             [inst.num_chunks for inst in train],
             **{"save_strategy": "no", **dict(trainer_args or {})},
         )
-        trainer = FactRewardTrainer(policy, args, train, build_reasoner({"backend": "offline"}), train_settings)
+        trainer = FactRewardTrainer(
+            policy, args, train, build_reasoner({"backend": "offline"}), train_settings, target=target
+        )
         trainer.train()
     after = store_rates(policy, heldout, eval_settings, seed + 1, target)
     return CanLearnResult(
