@@ -36,7 +36,7 @@ def test_decisions_are_names_digits_and_what_follows_a_call(tokenizer):
     marked = [tokenizer.decode([int(i)]) for i in ids[0][decision_mask(ids, vocab, end)[0]]]
     assert "update" in marked and "skip" in marked and "<|im_end|>" in marked and "\n" in marked
     assert "".join(t for t in marked if t.strip().isdigit()) == "122"
-    assert not {"name", "arguments", "memory", "sentence", "{\""} & set(marked)
+    assert not {"name", "arguments", "memory", "sentence", '{"'} & set(marked)
 
 
 def test_weight_one_is_the_plain_token_mean_and_more_weight_raises_decision_errors(tokenizer):
