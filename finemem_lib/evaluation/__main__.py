@@ -1,8 +1,12 @@
-"""``python -m finemem_lib.evaluation --profile P [--methods ...] [--benchmarks memalpha mab]``.
+"""``python -m finemem_lib.evaluation --profile P [--methods ...] [--benchmarks memalpha mab]``, or on your own
+file with no YAML: ``--parquet my.parquet --split Accurate_Retrieval --rule mysrc=substring_exact_match
+--methods rag_bm25 store_everything [--manager DIR]`` (``finemem evaluate`` is the same command).
 
 Evaluates, appends per-question records under ``<results>/eval/``, writes the tables
 ``<results>/tables/04_<benchmark>.csv`` (paper layout, 95 % intervals) and ``04_<benchmark>_long.csv``,
-and prints them. A rerun skips what is already recorded.
+and prints them. ``<results>`` is ``results/<name>/`` (``results/`` for ``default``), where the name is the
+profile's own, or with ``--parquet`` the file's stem (``--name`` sets it). A rerun skips what is already
+recorded. A wrong method, benchmark, source or rule is a one-line error and exit status 2.
 """
 
 from __future__ import annotations
@@ -11,29 +15,73 @@ import argparse
 import logging
 import sys
 
-from finemem_lib.evaluation.runner import EvaluationSetupError, run_evaluation
+from finemem_lib.data.memoryagentbench import MAB_SPLITS
+from finemem_lib.evaluation.own_data import OwnDataError, check_rule_sources, own_data_profile, parse_rules
+from finemem_lib.evaluation.runner import EvaluationSetupError, preflight, run_evaluation
 from finemem_lib.evaluation.sources import UnknownSourceError
 from finemem_lib.evaluation.tables import AVERAGING_RULES, paper_tables
 from finemem_lib.infra.config import load_profile
-from finemem_lib.infra.paths import profile_paths
+from finemem_lib.infra.paths import profile_paths, repo_relative
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m finemem_lib.evaluation", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", default=None, help="profile name or YAML path (default: default)")
+    parser.add_argument("--methods", nargs="*", help="method names (default: all of the profile)")
+    parser.add_argument("--benchmarks", nargs="*", help="benchmark names (default: evaluation.benchmarks + custom)")
+    parser.add_argument("--results-dir", help="write here instead of results/<name>/ (used as given)")
+    parser.add_argument("--data-dir", help="override paths.data_dir")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    own = parser.add_argument_group("your own MemoryAgentBench-schema parquet (no YAML needed)")
+    own.add_argument("--parquet", help="a parquet file (or folder) with context, questions, answers, metadata.source")
+    own.add_argument("--split", default="Accurate_Retrieval", choices=MAB_SPLITS, help="sets the default chunk size")
+    own.add_argument("--rule", action="append", default=[], metavar="SOURCE=RULE", help="score SOURCE with RULE")
+    own.add_argument("--manager", action="append", default=[], metavar="DIR", help="a trained manager folder")
+    own.add_argument("--name", help="the run's name (default: the profile's with --profile, else the file's stem)")
+    own.add_argument("--chunk-size", type=int, help="tokens per chunk (default: 2048, 1024 for Test_Time_Learning)")
+    own.add_argument("--on-error", default="raise", choices=("raise", "skip"), help="a broken row: stop, or skip it")
+    return parser
+
+
+def _profile(args: argparse.Namespace) -> dict:
+    cfg = load_profile(args.profile or "default")
+    if args.parquet:
+        return own_data_profile(
+            cfg,
+            args.parquet,
+            args.split,
+            args.rule,
+            args.manager,
+            args.name,
+            args.chunk_size,
+            args.on_error,
+            keep_name=args.profile is not None,
+        )
+    if args.rule or args.manager or args.name:
+        raise OwnDataError("--rule, --manager and --name go with --parquet (a profile sets these in its YAML)")
+    return cfg
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m finemem_lib.evaluation", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--profile", default="default", help="profile name or YAML path (default: default)")
-    parser.add_argument("--methods", nargs="*", help="method names (default: all of the profile)")
-    parser.add_argument("--benchmarks", nargs="*", help="benchmark names (default: evaluation.benchmarks + custom)")
-    parser.add_argument("--results-dir", help="override paths.results_dir")
-    parser.add_argument("--data-dir", help="override paths.data_dir")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     for noisy in ("bm25s", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    cfg = load_profile(args.profile)
-    paths = profile_paths(cfg, args.results_dir, args.data_dir)
+    try:  # setup: every bad name or broken input is one line and exit status 2, before any work
+        cfg = _profile(args)
+        paths = profile_paths(cfg, args.results_dir, args.data_dir)
+        plan = preflight(cfg, paths, args.methods, args.benchmarks)
+        if args.parquet:
+            check_rule_sources(parse_rules(args.rule), sorted({i.source for b in plan.benchmarks for i in b.instances}))
+    except (EvaluationSetupError, UnknownSourceError, OwnDataError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for bench in plan.benchmarks:
+        if bench.skipped:
+            reasons = "; ".join(f"row {r.row}: {r.reason}" for r in bench.skipped[:3])
+            print(f"{bench.name}: skipped {len(bench.skipped)} broken row(s) ({reasons})", file=sys.stderr)
     try:
-        records = run_evaluation(cfg, paths, args.methods, args.benchmarks, progress=not args.no_progress)
+        records = run_evaluation(cfg, paths, args.methods, args.benchmarks, progress=not args.no_progress, plan=plan)
     except (EvaluationSetupError, UnknownSourceError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -41,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         long.to_csv(paths.tables / f"04_{benchmark}_long.csv", index=False)
         wide.to_csv(paths.tables / f"04_{benchmark}.csv")
         print(f"\n{benchmark}\n{wide.to_string()}\n{AVERAGING_RULES['memalpha' if benchmark == 'memalpha' else 'mab']}")
+    eval_dir, tables = repo_relative(paths.results / "eval"), repo_relative(paths.tables)
+    print(f"\n{cfg['name']}: records in {eval_dir}, tables in {tables}")
     return 0
 
 
