@@ -14,11 +14,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from finemem_lib.data.memoryagentbench import MAB_SPLITS
 from finemem_lib.evaluation.own_data import OwnDataError, check_rule_sources, own_data_profile, parse_rules
 from finemem_lib.evaluation.runner import EvaluationSetupError, preflight, run_evaluation
-from finemem_lib.evaluation.sources import UnknownSourceError
+from finemem_lib.evaluation.sources import RULE_FUNCTIONS, UnknownSourceError
 from finemem_lib.evaluation.tables import AVERAGING_RULES, paper_tables
 from finemem_lib.infra.config import load_profile
 from finemem_lib.infra.paths import profile_paths, repo_relative
@@ -29,8 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--profile", default=None, help="profile name or YAML path (default: default)")
     parser.add_argument("--methods", nargs="*", help="method names (default: all of the profile)")
     parser.add_argument("--benchmarks", nargs="*", help="benchmark names (default: evaluation.benchmarks + custom)")
-    parser.add_argument("--results-dir", help="write here instead of results/<name>/ (used as given)")
-    parser.add_argument("--data-dir", help="override paths.data_dir")
+    parser.add_argument("--results-dir", help="write here instead of results/<name>/ (from the current folder)")
+    parser.add_argument("--data-dir", help="override paths.data_dir (from the current folder)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     own = parser.add_argument_group("your own MemoryAgentBench-schema parquet (no YAML needed)")
     own.add_argument("--parquet", help="a parquet file (or folder) with context, questions, answers, metadata.source")
@@ -62,18 +63,37 @@ def _profile(args: argparse.Namespace) -> dict:
     return cfg
 
 
+def _no_rule(exc: UnknownSourceError, args: argparse.Namespace) -> str:
+    """The one-line error of a source without a rule in ``--parquet`` mode: the flag that fixes it."""
+    sources = list(getattr(exc, "sources", []))
+    if not args.parquet or not sources:
+        return str(exc)
+    named = [s for s in parse_rules(args.rule) if s not in sources]
+    also = f" (--rule named {named}; rules are per source name)" if named else ""
+    return (
+        f"data source(s) {sources} of {args.parquet} have no scoring rule{also}: add --rule {sources[0]}=RULE; "
+        f"rules: {', '.join(sorted(RULE_FUNCTIONS))}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     for noisy in ("bm25s", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:  # setup: every bad name or broken input is one line and exit status 2, before any work
+        if args.parquet and args.benchmarks:
+            raise OwnDataError("--benchmarks does not go with --parquet: the file is the one benchmark evaluated")
         cfg = _profile(args)
-        paths = profile_paths(cfg, args.results_dir, args.data_dir)
+        here = [Path(d).expanduser().resolve() if d else None for d in (args.results_dir, args.data_dir)]
+        paths = profile_paths(cfg, *here)  # folders given on the command line are taken from the current one
         plan = preflight(cfg, paths, args.methods, args.benchmarks)
         if args.parquet:
             check_rule_sources(parse_rules(args.rule), sorted({i.source for b in plan.benchmarks for i in b.instances}))
-    except (EvaluationSetupError, UnknownSourceError, OwnDataError, FileNotFoundError, ValueError) as exc:
+    except UnknownSourceError as exc:
+        print(f"error: {_no_rule(exc, args)}", file=sys.stderr)
+        return 2
+    except (EvaluationSetupError, OwnDataError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for bench in plan.benchmarks:
