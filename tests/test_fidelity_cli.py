@@ -104,7 +104,7 @@ def test_one_command_on_an_own_parquet_with_no_yaml(own_parquet, tmp_path):
     summary = pd.read_csv(out / "tables" / "04_locomo_long.csv")
     memory = summary[summary["column"] == "memory"].set_index("method")["mean"]
     assert memory.notna().all() and set(memory.index) == {"rag_bm25", "store_everything"}
-    assert not (ROOT / "results" / "locomo").exists()
+    assert not (ROOT / "results" / "locomo").exists() and not (ROOT / "data" / "locomo").exists()
 
 
 def test_a_profile_by_path_extends_default_and_needs_no_manager(own_parquet, tmp_path, monkeypatch, capsys):

@@ -86,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
             raise OwnDataError("--benchmarks does not go with --parquet: the file is the one benchmark evaluated")
         cfg = _profile(args)
         here = [Path(d).expanduser().resolve() if d else None for d in (args.results_dir, args.data_dir)]
-        paths = profile_paths(cfg, *here)  # folders given on the command line are taken from the current one
+        paths = profile_paths(cfg, *here, create=False)  # folders on the command line: from the current one
+        for folder in (paths.tables, paths.figures, *([] if args.parquet else [paths.data])):
+            folder.mkdir(parents=True, exist_ok=True)  # an own parquet needs no prepared-data folder
         plan = preflight(cfg, paths, args.methods, args.benchmarks)
         if args.parquet:
             check_rule_sources(parse_rules(args.rule), sorted({i.source for b in plan.benchmarks for i in b.instances}))
