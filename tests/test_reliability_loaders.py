@@ -151,4 +151,5 @@ def test_the_hub_profile_records_skipped_rows_in_the_manifest(tmp_path, monkeypa
     splits, manifest = prepare_profile_data(cfg, tmp_path / "prepared")
     assert [i.id for i in splits["train"]] == ["squad/1"]
     (skipped,) = manifest["skipped_rows"]["train"]
+    assert manifest["skipped_counts"] == {"train": {"skipped_rows": 1, "by_column": {"questions_and_answers": 1}}}
     assert skipped["row"] == 1 and skipped["instance_id"] == "squad/2" and skipped["column"] == "questions_and_answers"
