@@ -8,12 +8,13 @@ and writes, under the profile's results folder:
 
 - ``tables/05_credit_quality_steps.csv``: one row per step with its value, the scheme ingredients and
   A_t of OR-only, Fine-Mem and every scheme (the schemes' A_t can be recomputed from the ingredients);
-- ``tables/05_credit_quality.csv``: Spearman(A_t, v_t) with bootstrap intervals of every house variant
-  and scheme, pooled and per source;
+- ``tables/05_credit_quality_schemes.csv``: Spearman(A_t, v_t) with bootstrap intervals of the four
+  house variants and every scheme, pooled and per source;
 - ``tables/05_credit_quality_differences.csv``: each scheme and main variant minus OR-only and minus
   Fine-Mem on the same steps (paired bootstrap over groups);
-- ``runs/05_credit_schemes.json``: provenance, and whether the house columns reproduce the committed
-  ``tables/05_credit_steps.csv`` (the same rollouts) when that table is there.
+- ``tables/05_credit_quality.csv``: the credit study's table with the scheme rows added, only when the
+  rollouts are those of its ``tables/05_credit_steps.csv`` (checked column by column);
+- ``runs/05_credit_schemes.json``: provenance and the result of that check.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from finemem_lib.episodes.credit_schemes_study import (
     INGREDIENTS,
     KEYS,
     REFERENCES,
+    SchemeSpec,
     measure_schemes,
     profile_schemes,
     schemes_quality,
@@ -56,6 +58,14 @@ def compare_with_house_steps(steps: pd.DataFrame, house: pd.DataFrame) -> dict[s
         return {"same_rollouts": False, "why": f"{len(left)} steps here, {len(right)} in the house table"}
     worst = float(np.max(np.abs(left[columns].to_numpy() - right[columns].to_numpy()))) if columns else 0.0
     return {"same_rollouts": worst < 1e-9, "max_abs_difference": worst, "columns": columns}
+
+
+def with_scheme_rows(house: pd.DataFrame, quality: pd.DataFrame, specs: Sequence[SchemeSpec]) -> pd.DataFrame:
+    """The credit study's quality table with the schemes' rows (replacing any earlier ones), by source."""
+    names = {s.name for s in specs}
+    rows = pd.concat([house[~house["variant"].isin(names)], quality[quality["variant"].isin(names)]])
+    order = {source: i for i, source in enumerate(dict.fromkeys(rows["source"]))}
+    return rows.sort_values("source", key=lambda c: c.map(order), kind="stable").reset_index(drop=True)
 
 
 def measure_credit_schemes(
@@ -89,12 +99,10 @@ def measure_credit_schemes(
     started = time.perf_counter()
     steps = measure_schemes(instances, policy, reasoner, settings, variants, specs, seeds=seeds)
     wall = time.perf_counter() - started
-    names = [v.name for v in variants] + [s.name for s in specs]
-    quality, differences = schemes_quality(steps, names, n_boot=n_boot)
     compared = [*MAIN_VARIANTS, *(s.name for s in specs)]
-    differences = differences[differences["variant"].isin(compared)].reset_index(drop=True)
-    house_file = paths.tables / f"{LOG_PREFIX}_credit_steps.csv"
-    check = compare_with_house_steps(steps, pd.read_csv(house_file)) if house_file.is_file() else {}
+    quality, differences = schemes_quality(steps, compared, n_boot=n_boot)
+    house_steps = paths.tables / f"{LOG_PREFIX}_credit_steps.csv"
+    check = compare_with_house_steps(steps, pd.read_csv(house_steps)) if house_steps.is_file() else {}
     kept = [*STEP_COLUMNS, *(f"A_{n}" for n in REFERENCES), *(f"A_{s.name}" for s in specs)]
     out: dict[str, Any] = {"steps": steps[kept], "quality": quality, "differences": differences, "wall_s": wall,
                            "house_check": check}  # fmt: skip
@@ -102,12 +110,16 @@ def measure_credit_schemes(
         return out
     files = {
         "steps": paths.tables / f"{LOG_PREFIX}_credit_quality_steps.csv",
-        "quality": paths.tables / f"{LOG_PREFIX}_credit_quality.csv",
+        "quality": paths.tables / f"{LOG_PREFIX}_credit_quality_schemes.csv",
         "differences": paths.tables / f"{LOG_PREFIX}_credit_quality_differences.csv",
     }
     write_csv(out["steps"], files["steps"], index=False)
     write_csv(quality, files["quality"], index=False)
     write_csv(differences, files["differences"], index=False)
+    house_quality = paths.tables / f"{LOG_PREFIX}_credit_quality.csv"
+    if check.get("same_rollouts") and house_quality.is_file():
+        files["house_quality"] = house_quality
+        write_csv(with_scheme_rows(pd.read_csv(house_quality), quality, specs), house_quality, index=False)
     write_json(
         paths.runs / f"{LOG_PREFIX}_credit_schemes.json",
         provenance(
