@@ -174,6 +174,7 @@ def preflight(
 
 
 def _header(cfg: Mapping[str, Any], benchmark: Benchmark, method: Method) -> dict[str, Any]:
+    from finemem_lib.infra.machine import machine_info
     from finemem_lib.training.runs import config_hash, loaded_git_state, package_versions  # (imports trl)
 
     relevant = {k: cfg.get(k) for k in CONFIG_KEYS}
@@ -191,6 +192,7 @@ def _header(cfg: Mapping[str, Any], benchmark: Benchmark, method: Method) -> dic
         "config_hash": config_hash([relevant, identity, benchmark.fingerprint()]),
         "git": loaded_git_state(),
         "versions": package_versions(),
+        "machine": machine_info(),
     }
 
 
