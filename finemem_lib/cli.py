@@ -81,7 +81,7 @@ def read_inputs(files: Sequence[str | Path]) -> list[tuple[Path, str]]:
 def memorize(args: argparse.Namespace) -> int:
     """Chunk the inputs, run the manager over the chunks (one greedy episode), write the memory file."""
     from finemem_lib.agents.policy import MANAGER_META_FILE, load_manager
-    from finemem_lib.agents.reasoner import build_reasoner
+    from finemem_lib.agents.reasoner_factory import build_reasoner
     from finemem_lib.data.instance import Instance
     from finemem_lib.episodes.rollout import rollout, settings_from_config
     from finemem_lib.report.memory_file import operation_records, write_memory_file
@@ -144,7 +144,7 @@ def memorize(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- ask
 def ask(args: argparse.Namespace) -> int:
     """BM25 top-k over the memory file, the profile's reasoner; print the answer and the items it used."""
-    from finemem_lib.agents.reasoner import AnswerRequest, build_reasoner
+    from finemem_lib.agents import AnswerRequest, build_reasoner
     from finemem_lib.core.retrieval import BM25Index
     from finemem_lib.report.memory_file import MemoryFileError, read_memory_file
 

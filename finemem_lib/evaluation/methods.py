@@ -26,7 +26,8 @@ from finemem_lib.episodes import baselines
 from finemem_lib.episodes.qa import QAResult
 from finemem_lib.infra.config import repo_root
 from finemem_lib.infra.identity import model_hash
-from finemem_lib.infra.paths import ProfilePaths
+from finemem_lib.infra.paths import FINAL_MODEL, ProfilePaths, run_dirs, run_name, sft_manager_dir
+from finemem_lib.training.config import training_settings
 
 BASELINE_NAMES = ("long_context", "rag_bm25", "store_everything", "closed_book")
 
@@ -67,10 +68,6 @@ def model_fingerprint(model: str | None) -> str | None:
 # ---------------------------------------------------------------------------- discovery
 def discover_methods(cfg: Mapping[str, Any], paths: ProfilePaths) -> list[Method]:
     """The profile's methods: ``evaluation.baselines``, the GRPO start, every trained variant, extra managers."""
-    from finemem_lib.repro.pipeline import sft_manager_dir
-    from finemem_lib.training.config import training_settings
-    from finemem_lib.training.runner import FINAL_MODEL, run_dirs, run_name
-
     section = cfg.get("evaluation") or {}
     methods = [Method(name, "baseline") for name in section.get("baselines", BASELINE_NAMES)]
     unknown = [m.name for m in methods if m.name not in BASELINE_NAMES]

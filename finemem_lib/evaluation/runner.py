@@ -21,7 +21,8 @@ from typing import Any
 import pandas as pd
 from tqdm import tqdm
 
-from finemem_lib.agents.reasoner import Reasoner, build_reasoner
+from finemem_lib.agents.reasoner import Reasoner
+from finemem_lib.agents.reasoner_factory import build_reasoner
 from finemem_lib.core import metrics
 from finemem_lib.evaluation.benchmarks import Benchmark, benchmark_names, load_benchmark
 from finemem_lib.evaluation.columns import column_for, layout
@@ -163,7 +164,7 @@ def preflight(
 
 
 def _header(cfg: Mapping[str, Any], benchmark: Benchmark, method: Method) -> dict[str, Any]:
-    from finemem_lib.training.runs import config_hash, loaded_git_state, package_versions  # (imports trl)
+    from finemem_lib.infra.provenance import config_hash, loaded_git_state, package_versions
 
     relevant = {k: cfg.get(k) for k in CONFIG_KEYS}
     relevant["evaluation"] = {k: v for k, v in (cfg.get("evaluation") or {}).items() if k != "bootstrap"}

@@ -28,11 +28,12 @@ def profile_names() -> list[str]:
     return sorted(p.stem for p in (repo_root() / "configs").glob("*.yaml") if not p.stem.startswith("study_"))
 
 
-def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy of ``base`` with ``override`` merged in (nested mappings merged key by key)."""
     merged = copy.deepcopy(base)
     for key, value in override.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
+            merged[key] = deep_merge(merged[key], value)
         else:
             merged[key] = copy.deepcopy(value)
     return merged
@@ -82,7 +83,7 @@ def _load_raw(name_or_path: str | Path) -> dict[str, Any]:
     if "groups" in raw and "extends" not in raw:
         raise ValueError(f"{path.name} is a study plan (finemem_lib.training.study --plan), not a profile")
     parent = raw.pop("extends", None)
-    profile = _deep_merge(_load_raw(path.parent / f"{parent}.yaml"), raw) if parent else raw
+    profile = deep_merge(_load_raw(path.parent / f"{parent}.yaml"), raw) if parent else raw
     profile.setdefault("name", path.stem)
     if not parent:
         profile["name"] = path.stem
