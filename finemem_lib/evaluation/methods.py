@@ -116,14 +116,16 @@ def _raw_lookup(instance: Instance) -> dict[str, str]:
     return lookup
 
 
-def run_baseline(
+def baseline_result(
     name: str,
     instance: Instance,
     reasoner: Reasoner,
     cfg: Mapping[str, Any],
     token_counter: TokenCounter = regex_token_count,
 ) -> InstanceResult:
-    """One baseline on one instance (settings as :func:`finemem_lib.episodes.baselines.run_baseline`)."""
+    """One baseline on one instance, with the evidence texts and the memory it kept.
+
+    Settings as :func:`finemem_lib.episodes.baselines.run_baseline`."""
     (results,) = baselines.run_baseline(name, [instance], reasoner, cfg, token_counter)
     lookup = _raw_lookup(instance)
     if name == "store_everything":
@@ -131,7 +133,7 @@ def run_baseline(
         lookup = {item.id: item.content for item in memory.items}
         tokens, items = memory.num_tokens(), len(memory)
     elif name == "long_context":
-        window = baselines.tail_window(instance, int((cfg.get("baselines") or {}).get("long_context_tokens", 32768)))
+        window = baselines.tail_window(instance, baselines.long_context_window(cfg))
         lookup.update({item.id: item.content for item in window})
         tokens, items = sum(token_counter(item.content) for item in window), len(window)
     elif name == "rag_bm25":

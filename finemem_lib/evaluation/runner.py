@@ -29,9 +29,9 @@ from finemem_lib.evaluation.columns import column_for, layout
 from finemem_lib.evaluation.methods import (
     InstanceResult,
     Method,
+    baseline_result,
     discover_methods,
     load_policy,
-    run_baseline,
     run_manager,
     select_methods,
 )
@@ -266,7 +266,7 @@ def evaluate_pair(
             for inst in todo:
                 store.append_instance(
                     _records(
-                        run_baseline(method.name, inst, reasoner, cfg),
+                        baseline_result(method.name, inst, reasoner, cfg),
                         benchmark,
                         method,
                         custom,

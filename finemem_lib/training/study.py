@@ -83,30 +83,17 @@ __all__ = [
 
 
 def run_plan(
-    profile: Mapping[str, Any],
-    runs: Sequence[PlannedRun],
-    paths: ProfilePaths,
-    stop_at: dt.datetime | None = None,
-    command: str = "",
+    profile: Mapping[str, Any], runs: Sequence[PlannedRun], paths: ProfilePaths, *args: Any, **kwargs: Any
 ) -> list[dict[str, Any]]:
-    """:func:`finemem_lib.training.study_run.run_plan`, writing the study's figures with its tables."""
-    return study_run.run_plan(profile, runs, paths, stop_at, command, write_figures=write_study_figures)
+    """:func:`finemem_lib.training.study_run.run_plan` (same arguments), writing the study's figures with its tables."""
+    return study_run.run_plan(profile, runs, paths, *args, write_figures=write_study_figures, **kwargs)
 
 
 def measure_credit_quality(
-    profile: Mapping[str, Any],
-    paths: ProfilePaths,
-    split: str = "train",
-    max_instances: int | None = None,
-    seeds: Sequence[int] = (0, 1),
-    n_boot: int = 1000,
-    command: str = "",
-    write: bool = True,
+    profile: Mapping[str, Any], paths: ProfilePaths, *args: Any, **kwargs: Any
 ) -> dict[str, Any]:
-    """:func:`finemem_lib.training.credit_study.measure_credit_quality` with its figures (``05_credit_*``)."""
-    return credit_study.measure_credit_quality(
-        profile, paths, split, max_instances, seeds, n_boot, command, write, draw=write_credit_figures
-    )
+    """:func:`finemem_lib.training.credit_study.measure_credit_quality` (same arguments), with its figures."""
+    return credit_study.measure_credit_quality(profile, paths, *args, draw=write_credit_figures, **kwargs)
 
 
 # ---------------------------------------------------------------------------- command line
