@@ -21,6 +21,7 @@ from typing import Any
 
 from finemem_lib.infra.config import repo_root
 from finemem_lib.infra.identity import config_hash
+from finemem_lib.infra.machine import machine_info
 from finemem_lib.infra.paths import repo_relative
 
 PACKAGES = ("finemem", "torch", "transformers", "trl", "accelerate", "datasets", "tokenizers", "numpy", "bm25s")
@@ -81,6 +82,7 @@ def host_info() -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
         "cuda": torch.cuda.is_available(),
+        **machine_info(),  # the CPU model: floats may differ in their last bits on another CPU
     }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
