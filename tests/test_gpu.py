@@ -19,6 +19,7 @@ from finemem_lib.agents.decoding import IncrementalDecoder
 from finemem_lib.agents.policy import ManagerPolicy, SamplingParams, load_manager
 from finemem_lib.agents.reasoner_offline import OfflineReader
 from finemem_lib.core.memory import Memory
+from finemem_lib.core.reward_spec import RewardSpec
 from finemem_lib.data.synthetic import build_synthetic
 from finemem_lib.episodes.rollout import RolloutSettings
 from finemem_lib.training import shared_prefix
@@ -130,7 +131,7 @@ def _trainer(tmp_path_factory, max_steps: int, learning_rate: float) -> StepCred
     policy_dir = tiny_policy(bench["train"], batch_size=8).save_pretrained(tmp_path_factory.mktemp("manager"))
     rollout = RolloutSettings(num_generations=2, sampling=SamplingParams(temperature=1.0, max_new_tokens=8))
     settings = TrainingSettings(
-        variant="finemem",
+        reward=RewardSpec("finemem"),
         instances_per_step=1,
         micro_batch_size=64,
         learning_rate=learning_rate,
