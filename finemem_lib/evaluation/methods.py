@@ -19,12 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from finemem_lib.agents.reasoner import Reasoner
-from finemem_lib.core.sentences import split_sentences
 from finemem_lib.core.tokens import TokenCounter, regex_token_count
 from finemem_lib.data.instance import Instance
 from finemem_lib.episodes import baselines
 from finemem_lib.episodes.qa import QAResult
-from finemem_lib.evaluation.memory_length import retrieved_memory
+from finemem_lib.evaluation.memory_length import raw_item_texts, retrieved_memory
 from finemem_lib.infra.config import repo_root
 from finemem_lib.infra.identity import model_hash
 from finemem_lib.infra.paths import FINAL_MODEL, ProfilePaths, run_dirs, run_name, sft_manager_dir
@@ -110,16 +109,6 @@ def select_methods(methods: Sequence[Method], names: Sequence[str] | None) -> li
 
 
 # ---------------------------------------------------------------------------- baselines
-def _raw_lookup(instance: Instance) -> dict[str, str]:
-    """Text of every raw-text item id a baseline can produce (``c<t>`` chunks, ``c<t>.s<i>`` sentences)."""
-    lookup = {}
-    for t, chunk in enumerate(instance.chunks):
-        lookup[f"c{t}"] = chunk
-        for i, sentence in enumerate(split_sentences(chunk)):
-            lookup[f"c{t}.s{i}"] = sentence
-    return lookup
-
-
 def baseline_result(
     name: str,
     instance: Instance,
@@ -131,7 +120,7 @@ def baseline_result(
 
     Settings as :func:`finemem_lib.episodes.baselines.run_baseline`."""
     (results,) = baselines.run_baseline(name, [instance], reasoner, cfg, token_counter)
-    lookup = _raw_lookup(instance)
+    lookup = raw_item_texts(instance)
     if name == "store_everything":
         memory = baselines.store_everything_memory(instance, token_counter)
         lookup = {item.id: item.content for item in memory.items}
