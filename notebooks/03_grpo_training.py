@@ -147,8 +147,8 @@ group = rollout_group(trainer, data["train"][:4])  # the G episodes of one insta
 r = np.stack([episode.step_rewards(variant, beta, w1, w2) for episode in group])  # [G, T] step rewards r_t
 axis = 0 if mode == "step" else None  # step: normalise each step over the G rollouts
 A = (r - r.mean(axis, keepdims=True)) / (r.std(axis, ddof=1, keepdims=True) + 1e-6)
-samples, (A_trainer,) = step_samples([group], variant, beta, w1, w2, mode)  # one sample per chunk step, with A_t
-assert np.allclose(A, A_trainer, atol=1e-6), "advantages differ from the trainer's"
+samples, credit = step_samples([group], trainer.args.reward)  # one sample per chunk step, with A_t
+assert np.allclose(A, credit.advantages[0], atol=1e-6), "advantages differ from the trainer's"
 batch = micro_batch(trainer, samples)  # one micro-batch, padded and masked as the trainer does
 old = completion_logps(trainer.model, batch, trainer.temperature).detach()  # log pi_old: the policy that sampled
 step_length, clipped = move_policy(trainer, batch, old)  # as after a first update on this round

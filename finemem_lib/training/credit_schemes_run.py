@@ -38,11 +38,12 @@ from finemem_lib.episodes.credit_schemes_study import (
     profile_schemes,
     schemes_quality,
 )
-from finemem_lib.infra.atomic import write_csv
+from finemem_lib.infra.atomic import write_csv, write_json
 from finemem_lib.infra.config import load_profile
 from finemem_lib.infra.paths import ProfilePaths, profile_paths, repo_relative
-from finemem_lib.training.runs import provenance, write_json
-from finemem_lib.training.study import LOG_PREFIX, MAIN_VARIANTS, credit_variants
+from finemem_lib.infra.provenance import provenance
+from finemem_lib.training.credit_study import MAIN_VARIANTS, credit_variants
+from finemem_lib.training.heldout import LOG_PREFIX
 
 STEP_COLUMNS = (*KEYS, "source", "value", "r_global", "r_chunk", "N", *INGREDIENTS)
 
@@ -81,10 +82,10 @@ def measure_credit_schemes(
     import torch
 
     from finemem_lib.agents.policy import load_manager
-    from finemem_lib.agents.reasoner import build_reasoner
+    from finemem_lib.agents.reasoner_factory import build_reasoner
     from finemem_lib.agents.sft import free_cpu_threads, policy_settings
     from finemem_lib.episodes.rollout import settings_from_config
-    from finemem_lib.training.runner import heldout_subset, load_training_data, start_model
+    from finemem_lib.training.start import heldout_subset, load_training_data, start_model
 
     threads = (profile.get("training") or {}).get("num_threads") or (profile.get("runtime") or {}).get("threads")
     torch.set_num_threads(int(threads or free_cpu_threads()))

@@ -38,7 +38,7 @@ def hand_trainer(
 
     It is put in training mode with TRL's gradient-accumulation count set, as inside ``trainer.train()``.
     """
-    from finemem_lib.training.runner import _build_trainer  # one builder for the runs and this page
+    from finemem_lib.training.run import _build_trainer  # one builder for the runs and this page
 
     settings = training_settings(cfg, variant=variant)
     output_dir = Path(tempfile.mkdtemp(prefix="finemem-hand-update-"))
@@ -58,7 +58,7 @@ def rollout_group(trainer: StepCreditGRPOTrainer, instances: Sequence[Instance],
     args = trainer.args
     groups = trainer._rollout(list(instances), trainer.rollout_settings, seed)
     for group in groups:
-        if np.any(group_advantages(group, args.reward_variant, args.eara_beta, args.w1, args.w2, args.group_mode)):
+        if np.any(group_advantages(group, args.reward)):
             return group
     return groups[0]
 
