@@ -139,6 +139,8 @@ pd.Series(
 # Right after a rollout $\pi_\theta = \pi_{old}$ and $\rho_k = 1$: the clip only acts on later passes over
 # the same round (`num_iterations` > 1). To show it act, the cell first moves the policy a short way down
 # the loss, as a first update would, until the ratio of a few tokens leaves $[1-\epsilon, 1+\epsilon]$.
+# (When all $G$ rollouts of every group tried score alike, as with a random-weight manager, the advantages
+# are zero, the policy does not move and the loss is the KL term alone: the check still holds.)
 
 # %%
 variant, beta, w1, w2, mode = "finemem", settings.beta, settings.w1, settings.w2, settings.group_mode
