@@ -6,6 +6,7 @@ import torch
 
 from finemem_lib.agents.policy import SamplingParams, load_manager
 from finemem_lib.agents.reasoner_offline import OfflineReader
+from finemem_lib.core.reward_spec import RewardSpec
 from finemem_lib.data.synthetic import build_synthetic
 from finemem_lib.episodes.rollout import RolloutSettings
 from finemem_lib.infra.config import load_profile
@@ -41,7 +42,11 @@ def make_trainer(model_dir, bench, tmp_path, kl_beta=0.01, micro_batch_size=4):
     policy = load_manager(model_dir)
     rollout_settings = RolloutSettings(num_generations=G, sampling=SamplingParams(temperature=0.7, max_new_tokens=6))
     settings = TrainingSettings(
-        variant="finemem", instances_per_step=1, micro_batch_size=micro_batch_size, kl_beta=kl_beta, max_steps=1
+        reward=RewardSpec("finemem"),
+        instances_per_step=1,
+        micro_batch_size=micro_batch_size,
+        kl_beta=kl_beta,
+        max_steps=1,
     )
     args = grpo_config(settings, rollout_settings, str(tmp_path), 0, [T], processes=1)
     trainer = StepCreditGRPOTrainer(policy, args, bench["train"][:1], OfflineReader(), rollout_settings)
@@ -145,7 +150,7 @@ def test_hand_trainer_builds_the_runs_trainer_ready_for_its_loss(model_dir, benc
     paths = profile_paths(cfg, tmp_path / "results", tmp_path / "data")
     trainer = hand_trainer(cfg, paths, {"train": bench["train"], "test": bench["test"]}, model_dir, "csr", seed=1)
     assert trainer.model.training
-    assert trainer.args.reward_variant == "csr" and trainer.args.seed == 1
+    assert trainer.args.reward == RewardSpec.from_config(cfg, "csr") and trainer.args.seed == 1
     assert trainer.current_gradient_accumulation_steps == trainer.args.gradient_accumulation_steps
     assert not any(isinstance(c, HeldOutCallback) for c in trainer.callback_handler.callbacks)
     assert np.isclose(trainer.temperature, cfg["manager"]["sampling"]["temperature"])

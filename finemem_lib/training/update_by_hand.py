@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from finemem_lib.data.instance import Instance
-from finemem_lib.episodes.rollout import Episode, group_advantages
+from finemem_lib.episodes.advantages import episode_group_advantages
+from finemem_lib.episodes.rollout import Episode
 from finemem_lib.infra.paths import ProfilePaths
 from finemem_lib.training.config import training_settings
 from finemem_lib.training.grpo import StepCreditGRPOTrainer
@@ -55,12 +56,12 @@ def rollout_group(trainer: StepCreditGRPOTrainer, instances: Sequence[Instance],
     A group whose G rollouts all earn the same rewards has zero advantages and contributes no gradient:
     it would show nothing.
     """
-    args = trainer.args
+    spec = trainer.args.reward
     first = None
     for instance in instances:  # one at a time: usually the first group already differs
         group = trainer._rollout([instance], trainer.rollout_settings, seed)[0]
         first = first or group
-        if np.any(group_advantages(group, args.reward_variant, args.eara_beta, args.w1, args.w2, args.group_mode)):
+        if np.any(episode_group_advantages(group, spec)):
             return group
     if first is None:
         raise ValueError("no instance to roll out")
