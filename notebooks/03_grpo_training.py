@@ -145,7 +145,7 @@ pd.Series(
 # %%
 trainer = hand_trainer(cfg, paths, data, start, "finemem")  # the trainer a Fine-Mem run builds, not trained
 spec = trainer.args.reward  # the reward spec it carries: variant, beta, w1, w2, group mode
-group = rollout_group(trainer, data["train"][:4])  # the G episodes of one instance
+group = rollout_group(trainer, data["train"][:16])  # the G episodes of the first instance whose rollouts differ
 r = np.stack([episode.step_rewards(spec) for episode in group])  # [G, T] step rewards r_t
 axis = 0 if spec.group_mode == "step" else None  # step: normalise each step over the G rollouts
 A = (r - r.mean(axis, keepdims=True)) / (r.std(axis, ddof=1, keepdims=True) + 1e-6)
