@@ -120,11 +120,10 @@ def instrument(timer: PhaseTimer) -> list[Callable[[], None]]:
 def build_trainer(profile: str, engine: str | None, steps: int, output_dir: Path, shared_prefix: bool | None = None):
     """The profile's GRPO trainer from its SFT manager, without held-out evaluation or checkpoints."""
     from finemem_lib.agents.policy import load_manager
-    from finemem_lib.agents.reasoner import build_reasoner
+    from finemem_lib.agents.reasoner_factory import build_reasoner
     from finemem_lib.agents.sft import policy_settings
     from finemem_lib.infra.config import load_profile
-    from finemem_lib.infra.paths import profile_paths
-    from finemem_lib.repro.pipeline import sft_manager_dir
+    from finemem_lib.infra.paths import profile_paths, sft_manager_dir
     from finemem_lib.training.config import grpo_config, run_rollout_settings, training_settings
     from finemem_lib.training.grpo import StepCreditGRPOTrainer
     from finemem_lib.training.runner import load_training_data

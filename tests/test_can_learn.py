@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 
 from finemem_lib.agents.reasoner_offline import OfflineReader
+from finemem_lib.core import rewards
 from finemem_lib.data.roles import sentence_kinds
 from finemem_lib.data.synthetic import build_synthetic
+from finemem_lib.episodes.advantages import episode_group_advantages
 from finemem_lib.episodes.rollout import RolloutSettings, rollout
-from finemem_lib.training.can_learn import FactRewardEpisode, fact_store_rewards
+from finemem_lib.training.can_learn import SPEC, FactRewardEpisode, fact_store_rewards
 from tests.tiny import ScriptedPolicy
 
 
@@ -33,6 +35,12 @@ def test_fact_store_reward_pays_facts_and_charges_filler():
         episode.__class__ = FactRewardEpisode
         episode.fact_rewards = reward
         np.testing.assert_array_equal(episode.step_rewards("finemem", 0.5, 0.5, 0.05), reward)
+        # the trainer's own path: the spec's terms over the episode's components give the fact reward
+        np.testing.assert_allclose(
+            episode_group_advantages([episode, episode], SPEC), np.zeros((2, episode.T)), atol=1e-12
+        )
+        components = (episode.r_global, episode.N, episode.r_chunk, episode.r_fmt, episode.r_comp)
+        np.testing.assert_allclose(rewards.step_rewards(SPEC, *components), reward, atol=1e-12)
 
 
 def test_the_experiment_trains_on_the_target_it_reports(monkeypatch):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from finemem_lib.agents.reasoner import build_reasoner
+from finemem_lib.agents.reasoner_factory import build_reasoner
 from finemem_lib.agents.teacher import TeacherConfig, replay_teacher
 from finemem_lib.agents.view import manager_view
 from finemem_lib.core.memory import Memory, Operation, OpKind
@@ -14,7 +14,7 @@ from finemem_lib.data.roles import MissingRolesError, has_roles, sentence_kinds
 from finemem_lib.data.synthetic import build_synthetic
 from finemem_lib.episodes import ceilings
 from finemem_lib.episodes.baselines import store_everything
-from finemem_lib.evaluation.methods import discover_methods, run_baseline
+from finemem_lib.evaluation.methods import baseline_result, discover_methods
 from finemem_lib.infra.paths import profile_paths
 
 KNOBS = {"train_instances": 0, "test_instances": 4, "chunks_per_instance": 6, "sentences_per_chunk": 8}
@@ -117,7 +117,7 @@ def test_ceilings_are_methods_of_a_profile(bench, reasoner, tmp_path):
     paths = profile_paths(cfg, results_dir=tmp_path / "r", data_dir=tmp_path / "d")
     methods = [m for m in discover_methods(cfg, paths) if m.role == "ceiling"]
     assert [(m.name, m.kind) for m in methods] == [("oracle", "baseline"), ("teacher", "baseline")]
-    result = run_baseline("oracle", bench[0], reasoner, cfg)
+    result = baseline_result("oracle", bench[0], reasoner, cfg)
     assert result.memory_items == len(ceilings.ceiling_memory("oracle", bench[0]))
     assert all(r.score == 1.0 for r in result.results)
     assert all(text for texts in result.evidence_texts for text in texts)

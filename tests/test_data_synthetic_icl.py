@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from finemem_lib.agents.reasoner import build_reasoner
+from finemem_lib.agents.reasoner_factory import build_reasoner
 from finemem_lib.core.memory import Memory, Operation, OpKind
 from finemem_lib.core.retrieval import tokenize
 from finemem_lib.core.sentences import split_sentences
@@ -31,7 +31,9 @@ def _score(question: str, n_filler: int = 1) -> float:
     reasoner = build_reasoner({"backend": "offline"})
     scores = []
     for instance in build_synthetic({**KNOBS, "icl_question": question}, 0)["test"]:
-        results = answer_over_memory(_examples_and_some_filler(instance, n_filler), instance.questions, instance.source, reasoner)
+        results = answer_over_memory(
+            _examples_and_some_filler(instance, n_filler), instance.questions, instance.source, reasoner
+        )
         scores += [r.score for r in results]
     return sum(scores) / len(scores)
 

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from finemem_lib.agents.reasoner_offline import OfflineReader
+from finemem_lib.core.reward_spec import RewardSpec
 from finemem_lib.data.synthetic import build_synthetic
 from finemem_lib.episodes.rollout import RolloutSettings, rollout
 from finemem_lib.training.diagnostics import (
@@ -36,15 +37,15 @@ def test_components_add_up_to_the_step_reward(groups_and_instances):
     groups, _ = groups_and_instances
     for variant in ("or_only", "csr", "eara", "finemem"):
         for group in groups:
-            parts = reward_components(group, variant, 0.5, 0.5, 0.05)
+            parts = reward_components(group, RewardSpec(variant))
             total = sum(parts.values())
-            expected = np.stack([e.step_rewards(variant, 0.5, 0.5, 0.05) for e in group])
+            expected = np.stack([e.step_rewards(variant) for e in group])
             np.testing.assert_allclose(total, expected)
 
 
 def test_round_stats_see_the_scripted_behaviour(groups_and_instances):
     groups, instances = groups_and_instances
-    stats = round_stats(groups, instances, "finemem")
+    stats = round_stats(groups, instances, RewardSpec("finemem"))
     assert set(STAT_NAMES) <= set(stats)
     means = as_history_rows(stats)
     # ScriptedPolicy: even rollouts store sentences 1 and 2, odd ones sentence 1 only; every step emits a bad op,
@@ -58,7 +59,7 @@ def test_round_stats_see_the_scripted_behaviour(groups_and_instances):
 def test_identical_rollouts_are_zero_variance_groups(groups_and_instances):
     groups, instances = groups_and_instances
     clones = [[group[0]] * 4 for group in groups]
-    means = as_history_rows(round_stats(clones, instances, "or_only"))
+    means = as_history_rows(round_stats(clones, instances, RewardSpec("or_only")))
     assert means["diag/zero_var_groups"] == 1.0
     assert means["diag/spread/total"] == 0.0
     assert np.isnan(means["diag/corr/global"])  # no spread: no correlation to report

@@ -34,6 +34,7 @@ from finemem_lib.core.memory import Memory, OpKind
 from finemem_lib.core.ops import format_score, operation_to_call, parse_operations, tool_schemas
 from finemem_lib.data.instance import Instance
 from finemem_lib.infra import determinism
+from finemem_lib.infra.machine import machine_info
 from finemem_lib.infra.paths import repo_relative
 from finemem_lib.infra.progress import progress_enabled
 
@@ -203,7 +204,7 @@ def train_sft_manager(
     knobs, epochs, batch size, learning rate, ...) from the profile. The folder holds the model, the
     tokenizer and ``finemem_manager.json`` (policy settings and training stats: wall time, examples,
     tokens, parameters, loss curve), the ``identity`` it was trained for (see
-    :func:`finemem_lib.repro.pipeline.sft_identity`) and the thread/determinism settings; load it with
+    :func:`finemem_lib.training.start.sft_identity`) and the thread/determinism settings; load it with
     :func:`load_manager`. Threads: ``sft.num_threads``, else ``runtime.threads``, else the free cores.
     """
     from datasets import Dataset
@@ -274,6 +275,7 @@ def train_sft_manager(
     }
     policy = ManagerPolicy(model, tokenizer, **settings)
     extra = {"sft": stats, "model_source": _section(cfg, "manager").get("model"), "runtime": runtime}
+    extra["machine"] = machine_info()
     if identity is not None:
         extra["identity"] = dict(identity)
     policy.save_pretrained(out_dir, extra=extra)

@@ -2,8 +2,8 @@
 
 Each method turns instances into :class:`InstanceResult` objects (the answered questions with their
 evidence, and the memory the method kept). ``memory_tokens`` is what the method holds for an instance:
-the final memory (managers, store-everything), the window it reads (long-context), every raw chunk
-(RAG-BM25 indexes them all) or nothing (closed-book).
+the final memory (managers, store-everything), the window it reads (long-context), the text it retrieves
+per question (RAG-BM25, averaged over the questions) or nothing (closed-book).
 
 Managers found for a profile (:func:`discover_methods`): the GRPO start (the SFT manager, or
 ``manager.model`` where SFT is off) and the final model of every trained (variant, seed) of notebook 03
@@ -19,14 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from finemem_lib.agents.reasoner import Reasoner
-from finemem_lib.core.sentences import split_sentences
 from finemem_lib.core.tokens import TokenCounter, regex_token_count
 from finemem_lib.data.instance import Instance
 from finemem_lib.episodes import baselines, ceilings
 from finemem_lib.episodes.qa import QAResult
+from finemem_lib.evaluation.memory_length import raw_item_texts, retrieved_memory
 from finemem_lib.infra.config import repo_root
 from finemem_lib.infra.identity import model_hash
-from finemem_lib.infra.paths import ProfilePaths
+from finemem_lib.infra.paths import FINAL_MODEL, ProfilePaths, run_dirs, run_name, sft_manager_dir
+from finemem_lib.training.config import training_settings
 
 BASELINE_NAMES = ("long_context", "rag_bm25", "store_everything", "closed_book")
 
@@ -67,16 +68,15 @@ def model_fingerprint(model: str | None) -> str | None:
 # ---------------------------------------------------------------------------- discovery
 def discover_methods(cfg: Mapping[str, Any], paths: ProfilePaths) -> list[Method]:
     """The profile's methods: ``evaluation.baselines``, the GRPO start, every trained variant, extra managers."""
-    from finemem_lib.repro.pipeline import sft_manager_dir
-    from finemem_lib.training.config import training_settings
-    from finemem_lib.training.runner import FINAL_MODEL, run_dirs, run_name
-
     section = cfg.get("evaluation") or {}
     methods = [Method(name, "baseline") for name in section.get("baselines", BASELINE_NAMES)]
     unknown = [m.name for m in methods if m.name not in BASELINE_NAMES]
     if unknown:
         raise ValueError(f"evaluation.baselines: unknown {unknown}; choose from {BASELINE_NAMES}")
     methods += [Method(name, "baseline", role="ceiling") for name in ceilings.checked(section.get("ceilings"))]
+    if not section.get("trained_managers", True):  # no trained or SFT manager needed: baselines (+ extra managers)
+        extra = (section.get("extra_managers") or {}).items()
+        return methods + [Method(str(name), "manager", str(model), "trained") for name, model in extra]
     training = cfg.get("training") or {}
     if training.get("sft_model"):
         start = Path(training["sft_model"])
@@ -110,41 +110,33 @@ def select_methods(methods: Sequence[Method], names: Sequence[str] | None) -> li
 
 
 # ---------------------------------------------------------------------------- baselines
-def _raw_lookup(instance: Instance) -> dict[str, str]:
-    """Text of every raw-text item id a baseline can produce (``c<t>`` chunks, ``c<t>.s<i>`` sentences)."""
-    lookup = {}
-    for t, chunk in enumerate(instance.chunks):
-        lookup[f"c{t}"] = chunk
-        for i, sentence in enumerate(split_sentences(chunk)):
-            lookup[f"c{t}.s{i}"] = sentence
-    return lookup
-
-
-def run_baseline(
+def baseline_result(
     name: str,
     instance: Instance,
     reasoner: Reasoner,
     cfg: Mapping[str, Any],
     token_counter: TokenCounter = regex_token_count,
 ) -> InstanceResult:
-    """One baseline on one instance (settings as :func:`finemem_lib.episodes.baselines.run_baseline`)."""
+    """One baseline on one instance, with the evidence texts and the memory it kept.
+
+    Settings as :func:`finemem_lib.episodes.baselines.run_baseline`."""
     if name in ceilings.CEILINGS:  # a scripted reference policy: answered over the memory it wrote
         results, memory = ceilings.run_ceiling(name, instance, reasoner, cfg, token_counter)
         lookup = {item.id: item.content for item in memory.items}
         texts = [[lookup.get(i, "") for i in r.evidence_ids] for r in results]
         return InstanceResult(instance, results, texts, memory.num_tokens(), len(memory))
     (results,) = baselines.run_baseline(name, [instance], reasoner, cfg, token_counter)
-    lookup = _raw_lookup(instance)
+    lookup = raw_item_texts(instance)
     if name == "store_everything":
         memory = baselines.store_everything_memory(instance, token_counter)
         lookup = {item.id: item.content for item in memory.items}
         tokens, items = memory.num_tokens(), len(memory)
     elif name == "long_context":
-        window = baselines.tail_window(instance, int((cfg.get("baselines") or {}).get("long_context_tokens", 32768)))
+        window = baselines.tail_window(instance, baselines.long_context_window(cfg))
         lookup.update({item.id: item.content for item in window})
         tokens, items = sum(token_counter(item.content) for item in window), len(window)
-    elif name == "rag_bm25":
-        tokens, items = sum(token_counter(c) for c in instance.chunks), instance.num_chunks
+    elif name == "rag_bm25":  # the text retrieved per question, averaged over the questions
+        tokens, items = retrieved_memory(results, lookup, token_counter)
     else:
         tokens, items = 0, 0
     texts = [[lookup.get(i, "") for i in r.evidence_ids] for r in results]

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from finemem_lib.agents.reasoner import build_reasoner
+from finemem_lib.agents.reasoner_factory import build_reasoner
 from finemem_lib.core.tokens import regex_token_count
 from finemem_lib.data.instance import Instance
 from finemem_lib.episodes import baselines, behaviour, ceilings

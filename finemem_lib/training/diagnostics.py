@@ -30,6 +30,8 @@ import numpy as np
 import pandas as pd
 
 from finemem_lib.core import rewards
+from finemem_lib.core.reward_spec import RewardSpec
+from finemem_lib.core.rewards import TERM_KERNELS, StepInputs
 from finemem_lib.data.instance import Instance
 from finemem_lib.data.roles import FACT_KINDS, FILLER_KINDS
 from finemem_lib.episodes import behaviour
@@ -46,21 +48,23 @@ STAT_NAMES = (
 )
 
 
-def reward_components(group: Sequence[Episode], variant: str, beta: float, w1: float, w2: float) -> dict:
-    """``{component: [G, T]}``: the additive terms of the variant's step reward for one group."""
-    T = group[0].T
-    shape = (len(group), T)
-    if variant in ("eara", "finemem"):
-        base = np.stack([rewards.eara(e.r_global, e.N, beta) for e in group])
-    else:
-        base = np.repeat(np.array([[e.r_global] for e in group]), T, axis=1)
-    chunk = np.stack([e.r_chunk for e in group]) * (w1 if variant in ("csr", "finemem") else 0.0)
-    return {
-        "global": base.reshape(shape),
-        "format": np.stack([e.r_fmt for e in group]).reshape(shape),
-        "chunk": chunk.reshape(shape),
-        "compression": np.repeat(np.array([[w2 * e.r_comp] for e in group]), T, axis=1),
-    }
+TERM_COMPONENTS = {"global": "global", "eara": "global", "fmt": "format", "comp": "compression", "chunk": "chunk"}
+"""Reward term of the variant table -> the component it is reported as (r_global or its EARA split: ``global``)."""
+
+
+def reward_components(group: Sequence[Episode], spec: RewardSpec) -> dict[str, np.ndarray]:
+    """``{component: [G, T]}``: the additive terms of the spec's step reward for one group (zeros for unused)."""
+    inputs = StepInputs(
+        np.array([e.r_global for e in group], dtype=np.float64),
+        np.stack([e.N for e in group]),
+        np.stack([e.r_chunk for e in group]),
+        np.stack([e.r_fmt for e in group]),
+        np.array([e.r_comp for e in group], dtype=np.float64),
+    )
+    parts = {name: np.zeros(inputs.N.shape) for name in COMPONENTS}
+    for term in spec.row.terms:
+        parts[TERM_COMPONENTS[term]] = parts[TERM_COMPONENTS[term]] + TERM_KERNELS[term](inputs, spec)
+    return parts
 
 
 def _spread(values: np.ndarray, mode: str) -> np.ndarray:
@@ -80,13 +84,11 @@ def _corr(a: np.ndarray, b: np.ndarray) -> float | None:
 def round_stats(
     groups: Sequence[Sequence[Episode]],
     instances: Sequence[Instance] | Mapping[str, Instance],
-    variant: str,
-    beta: float = 0.5,
-    w1: float = 0.5,
-    w2: float = 0.05,
-    mode: str = "step",
+    spec: RewardSpec,
 ) -> dict[str, tuple[float, float]]:
-    """``{name: (sum, count)}`` of one rollout round (see the module docstring); instances give sentence kinds."""
+    """``{name: (sum, count)}`` of one rollout round (see the module docstring); instances give sentence kinds.
+
+    A credit scheme that is not a sum of terms (``spec.row.credit != "grpo"``) gets store rates only."""
     by_id = instances if isinstance(instances, Mapping) else {inst.id: inst for inst in instances}
     sums: dict[str, tuple[float, float]] = {name: (0.0, 0.0) for name in STAT_NAMES}  # same names on every process
 
@@ -96,10 +98,17 @@ def round_stats(
 
     counts: Counter[str] = Counter()
     n_episodes = 0
+    mode = spec.group_mode
     for group in groups:
         if not group or len({e.T for e in group}) != 1:
             continue
-        parts = reward_components(group, variant, beta, w1, w2)
+        for episode in group:
+            n_episodes += 1
+            if episode.instance_id in by_id:
+                counts += behaviour.episode_counts(by_id[episode.instance_id], episode.steps)
+        if spec.row.credit != "grpo":
+            continue
+        parts = reward_components(group, spec)
         total = sum(parts.values())
         advantages = rewards.group_advantages(total, mode)
         for name, values in [*parts.items(), ("total", total)]:
@@ -111,10 +120,6 @@ def round_stats(
                     add(f"diag/corr/{name}", corr)
         constant = _spread(total, mode) == 0
         add("diag/zero_var_groups", float(constant.sum()), float(constant.size))
-        for episode in group:
-            n_episodes += 1
-            if episode.instance_id in by_id:
-                counts += behaviour.episode_counts(by_id[episode.instance_id], episode.steps)
     for name, count_names in (("facts", FACT_KINDS), ("filler", FILLER_KINDS)):
         seen = sum(counts.get(f"seen/{k}", 0) for k in count_names)
         if seen:
