@@ -1,6 +1,7 @@
 """Answer scoring: Mem-alpha's per-source rules, MemoryAgentBench's rules, and one router.
 
-Two scoring protocols (``scoring.protocol`` in the profiles; see ``docs/`` and the README's fidelity table):
+Two scoring protocols (``scoring.protocol`` in the profiles; rule by rule in ``docs/fidelity.md`` and the fidelity
+table of ``docs/design.md``):
 
 - ``memalpha`` (both profiles): the rules of Mem-alpha's evaluation scorer
   (``evaluate_agent_results.py``, ``AgentResultsEvaluator._compute_score``), and for the
