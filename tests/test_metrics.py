@@ -157,3 +157,20 @@ def test_a_profile_judge_is_built_by_its_registered_backend(monkeypatch):
     assert scorer.score("squad", "unrelated", ["gold"]) == 0.0 and built == ["m"]
     with pytest.raises(ValueError, match="unknown judge backend 'nope'; choose lexical or openai"):
         metrics.build_scorer({"scoring": {"judge": {"backend": "nope"}}})
+
+
+def test_the_scoring_section_is_read_once_into_settings():
+    from finemem_lib.core import metrics
+    from finemem_lib.infra.config import load_profile
+
+    cfg = load_profile("paper")
+    settings = metrics.ScoringSettings.from_config(cfg)
+    assert settings.protocol == cfg["scoring"]["protocol"] and settings.require_judge is True
+    assert settings.judge["backend"] == "openai" and metrics.ScoringSettings.from_config(settings) is settings
+    assert metrics.build_scorer(settings).rule_name("lme_train") == metrics.build_scorer(cfg).rule_name("lme_train")
+    assert metrics.rule_for("icl_x", metrics.ScoringSettings("memoryagentbench")).name == "exact_match_parsed"
+    assert metrics.ScoringSettings.from_config({}) == metrics.ScoringSettings()
+    with pytest.raises(ValueError, match=r"scoring\.protocol must be one of"):
+        metrics.ScoringSettings.from_config({"scoring": {"protocol": "mine"}})
+    with pytest.raises(ValueError, match="must be mappings"):
+        metrics.ScoringSettings.from_config({"scoring": {"judge": "openai"}})
