@@ -31,6 +31,7 @@ from finemem_lib.episodes.credit import (
 )
 from finemem_lib.episodes.rollout import settings_from_config
 from finemem_lib.infra.atomic import write_csv, write_json
+from finemem_lib.infra.determinism import runtime_threads
 from finemem_lib.infra.paths import ProfilePaths, repo_relative
 from finemem_lib.infra.provenance import provenance
 from finemem_lib.training.heldout import LOG_PREFIX
@@ -99,12 +100,9 @@ class CreditRollouts:
 
 def credit_rollouts(profile: Mapping[str, Any], paths: ProfilePaths, measure: CreditMeasure) -> CreditRollouts:
     """Load the SFT start and the training instances the credit measures roll out, with the variants they score."""
-    threads = (
-        (profile.get("training") or {}).get("num_threads")
-        or (profile.get("runtime") or {}).get("threads")  # a fixed count: the same numbers on every rerun
-        or free_cpu_threads()
-    )
-    torch.set_num_threads(int(threads))  # more threads than free cores makes generation far slower on a shared CPU
+    # training.num_threads, else runtime.threads (a fixed count: the same numbers on every rerun), else free cores
+    threads = runtime_threads(profile, "training") or free_cpu_threads()
+    torch.set_num_threads(threads)  # more threads than free cores makes generation far slower on a shared CPU
     data = load_training_data(profile, paths)
     instances = heldout_subset(data[measure.split], measure.max_instances)
     sft_model = start_model(profile, paths)
