@@ -99,6 +99,7 @@ def _wrap_logps(timer: PhaseTimer, trainer_class: type) -> Callable[[], None]:
 def instrument(timer: PhaseTimer) -> list[Callable[[], None]]:
     """Patch the functions of every phase (module attributes where they are looked up)."""
     from finemem_lib.agents import policy
+    from finemem_lib.agents.engines import transformers_engine
     from finemem_lib.episodes import rollout
     from finemem_lib.training import grpo
 
@@ -112,8 +113,7 @@ def instrument(timer: PhaseTimer) -> list[Callable[[], None]]:
         timer.wrap(grpo.StepCreditGRPOTrainer, "training_step", "forward_backward"),
         timer.wrap(grpo.StepCreditGRPOTrainer, "_generate_and_score_completions", "rollout_other"),
     ]
-    if hasattr(policy.ManagerPolicy, "_sampled_logprobs"):
-        undo.append(timer.wrap(policy.ManagerPolicy, "_sampled_logprobs", "logprob_recompute"))
+    undo.append(timer.wrap(transformers_engine.TransformersEngine, "sampled_logprobs", "logprob_recompute"))
     return undo
 
 
