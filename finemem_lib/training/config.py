@@ -84,6 +84,7 @@ class TrainingSettings:
     bf16: bool = True
     gradient_checkpointing: bool = False
     shared_prefix: bool = True  # the prompts' common prefix computed once per micro-batch (same loss, faster)
+    pack: bool = False  # log-prob passes skip padding: rows regrouped by length (same loss within float rounding)
     num_threads: int | None = None
     report_to: str = "none"  # TRL/transformers loggers: none | tensorboard (logs in <run output>/runs)
     heldout: HeldOutSettings = field(default_factory=HeldOutSettings)
@@ -163,6 +164,7 @@ class StepGRPOConfig(GRPOConfig):
     shared_prefix: bool = field(
         default=True, metadata={"help": "Compute the prompts' common prefix once per log-prob pass."}
     )
+    pack: bool = field(default=False, metadata={"help": "Log-prob passes without padding (rows grouped by length)."})
 
 
 def num_processes() -> int:
@@ -242,6 +244,7 @@ def grpo_config(
         "w2": settings.w2,
         "group_mode": settings.group_mode,
         "shared_prefix": settings.shared_prefix,
+        "pack": settings.pack,
         "learning_rate": settings.learning_rate,
         "lr_scheduler_type": settings.lr_scheduler,
         "warmup_steps": settings.warmup,
