@@ -86,3 +86,47 @@ def test_the_policy_generates_through_an_attached_backend(policy):
     assert backend.calls == [(2, 9)]
     assert [g.completion_ids.tolist() for g in out] == [[4, 0], [7, 0]]
     assert vllm.rollout_engine().name == "vllm"
+
+
+# ---------------------------------------------------------------------------- manager.compile
+def test_compile_modes_are_checked_and_auto_follows_the_run_length(policy):
+    from finemem_lib.agents.compiled_decoding import AUTO_COMPILE_MIN_STEPS, resolve_compile
+
+    assert resolve_compile("auto", AUTO_COMPILE_MIN_STEPS) == "on"
+    assert resolve_compile("auto", AUTO_COMPILE_MIN_STEPS - 1) == "off"
+    assert resolve_compile("on", 1) == "on" and resolve_compile("off", 10**6) == "off"
+    with pytest.raises(ValueError, match=r"manager\.compile"):
+        ManagerPolicy(policy.model, policy.tokenizer, compile="fast")
+    assert ManagerPolicy(policy.model, policy.tokenizer, compile="auto").settings()["compile"] == "auto"
+
+
+def test_a_compiled_engine_that_cannot_compile_decodes_eagerly_and_says_so(policy, caplog, monkeypatch):
+    from finemem_lib.agents.compiled_decoding import CompiledDecoder
+
+    def broken(self):
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setattr(CompiledDecoder, "_static_step", broken)
+    prompts = [[5, 6, 7, 8, 9][: 2 + i] for i in range(3)]
+    greedy = SamplingParams(temperature=0.0, max_new_tokens=5)
+    eager = policy.generate(prompts, greedy)
+    compiled = ManagerPolicy(policy.model, policy.tokenizer, style="extractive", compile="on")
+    with caplog.at_level("WARNING"):
+        got = compiled.generate(prompts, greedy)
+    assert "decoding eagerly" in caplog.text
+    assert [g.completion_ids.tolist() for g in got] == [g.completion_ids.tolist() for g in eager]
+
+
+@pytest.mark.slow
+def test_compiled_decode_steps_give_the_eager_tokens_and_log_probs(policy):
+    """Greedy: the same tokens as the eager decoder; log-probs within float rounding (inductor compiles here)."""
+    from finemem_lib.agents.compiled_decoding import CompiledDecoder
+    from finemem_lib.agents.decoding import IncrementalDecoder
+
+    prompts = [[5, 6, 7, 8, 9, 10, 11][: 3 + i] for i in range(3)]
+    eager = IncrementalDecoder(policy.model, policy.stop_ids).decode(prompts, 12, temperature=0.0)
+    compiled = CompiledDecoder(policy.model, policy.stop_ids).decode(prompts, 12, temperature=0.0)
+    assert len(compiled) == len(prompts)
+    for a, b in zip(eager, compiled, strict=True):
+        assert a.tokens.tolist() == b.tokens.tolist()
+        assert torch.allclose(a.logprobs, b.logprobs, atol=1e-5)

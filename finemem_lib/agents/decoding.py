@@ -286,8 +286,8 @@ class IncrementalDecoder:
         if self.sliding_window is not None and longest > int(self.sliding_window):
             raise ValueError(f"sequences longer than the sliding window ({self.sliding_window}) are not supported")
 
-        caches = self._new_caches(rows, width + max_new_tokens)
-        valid = torch.zeros(rows, width + max_new_tokens, dtype=torch.bool, device=device)
+        caches = self._new_caches(rows, self._cache_length(width + max_new_tokens))
+        valid = torch.zeros(rows, caches[0][0].shape[2], dtype=torch.bool, device=device)
         tokens = torch.full((rows, width), 0, dtype=torch.long, device=device)
         lengths = torch.tensor([len(s) for s in suffixes], device=device)
         for row, suffix in enumerate(suffixes):
@@ -324,16 +324,14 @@ class IncrementalDecoder:
                 alive &= ~stopped
             if step == max_new_tokens - 1 or not alive.any():
                 break
-            if (~alive).sum() * _COMPACT_FRACTION >= alive.numel():
+            if self._compact_now(alive):
                 keep = alive.nonzero().squeeze(1)
                 keep_dev = keep.to(device)
                 caches = [(k.index_select(0, keep_dev), v.index_select(0, keep_dev)) for k, v in caches]
                 valid, next_position, token = valid[keep_dev], next_position[keep_dev], token[keep_dev]
                 row_ids, alive = row_ids[keep], alive[keep]
             valid[:, slot] = True
-            mask = valid[:, None, None, : slot + 1]
-            hidden = self._forward(token.unsqueeze(1), next_position.unsqueeze(1), caches, prefix_caches, slot, mask)
-            logits = self._logits(hidden[:, -1])
+            logits = self._decode_step(token, next_position, caches, prefix_caches, slot, valid)
             next_position = next_position + 1
             slot += 1
         return [
@@ -344,6 +342,29 @@ class IncrementalDecoder:
             )
             for r in range(rows)
         ]
+
+    # ------------------------------------------------------------------ hooks of the decoding loop
+    def _cache_length(self, needed: int) -> int:
+        """Slots of the row cache for ``needed`` (longest suffix + new tokens)."""
+        return needed
+
+    def _compact_now(self, alive: torch.Tensor) -> bool:
+        """Whether to drop the finished rows from the cache now (once an eighth of the batch has finished)."""
+        return bool((~alive).sum() * _COMPACT_FRACTION >= alive.numel())
+
+    def _decode_step(
+        self,
+        token: torch.Tensor,
+        position: torch.Tensor,
+        caches: list[tuple],
+        prefix: list[tuple] | None,
+        slot: int,
+        valid: torch.Tensor,
+    ) -> torch.Tensor:
+        """Logits ``[B, V]`` after ``token`` ``[B]`` at ``position``, written at row-cache slot ``slot``."""
+        mask = valid[:, None, None, : slot + 1]
+        hidden = self._forward(token.unsqueeze(1), position.unsqueeze(1), caches, prefix, slot, mask)
+        return self._logits(hidden[:, -1])
 
     @staticmethod
     def _sample(

@@ -31,6 +31,7 @@ from typing import Any
 import torch
 
 from finemem_lib.agents import prompts
+from finemem_lib.agents.compiled_decoding import check_compile_mode
 from finemem_lib.agents.decoding import unsupported_reason
 from finemem_lib.agents.engines import ENGINES, Engine, SamplingParams, build_engine
 from finemem_lib.core.memory import Memory
@@ -84,6 +85,8 @@ class ManagerPolicy:
         chat_template_kwargs: extra template variables (e.g. ``{"enable_thinking": False}`` for Qwen3).
         engine: ``native`` (the incremental decoder), ``transformers`` (``generate``) or ``vllm`` (a backend
             attached with :meth:`attach_backend`; without one it generates with the native engine).
+        compile: the native engine's decode step compiled (``on``), eager (``off``), or ``auto`` (left to the
+            caller that knows how long the run is, e.g. the GRPO trainer; eager otherwise).
     """
 
     def __init__(
@@ -98,6 +101,7 @@ class ManagerPolicy:
         chat_template_kwargs: dict[str, Any] | None = None,
         view_order: str = "recency",
         engine: str = "native",
+        compile: str = "off",
     ) -> None:
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
@@ -118,6 +122,7 @@ class ManagerPolicy:
         self.chat_template_kwargs = dict(chat_template_kwargs or {})
         self.stop_ids = self._stop_ids()
         self.engine = engine
+        self.compile = check_compile_mode(compile)
         self.backend: Any = None
         self._engine: tuple[tuple, Engine] | None = None
         self._warned_no_backend = False
@@ -170,6 +175,7 @@ class ManagerPolicy:
             "chat_template_kwargs": self.chat_template_kwargs,
             "view_order": self.view_order,
             "engine": self.engine,
+            "compile": self.compile,
         }
 
     def save_pretrained(self, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
@@ -256,9 +262,11 @@ class ManagerPolicy:
                 name = "native"
             else:
                 name = "transformers"
-            key = (name, id(self.model))
+            key = (name, id(self.model), self.compile == "on")
         if self._engine is None or self._engine[0] != key:
-            built = build_engine(name, self.model, self.tokenizer.pad_token_id, self.stop_ids, self.backend)
+            built = build_engine(
+                name, self.model, self.tokenizer.pad_token_id, self.stop_ids, self.backend, self.compile == "on"
+            )
             self._engine = (key, built)
         return self._engine[1]
 

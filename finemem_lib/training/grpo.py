@@ -57,6 +57,7 @@ from trl import GRPOTrainer
 from trl.models import unwrap_model_for_generation
 from trl.models.utils import disable_gradient_checkpointing
 
+from finemem_lib.agents.compiled_decoding import resolve_compile
 from finemem_lib.agents.policy import ManagerPolicy
 from finemem_lib.agents.reasoner import Reasoner
 from finemem_lib.core.tokens import TokenCounter, regex_token_count
@@ -152,7 +153,8 @@ class StepCreditGRPOTrainer(GRPOTrainer):
         self.train_instances = list(train_instances)
         self.reasoner = reasoner
         self.rollout_settings = rollout_settings
-        self.policy_settings = policy.settings()
+        steps = args.max_steps if args.max_steps > 0 else 0  # epochs-based runs: auto stays eager
+        self.policy_settings = {**policy.settings(), "compile": resolve_compile(policy.compile, steps)}
         self.token_counter = token_counter
         dataset = Dataset.from_dict({"instance_index": list(range(len(self.train_instances)))})
         super().__init__(

@@ -23,11 +23,16 @@ ENGINES = tuple(ENGINE_TYPES)
 
 
 def build_engine(
-    name: str, model: Any = None, pad_token_id: int = 0, stop_ids: Sequence[int] = (), backend: Any = None
+    name: str,
+    model: Any = None,
+    pad_token_id: int = 0,
+    stop_ids: Sequence[int] = (),
+    backend: Any = None,
+    compiled: bool = False,
 ) -> Engine:
-    """The engine ``name`` for ``model`` (``vllm``: around ``backend``)."""
+    """The engine ``name`` for ``model`` (``vllm``: around ``backend``; ``compiled``: native decode steps)."""
     if name == "native":
-        return NativeEngine(model, stop_ids)
+        return NativeEngine(model, stop_ids, compiled)
     if name == "transformers":
         return TransformersEngine(model, pad_token_id, stop_ids)
     if name == "vllm":

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from finemem_lib.agents.compiled_decoding import CompiledDecoder
 from finemem_lib.agents.decoding import Decoded, IncrementalDecoder, shared_prefix
 from finemem_lib.agents.engines.base import SamplingParams, in_length_batches
 
@@ -15,13 +16,14 @@ class NativeEngine:
     """Batched decoding with a preallocated KV cache, the prompts' common prefix computed once per call.
 
     The rows of one call draw from one ``torch.Generator`` seeded from torch's global random state, so a
-    call seeded by the caller (``torch.manual_seed``) is reproducible.
+    call seeded by the caller (``torch.manual_seed``) is reproducible. ``compiled``: decode steps through
+    :class:`finemem_lib.agents.compiled_decoding.CompiledDecoder` (``manager.compile``).
     """
 
     name = "native"
 
-    def __init__(self, model: Any, stop_ids: Sequence[int]) -> None:
-        self.decoder = IncrementalDecoder(model, stop_ids)
+    def __init__(self, model: Any, stop_ids: Sequence[int], compiled: bool = False) -> None:
+        self.decoder = (CompiledDecoder if compiled else IncrementalDecoder)(model, stop_ids)
 
     @property
     def model(self) -> Any:
