@@ -38,7 +38,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bench_step_profile import PHASES, PhaseTimer, build_trainer, instrument
+from bench_step_profile import PHASES, PhaseTimer, _git_revision, build_trainer, instrument
 
 RECIPES: dict[str, dict[str, Any]] = {
     "default": {},
@@ -46,8 +46,8 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 # Profile keys of each code path ("before": the path of the landed main, kept selectable).
 CODE_PATHS: dict[str, dict[str, Any]] = {
-    "before": {"rollout": {"one_call": False}},
-    "after": {"rollout": {"one_call": True}},
+    "before": {"rollout": {"one_call": False}, "training": {"pack": False}, "manager": {"compile": "off"}},
+    "after": {"rollout": {"one_call": True}, "training": {"pack": True}, "manager": {"compile": "off"}},
 }
 
 
@@ -200,6 +200,7 @@ def main() -> None:
                 sum(t["load_start"] + t["load_end"] for t in trials) / (2 * len(trials)), 2
             ),
         },
+        "git_revision": _git_revision(),
         "wall_s": round(time.time() - started, 1),
         "code_paths": CODE_PATHS,
         "recipes": summarise(trials, recipes, paths),
