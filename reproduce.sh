@@ -4,7 +4,8 @@
 #   ./reproduce.sh [--profile P] [--only N] [--reuse M]
 #                       bootstrap .venv from the lock, execute the notebooks with profile P (default: default)
 #   ./reproduce.sh check [--profile P] [--keep]
-#                       rerun profile P into a temporary folder and diff every table with results/<P>/tables
+#                       rerun profile P into a temporary folder and compare every table with results/<P>/tables:
+#                       identical, within intervals (the committed 95 % intervals) or different (exit 1)
 #   ./reproduce.sh test [pytest args]    bootstrap .venv, run the tests offline
 #   ./reproduce.sh lock [uv args]        refresh requirements/cpu.lock from pyproject.toml (needs PyPI)
 #

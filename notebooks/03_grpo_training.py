@@ -16,7 +16,8 @@
 #
 # **What you will learn here** (default profile on a laptop: about 5.5 min the first time, to train OR-only and
 # Fine-Mem for 12 optimizer steps each on the CPU; seconds when the finished runs are reused):
-# 1. how GRPO is turned into *step-credit* GRPO: a training sample is one chunk step with its own advantage A_t;
+# 1. how GRPO is turned into *step-credit* GRPO: a training sample is one chunk step with its own advantage A_t,
+#    and one update computed by hand (ratio x A_t, clipped), equal to the trainer's loss;
 # 2. how to read the learning curves of the reward variants trained from the same SFT start and seeds;
 # 3. whether Fine-Mem beat OR-only on held-out questions here, and why a gap smaller than the seed spread
 #    says nothing on a miniature this small.
@@ -52,7 +53,9 @@ reuse = "auto"  # finished runs: "auto" reuses only identical ones (same config,
 # %%
 import logging
 
+import numpy as np
 import pandas as pd
+import torch
 from IPython.display import Image, display
 
 from finemem_lib.agents.sft import sft_stats
@@ -61,6 +64,15 @@ from finemem_lib.infra.config import load_profile
 from finemem_lib.infra.paths import profile_paths, repo_relative
 from finemem_lib.training.config import training_settings
 from finemem_lib.training.runner import heldout_table, load_training_data, run_study, start_model, write_study_report
+from finemem_lib.training.samples import step_samples
+from finemem_lib.training.update_by_hand import (
+    completion_logps,
+    gradient_gap,
+    hand_trainer,
+    micro_batch,
+    move_policy,
+    rollout_group,
+)
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 for noisy in ("bm25s", "httpx"):
@@ -109,6 +121,66 @@ pd.Series(
     },
     name=cfg["name"],
 )
+
+# %% [markdown]
+# ## One GRPO update by hand
+#
+# Before the trainer runs for many steps, here is one update computed by hand and checked against the
+# trainer's own loss on the same micro-batch. A group of $G$ episodes of one instance gives $G \times T$
+# step samples; each sample's completion tokens all carry its step's advantage $A_t$. For a completion token
+# $k$ of a sample, with the ratio $\rho_k = \pi_\theta(o_k \mid \cdot) / \pi_{old}(o_k \mid \cdot)$, the loss is
+#
+# $\ell_k = -\min\big(\rho_k A_t,\ \mathrm{clip}(\rho_k, 1-\epsilon, 1+\epsilon) A_t\big)
+#   + \beta_{KL}\,\rho_k\,(e^{d_k} - d_k - 1)$, with $d_k = \log \pi_{ref}(o_k) - \log \pi_\theta(o_k)$
+#
+# (the second term estimates the KL divergence to the SFT start, weighted by $\rho_k$ as TRL does with
+# `use_bias_correction_kl`, its default), averaged over each sample's completion tokens, then over the
+# samples of the micro-batch, and divided by the number of micro-batches of a round (TRL's `grpo` loss).
+# Right after a rollout $\pi_\theta = \pi_{old}$ and $\rho_k = 1$: the clip only acts on later passes over
+# the same round (`num_iterations` > 1). To show it act, the cell first moves the policy a short way down
+# the loss, as a first update would, until the ratio of a few tokens leaves $[1-\epsilon, 1+\epsilon]$.
+
+# %%
+variant, beta, w1, w2, mode = "finemem", settings.beta, settings.w1, settings.w2, settings.group_mode
+trainer = hand_trainer(cfg, paths, data, start, variant)  # the trainer a Fine-Mem run builds, not trained
+group = rollout_group(trainer, data["train"][:4])  # the G episodes of one instance
+r = np.stack([episode.step_rewards(variant, beta, w1, w2) for episode in group])  # [G, T] step rewards r_t
+axis = 0 if mode == "step" else None  # step: normalise each step over the G rollouts
+A = (r - r.mean(axis, keepdims=True)) / (r.std(axis, ddof=1, keepdims=True) + 1e-6)
+samples, (A_trainer,) = step_samples([group], variant, beta, w1, w2, mode)  # one sample per chunk step, with A_t
+assert np.allclose(A, A_trainer, atol=1e-6), "advantages differ from the trainer's"
+batch = micro_batch(trainer, samples)  # one micro-batch, padded and masked as the trainer does
+old = completion_logps(trainer.model, batch, trainer.temperature).detach()  # log pi_old: the policy that sampled
+step_length, clipped = move_policy(trainer, batch, old)  # as after a first update on this round
+logp = completion_logps(trainer.model, batch, trainer.temperature)  # log pi_theta
+ratio, A_t = torch.exp(logp - old), batch["advantages"][:, None]
+surrogate = torch.min(ratio * A_t, ratio.clamp(1 - trainer.epsilon_low, 1 + trainer.epsilon_high) * A_t)
+d = batch.get("ref_per_token_logps", logp) - logp  # no reference model when the KL coefficient is 0
+kl = (torch.exp(d) - d - 1) * (ratio if trainer.args.use_bias_correction_kl else 1.0)  # k3, importance-weighted
+per_token = -surrogate + trainer.beta * kl
+mask = batch["completion_mask"]
+loss = ((per_token * mask).sum(1) / mask.sum(1).clamp(min=1)).mean() / trainer.current_gradient_accumulation_steps
+trainer_loss = trainer._compute_loss(trainer.model, {**batch, "old_per_token_logps": old})  # TRL's own loss
+torch.testing.assert_close(loss, trainer_loss, rtol=1e-3, atol=1e-6)
+gap = gradient_gap(loss, trainer_loss, trainer.model)
+assert gap < 1e-2, f"the gradients differ by {gap:.1e}"
+pd.Series(
+    {
+        "G x T step samples": f"{r.shape[0]} x {r.shape[1]}",
+        "samples in the micro-batch": int(mask.shape[0]),
+        "completion tokens": int(mask.sum()),
+        "A_t, min / max": f"{A.min():+.3f} / {A.max():+.3f}",
+        "ratio, min / max": f"{ratio[mask.bool()].min():.3f} / {ratio[mask.bool()].max():.3f}",
+        "tokens clipped": f"{clipped:.1%}",
+        "loss by hand": f"{loss.item():.6f}",
+        "loss of the trainer": f"{trainer_loss.item():.6f}",
+        "gradients, relative difference": f"{gap:.1e}",
+    },
+    name="one update",
+)
+
+# %%
+del trainer  # the hand-made update changed its model; every run below starts again from the SFT manager
 
 # %% [markdown]
 # ## Train every variant from the same start

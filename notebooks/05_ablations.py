@@ -139,6 +139,43 @@ plot_credit_quality(knobs, path=paths.figures / "05_credit_ablations.png", title
 knobs.round(3)
 
 # %% [markdown]
+# ### Other systems' credit schemes on the same rollouts
+#
+# Each RL memory manager routes the final score to its steps in its own way; here they share one memory,
+# one reader and these rollouts (docs/credit_schemes.md gives each formula, its source file and what had
+# to change for a flat memory written chunk by chunk):
+#
+# - `gigpo` (mem-alpha-areal): discounted returns of the per-step scores, normalised per step index, plus
+#   the normalised trajectory score; `gigpo_csr` puts the chunk-QA reward in the per-step score.
+# - `adrpo` (MemBuilder): the chunk-QA reward per step, its advantage multiplied by α = 4 for the steps
+#   that wrote retrieved evidence (`adrpo_dominant`: only the most-retrieved step).
+# - `hindsight` (Mem-T): each query's score goes whole to the steps that wrote its retrieved items.
+# - `broadcast_traj` (a MemAgent port): OR-only's reward normalised per rollout, then copied to every step.
+#
+# Read from `tables/05_credit_quality_schemes.csv` when present (written by
+# `python -m finemem_lib.training.credit_schemes_run --profile long --seeds 0 1`), otherwise measured here
+# on the same instances and seeds as the credit table above. Right panel: each scheme minus OR-only and
+# minus Fine-Mem on the same steps (paired bootstrap over groups).
+
+# %%
+from finemem_lib.report.credit_schemes_plots import plot_credit_schemes
+from finemem_lib.training import credit_schemes_run
+
+schemes_file = paths.tables / "05_credit_quality_schemes.csv"
+if schemes_file.is_file():
+    scheme_quality = pd.read_csv(schemes_file)
+    scheme_differences = pd.read_csv(paths.tables / "05_credit_quality_differences.csv")
+else:
+    measured = credit_schemes_run.measure_credit_schemes(cfg, paths, max_instances=credit_instances, seeds=credit_seeds)
+    scheme_quality, scheme_differences = measured["quality"], measured["differences"]
+pooled_schemes = scheme_quality[scheme_quality["source"] == "all"]
+plot_credit_schemes(pooled_schemes, scheme_differences, path=paths.figures / "05_credit_quality_schemes.png")
+scheme_quality.pivot_table(index="variant", columns="source", values="spearman", sort=False).round(3)
+
+# %%
+scheme_differences.pivot_table(index="variant", columns="reference", values=["diff", "lo", "hi"], sort=False).round(3)
+
+# %% [markdown]
 # ## The study: learning curves, held-out scores with intervals, efficiency, ablations
 
 # %%
@@ -240,5 +277,7 @@ show_episode(group[0], instance, group=group, **page_kwargs)
 #   the intervals of the credit-quality table narrow; does Fine-Mem's lead over OR-only survive?
 # - Change `rewards.beta` in the profile to 0 and to 1 and rerun the credit measure: EARA's share of the
 #   credit moves from uniform spreading to evidence only. Which β tracks the marginal values best?
+# - In `finemem_lib.episodes.credit_schemes_study.profile_schemes`, try GiGPO with γ = 1 or λ = 0, or
+#   ADRPO with α = 1 (no attribution): which part of each scheme carries its credit quality?
 # - With `profile = "long"` and `train = True`, the study plan resumes run by run; watch the learning
 #   curves fill in and whether OR-only's curve has stopped rising (`study.plateau`).

@@ -10,6 +10,7 @@ import torch
 from finemem_lib.agents.policy import SamplingParams
 from finemem_lib.agents.reasoner_offline import OfflineReader
 from finemem_lib.core.memory import Memory, Operation, OpKind
+from finemem_lib.core.reward_spec import RewardSpec
 from finemem_lib.data.instance import QA
 from finemem_lib.data.synthetic import build_synthetic
 from finemem_lib.episodes.credit import (
@@ -138,7 +139,7 @@ def test_or_only_advantage_is_constant_within_a_rollout_and_fine_mem_is_not():
         hand_episode({1: [FACTS[0], FACTS[2]]}, rollout=1),
         hand_episode({3: [FACTS[2]]}, rollout=2),
     ]
-    variants = [CreditVariant("or_only", "or_only"), CreditVariant("finemem", "finemem")]
+    variants = [CreditVariant("or_only", RewardSpec("or_only")), CreditVariant("finemem", RewardSpec("finemem"))]
     adv = group_advantage_matrices(group, variants)
     assert adv["or_only"].shape == (3, 4)
     assert np.allclose(adv["or_only"], adv["or_only"][:, :1])  # r_fmt is the same at every step here
@@ -152,7 +153,7 @@ def test_credit_steps_has_a_row_per_step_and_matches_the_direct_values():
     assert len(steps) == 2 * 4 and {"A_or_only", "A_eara", "value", "N"} <= set(steps.columns)
     assert steps.loc[steps.rollout == 0, "value"].tolist() == pytest.approx([0.5, 0.0, 0.5, 0.0])
     assert steps.loc[steps.rollout == 1, "value"].tolist() == pytest.approx([0.0, 0.5, 0.0, 0.0])
-    assert variants[1].beta == 1.0
+    assert variants[1].spec == RewardSpec("eara", beta=1.0)
 
 
 def test_measure_credit_on_real_rollouts_of_a_tiny_manager():

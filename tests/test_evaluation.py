@@ -215,7 +215,7 @@ def test_preflight_names_the_fix_for_missing_data_models_and_endpoints(tmp_path,
     remote = {**cfg, "reasoner": {"backend": "openai", "model": "Qwen/Qwen3-32B", "base_url": None}}
     with pytest.raises(EvaluationSetupError, match="vllm serve"):
         preflight(remote, paths, methods=["rag_bm25"], benchmarks=["mab"])
-    with pytest.raises(ValueError, match="this profile has"):
+    with pytest.raises(EvaluationSetupError, match=r"unknown method\(s\) \['nope'\]; this profile has: long_context"):
         preflight(cfg, paths, methods=["nope"], benchmarks=["mab"])
 
 

@@ -104,11 +104,14 @@ def test_a_truncated_parquet_is_a_clear_error_for_both_loaders(tmp_path):
     [
         ([], [], "questions", "no questions"),  # was: an instance scoring 0.0
         (["Q?"], [[float("nan")]], "answers", "NaN"),  # was: the gold answer "nan"
-        (["Q?"], [["  "]], "answers", "no acceptable answer"),
+        (["Q?"], [["  "]], "answers", "item 0 entry 0: an empty or blank answer"),
+        (["Q?"], [["Ann", ""]], "answers", "item 0 entry 1: an empty or blank answer"),  # was: silently dropped
+        (["Q?"], [["Ann", None]], "answers", "item 0 entry 1: null"),  # was: silently dropped
+        (["Q?"], [[]], "answers", "item 0: no acceptable answer"),
     ],
 )
 def test_memoryagentbench_rows_are_named_and_skipped_with_reasons(tmp_path, questions, answers, column, detail):
-    first_answer = [[3.0]] if isinstance(answers[0][0] if answers else "", float) else [["a"]]  # one column type
+    first_answer = [[3.0]] if isinstance(answers[0][0] if answers and answers[0] else "", float) else [["a"]]
     rows = [
         mab_row("Fact one. Fact two.", ["Q?"], first_answer, source="s"),
         mab_row("Fact three.", questions, answers, source="s"),
@@ -148,4 +151,5 @@ def test_the_hub_profile_records_skipped_rows_in_the_manifest(tmp_path, monkeypa
     splits, manifest = prepare_profile_data(cfg, tmp_path / "prepared")
     assert [i.id for i in splits["train"]] == ["squad/1"]
     (skipped,) = manifest["skipped_rows"]["train"]
+    assert manifest["skipped_counts"] == {"train": {"skipped_rows": 1, "by_column": {"questions_and_answers": 1}}}
     assert skipped["row"] == 1 and skipped["instance_id"] == "squad/2" and skipped["column"] == "questions_and_answers"

@@ -121,7 +121,7 @@ def trainer(tmp_path_factory):
     bench = build_synthetic(TINY_BENCH, seed=0)
     policy_dir = tiny_policy(bench["train"], batch_size=8).save_pretrained(tmp_path_factory.mktemp("manager"))
     rollout_settings = RolloutSettings(num_generations=2, sampling=SamplingParams(temperature=1.0, max_new_tokens=8))
-    settings = TrainingSettings(variant="finemem", instances_per_step=1, micro_batch_size=64, max_steps=1, save_steps=1)
+    settings = TrainingSettings(instances_per_step=1, micro_batch_size=64, max_steps=1, save_steps=1)
     args = grpo_config(settings, rollout_settings, str(tmp_path_factory.mktemp("run")), 0, [3], processes=1)
     trainer = StepCreditGRPOTrainer(
         load_manager(policy_dir), args, bench["train"][:1], OfflineReader(), rollout_settings

@@ -279,8 +279,8 @@ def test_an_sft_evaluation_older_than_the_sft_weights_is_stale(tmp_path):
 
 
 def test_the_credit_measure_covers_every_ablation_point_of_fine_mem():
-    variants = {v.name: v for v in study.credit_variants(load_profile("long"))}
-    assert {v.beta for v in variants.values() if v.variant == "finemem" and v.mode == "step"} >= {
+    variants = {v.name: v.spec for v in study.credit_variants(load_profile("long"))}
+    assert {v.beta for v in variants.values() if v.variant == "finemem" and v.group_mode == "step"} >= {
         0.0,
         0.25,
         0.5,
@@ -288,7 +288,7 @@ def test_the_credit_measure_covers_every_ablation_point_of_fine_mem():
         1.0,
     }
     assert {v.w1 for v in variants.values() if v.variant == "finemem"} >= {0.0, 0.25, 0.5, 1.0}
-    assert variants["finemem_episode"].mode == "episode" and set(study.MAIN_VARIANTS) <= set(variants)
+    assert variants["finemem_episode"].group_mode == "episode" and set(study.MAIN_VARIANTS) <= set(variants)
 
 
 def test_two_study_processes_share_a_plan_run_by_run(tmp_path):

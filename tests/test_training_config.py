@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from finemem_lib.core.reward_spec import RewardSpec
 from finemem_lib.data.instance import QA, Instance
 from finemem_lib.episodes.rollout import RolloutSettings
 from finemem_lib.infra.config import load_profile
@@ -53,13 +54,8 @@ def test_reward_knobs_come_from_the_rewards_section_and_can_be_overridden():
     s = training_settings(cfg)
     assert (s.beta, s.w1, s.w2, s.group_mode, s.variant) == (0.3, 0.2, 0.0, "episode", "eara")
     assert training_settings(cfg, beta=0.9).beta == 0.9
-    assert s.with_variant("csr").reward_kwargs() == {
-        "variant": "csr",
-        "beta": 0.3,
-        "w1": 0.2,
-        "w2": 0.0,
-        "mode": "episode",
-    }
+    assert s.with_variant("csr").reward == RewardSpec("csr", beta=0.3, w1=0.2, w2=0.0, group_mode="episode")
+    assert training_settings(cfg, variant="or_only", w1=0.4).reward == RewardSpec("or_only", 0.3, 0.4, 0.0, "episode")
 
 
 @pytest.mark.parametrize(
@@ -92,7 +88,7 @@ def test_micro_batch_plan_cuts_rounds_into_bounded_micro_batches():
 
 def test_grpo_config_maps_the_settings_onto_trl():
     s = TrainingSettings(
-        variant="csr",
+        reward=RewardSpec("csr"),
         instances_per_step=2,
         micro_batch_size=8,
         kl_beta=0.01,
@@ -105,7 +101,8 @@ def test_grpo_config_maps_the_settings_onto_trl():
     args = grpo_config(s, rollout, "/tmp/unused", seed=7, chunk_counts=[3], processes=1)
     assert (args.num_generations, args.beta, args.loss_type, args.learning_rate) == (4, 0.01, "dapo", 3e-5)
     assert args.steps_per_generation == args.gradient_accumulation_steps == 3  # 2 x 4 x 3 = 24 samples / 8
-    assert (args.reward_variant, args.instances_per_device, args.seed) == ("csr", 2, 7)
+    assert (args.reward, args.instances_per_device, args.seed) == (RewardSpec("csr"), 2, 7)
+    assert args.to_dict()["reward"] == RewardSpec("csr").to_dict()  # JSON-able for TRL's loggers
     assert args.temperature == rollout.sampling.temperature
     assert args.max_completion_length == rollout.sampling.max_new_tokens
     with pytest.raises(ValueError, match="num_generations"):

@@ -9,6 +9,7 @@ import torch
 from finemem_lib.agents.policy import SamplingParams, load_manager
 from finemem_lib.agents.reasoner_offline import OfflineReader
 from finemem_lib.core import rewards
+from finemem_lib.core.reward_spec import RewardSpec
 from finemem_lib.data.synthetic import build_synthetic
 from finemem_lib.episodes.qa import QAResult
 from finemem_lib.episodes.rollout import Episode, RolloutSettings, StepRecord
@@ -74,8 +75,10 @@ def test_each_variant_gives_the_advantages_the_kernels_predict(variant, mode):
     expected = rewards.group_advantages(
         rewards.step_rewards(variant, r_global, N, r_chunk, r_fmt, r_comp, beta=0.3, w1=0.7, w2=0.1), mode
     )
-    samples, advantages = step_samples([group], variant, beta=0.3, w1=0.7, w2=0.1, mode=mode)
-    assert np.allclose(advantages[0], expected)
+    spec = RewardSpec(variant, beta=0.3, w1=0.7, w2=0.1, group_mode=mode)
+    samples, credit = step_samples([group], spec)
+    assert np.allclose(credit.advantages[0], expected)
+    assert credit.spec == spec and credit.rewards[0].shape == (3, 3)
     assert len(samples) == 3 * 3
     for s in samples:
         assert s.advantage == pytest.approx(expected[s.rollout, s.step])
@@ -87,17 +90,17 @@ def test_variants_differ_where_the_paper_says():
     b = fake_episode(1, [1.0], [[0]], [[1], [0], [1]], [1.0, 1.0, 1.0], 20)
     half = 1 / math.sqrt(2)  # G = 2: (r - mean) / std = +-1/sqrt(2) wherever the two differ
     for variant in ("csr", "finemem"):
-        _, (adv,) = step_samples([[a, b]], variant)
+        adv = step_samples([[a, b]], RewardSpec(variant))[1].advantages[0]
         assert np.allclose(adv, [[0, half, 0], [0, -half, 0]], atol=1e-5)
     for variant in ("or_only", "eara"):
-        _, (adv,) = step_samples([[a, b]], variant)
+        adv = step_samples([[a, b]], RewardSpec(variant))[1].advantages[0]
         assert np.allclose(adv, 0.0)
     # Same global score, evidence written at different steps: EARA moves credit, OR-only does not.
     c = fake_episode(0, [1.0], [[0]], [[1], [1], [1]], [1.0, 1.0, 1.0], 20)
     d = fake_episode(1, [1.0], [[2]], [[1], [1], [1]], [1.0, 1.0, 1.0], 20)
-    _, (adv,) = step_samples([[c, d]], "eara")
+    adv = step_samples([[c, d]], RewardSpec("eara"))[1].advantages[0]
     assert np.allclose(adv, [[half, 0, -half], [-half, 0, half]], atol=1e-5)
-    _, (adv,) = step_samples([[c, d]], "or_only")
+    adv = step_samples([[c, d]], RewardSpec("or_only"))[1].advantages[0]
     assert np.allclose(adv, 0.0)
 
 
@@ -154,7 +157,7 @@ def make_trainer(model_dir, bench, tmp_path, loss_type="grpo", kl_beta=0.001):
     policy = load_manager(model_dir)
     rollout_settings = RolloutSettings(num_generations=G, sampling=SamplingParams(temperature=1.0, max_new_tokens=6))
     settings = TrainingSettings(
-        variant="csr",
+        reward=RewardSpec("csr"),
         instances_per_step=1,
         micro_batch_size=64,
         learning_rate=1e-3,

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,6 +42,7 @@ from finemem_lib.infra import atomic
 logger = logging.getLogger(__name__)
 
 MANAGER_META_FILE = "finemem_manager.json"
+DEVICE_ENV = "FINEMEM_MANAGER_DEVICE"  # where a loaded manager goes when no device is given (e.g. cuda)
 __all__ = ["ENGINES", "Generation", "ManagerPolicy", "SamplingParams", "StepPrompt", "load_manager"]
 
 
@@ -142,7 +144,8 @@ class ManagerPolicy:
         """Load a model folder (or Hub name); settings saved next to an SFT model are used as defaults.
 
         ``model_kwargs`` go to ``AutoModelForCausalLM.from_pretrained`` (e.g. ``{"dtype": "bfloat16"}``);
-        ``overrides`` replace constructor settings (``style``, ``view_k``, ...).
+        ``overrides`` replace constructor settings (``style``, ``view_k``, ...). Without ``device`` the model goes
+        to ``$FINEMEM_MANAGER_DEVICE`` when that is set, and stays on the CPU otherwise.
         """
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -160,6 +163,7 @@ class ManagerPolicy:
                 "be fetched from the Hub (offline?). Train one with finemem_lib.agents.sft.train_sft_manager "
                 "or pass a local model path."
             ) from error
+        device = device or os.environ.get(DEVICE_ENV) or None
         if device:
             model.to(device)
         return cls(model, tokenizer, **settings)

@@ -32,6 +32,7 @@ from finemem_lib.core.memory import Memory, OpKind
 from finemem_lib.core.ops import format_score, operation_to_call, parse_operations, tool_schemas
 from finemem_lib.data.instance import Instance
 from finemem_lib.infra import determinism
+from finemem_lib.infra.machine import machine_info
 from finemem_lib.infra.paths import repo_relative
 from finemem_lib.infra.progress import progress_enabled
 
@@ -250,6 +251,7 @@ def train_sft_manager(
     }
     policy = ManagerPolicy(model, tokenizer, **settings)
     extra = {"sft": stats, "model_source": _section(cfg, "manager").get("model"), "runtime": runtime}
+    extra["machine"] = machine_info()
     if identity is not None:
         extra["identity"] = dict(identity)
     policy.save_pretrained(out_dir, extra=extra)

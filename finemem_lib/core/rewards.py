@@ -9,13 +9,27 @@ naming the argument.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-VARIANTS = ("or_only", "csr", "eara", "finemem")
-GROUP_MODES = ("step", "episode")
+from finemem_lib.core.reward_spec import GROUP_MODES, TERM_ORDER, VARIANTS, RewardSpec
+
+__all__ = [
+    "GROUP_MODES",
+    "TERM_KERNELS",
+    "VARIANTS",
+    "RewardSpec",
+    "chunk_step_reward",
+    "compression_reward",
+    "eara",
+    "evidence_contribution",
+    "format_reward",
+    "group_advantages",
+    "step_rewards",
+]
 
 
 def _float_array(x: Any, name: str) -> np.ndarray:
@@ -174,29 +188,30 @@ def compression_reward(memory_tokens: Any, chunk_tokens: Any) -> np.ndarray:
     return 1.0 - mem / total
 
 
-def step_rewards(
-    variant: str,
-    r_global: Any,
-    N: Any,
-    r_chunk: Any,
-    r_fmt: Any,
-    r_comp: Any,
-    beta: float = 0.5,
-    w1: float = 0.5,
-    w2: float = 0.05,
-) -> np.ndarray:
-    """Per-step total reward r_t for a reward variant.
+@dataclass(frozen=True)
+class StepInputs:
+    """An episode's (or a group's) reward components: ``[..., T]`` per step, ``[...]`` per episode."""
 
-    - ``or_only``: r_global + r_fmt + w2 * r_comp (Mem-alpha style: full r_global on every step)
-    - ``csr``:     r_global + r_fmt + w1 * r_chunk + w2 * r_comp
-    - ``eara``:    eara(r_global, N, beta) + r_fmt + w2 * r_comp
-    - ``finemem``: eara(r_global, N, beta) + r_fmt + w1 * r_chunk + w2 * r_comp
+    r_global: np.ndarray
+    N: np.ndarray
+    r_chunk: np.ndarray
+    r_fmt: np.ndarray
+    r_comp: np.ndarray
 
-    ``N``, ``r_chunk`` and ``r_fmt`` are ``[T]`` (or ``[G, T]``); ``r_global`` and ``r_comp`` are
-    scalars (or ``[G]``).
-    """
-    if variant not in VARIANTS:
-        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+
+# One kernel per reward term of :data:`finemem_lib.core.reward_spec.VARIANT_TABLE`: (inputs, spec) -> [..., T].
+TERM_KERNELS: dict[str, Callable[[StepInputs, RewardSpec], np.ndarray]] = {
+    "global": lambda x, spec: np.broadcast_to(x.r_global[..., None], x.N.shape),
+    "eara": lambda x, spec: eara(x.r_global, x.N, spec.beta),
+    "fmt": lambda x, spec: x.r_fmt,
+    "comp": lambda x, spec: spec.w2 * x.r_comp[..., None],
+    "chunk": lambda x, spec: spec.w1 * x.r_chunk,
+}
+if set(TERM_KERNELS) != set(TERM_ORDER):  # pragma: no cover - a term of the table without its kernel
+    raise ImportError(f"reward terms {sorted(set(TERM_ORDER) ^ set(TERM_KERNELS))} lack a kernel or a table entry")
+
+
+def _step_inputs(r_global: Any, N: Any, r_chunk: Any, r_fmt: Any, r_comp: Any) -> StepInputs:
     n_arr = _float_array(N, "N")
     shape = n_arr.shape
     if n_arr.ndim == 0 or shape[-1] == 0:
@@ -211,27 +226,54 @@ def step_rewards(
     for name, arr in (("r_global", g), ("r_comp", comp)):
         if arr.ndim > 0 and arr.shape != shape[:-1]:
             raise ValueError(f"{name} shape {arr.shape} does not match N's leading shape {shape[:-1]}")
-    if variant in ("eara", "finemem"):
-        base = eara(g, n_arr, beta)
-    else:
-        base = np.broadcast_to(g[..., None], shape)
-    total = base + fmt + w2 * comp[..., None]
-    if variant in ("csr", "finemem"):
-        total = total + w1 * chunk
+    return StepInputs(g, n_arr, chunk, fmt, comp)
+
+
+def step_rewards(
+    variant: str | RewardSpec,
+    r_global: Any,
+    N: Any,
+    r_chunk: Any,
+    r_fmt: Any,
+    r_comp: Any,
+    beta: float | None = None,
+    w1: float | None = None,
+    w2: float | None = None,
+) -> np.ndarray:
+    """Per-step total reward r_t of a reward variant: the sum of the terms its table row names.
+
+    - ``or_only``: r_global + r_fmt + w2 * r_comp (Mem-alpha style: full r_global on every step)
+    - ``csr``:     r_global + r_fmt + w1 * r_chunk + w2 * r_comp
+    - ``eara``:    eara(r_global, N, beta) + r_fmt + w2 * r_comp
+    - ``finemem``: eara(r_global, N, beta) + r_fmt + w1 * r_chunk + w2 * r_comp
+
+    ``variant`` is a :class:`RewardSpec` or a variant name; ``beta``, ``w1``, ``w2`` given here override
+    the spec's (defaults: :class:`RewardSpec`'s). ``N``, ``r_chunk`` and ``r_fmt`` are ``[T]`` (or
+    ``[G, T]``); ``r_global`` and ``r_comp`` are scalars (or ``[G]``).
+    """
+    spec = RewardSpec.of(variant, beta=beta, w1=w1, w2=w2)
+    inputs = _step_inputs(r_global, N, r_chunk, r_fmt, r_comp)
+    total = None
+    for term in spec.row.terms:
+        part = TERM_KERNELS[term](inputs, spec)
+        total = part if total is None else total + part
     return np.asarray(total, dtype=np.float64)
 
 
-def group_advantages(rewards: Any, mode: str = "step", eps: float = 1e-6) -> np.ndarray:
+def group_advantages(rewards: Any, mode: str | RewardSpec = "step", eps: float = 1e-6) -> np.ndarray:
     """GRPO advantages A = (r - mean) / (std + eps) over a group of G rollouts.
 
     Args:
         rewards: ``[G, T]`` per-step rewards of the G rollouts of one instance.
         mode: ``"step"`` normalises each column (same step t) over the G rollouts (Fine-Mem's
-            notation); ``"episode"`` normalises over all G*T values (Mem-alpha's verl setup).
+            notation); ``"episode"`` normalises over all G*T values (Mem-alpha's verl setup); a
+            :class:`RewardSpec` gives its ``group_mode``.
         eps: added to the standard deviation.
     The standard deviation is the unbiased one (ddof=1), as in TRL and verl; a group of one
     rollout gets zero advantages.
     """
+    if isinstance(mode, RewardSpec):
+        mode = mode.group_mode
     if mode not in GROUP_MODES:
         raise ValueError(f"mode must be one of {GROUP_MODES}, got {mode!r}")
     r = _float_array(rewards, "rewards")

@@ -14,8 +14,10 @@ text that is not valid UTF-8, JSON that is invalid, nested deeper than 64 levels
 longer than 100 characters (read by :mod:`finemem_lib.core.safe_json`), a count (``num_chunks``,
 ``num_questions``) that is NaN or disagrees with the row, a blank chunk, a row with no question
 (it would score 0.0 and still be averaged in), a NaN or infinite answer (it would become the gold
-``"nan"``), an instance id seen before in the same load. With ``on_error="skip"`` such rows are
-left out and listed, with their reasons, in the returned list's ``skipped``.
+``"nan"``), a null, empty or blank answer or answer-list entry (it would be found in any prediction),
+a booksum / InfBench-Sum keyword list of one keyword holding ``", "`` (see :func:`check_keyword_golds`),
+an instance id seen before in the same load. With ``on_error="skip"`` such rows are left out and
+listed, with their reasons, in the returned list's ``skipped`` (counted by its ``skip_counts()``).
 """
 
 from __future__ import annotations
@@ -24,10 +26,8 @@ import json
 import logging
 import math
 import numbers
-import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,19 @@ import pyarrow.parquet as pq
 
 from finemem_lib.core import safe_json
 from finemem_lib.data.instance import QA, Instance
+from finemem_lib.data.rows import (  # noqa: F401  (re-exported: the loaders' shared names)
+    DataNotAvailableError,
+    DataSchemaError,
+    InvalidText,
+    LoadedInstances,
+    SkippedRow,
+    find_split_files,
+    hub_rows,
+    invalid_text_error,
+    read_parquet_rows,
+    row_instance_id,
+    table_rows,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,93 +73,6 @@ CELL_MAX_DEPTH = 64
 CELL_MAX_NUMBER_CHARS = 100
 
 
-class DataSchemaError(ValueError):
-    """A dataset row that does not fit the expected schema (the message names file, row, instance and column).
-
-    ``column`` is the column at fault when known.
-    """
-
-    def __init__(self, message: str, column: str | None = None) -> None:
-        super().__init__(message)
-        self.column = column
-
-
-@dataclass(frozen=True)
-class SkippedRow:
-    """A row left out by ``on_error="skip"``: where it is, which instance and column, and why."""
-
-    file: str
-    row: int
-    instance_id: str | None
-    column: str | None
-    reason: str
-
-
-class LoadedInstances(list):
-    """The instances of a load (a plain list) and, in ``skipped``, the rows left out by ``on_error="skip"``."""
-
-    def __init__(self, instances: Iterable[Instance] = (), skipped: Iterable[SkippedRow] = ()) -> None:
-        super().__init__(instances)
-        self.skipped: list[SkippedRow] = list(skipped)
-
-
-@dataclass(frozen=True)
-class InvalidText:
-    """A parquet cell whose bytes are not valid UTF-8 (kept so that the row, not the file, is refused)."""
-
-    error: str
-
-
-def table_rows(table: pa.Table) -> list[dict[str, Any]]:
-    """A table's rows as dicts; a cell that is not valid UTF-8 becomes :class:`InvalidText`."""
-    try:
-        return table.to_pylist()
-    except UnicodeDecodeError:
-        pass
-    rows = []
-    for i in range(table.num_rows):
-        row: dict[str, Any] = {}
-        for name in table.column_names:
-            try:
-                row[name] = table.column(name).slice(i, 1).to_pylist()[0]
-            except UnicodeDecodeError as exc:
-                row[name] = InvalidText(f"byte {exc.object[exc.start]:#04x} at offset {exc.start}: {exc.reason}")
-        rows.append(row)
-    return rows
-
-
-def read_parquet_rows(path: str | Path) -> list[dict[str, Any]]:
-    """The rows of one parquet file; a file that is not readable parquet (e.g. truncated) is a
-    :class:`DataSchemaError` naming it."""
-    try:
-        table = pq.read_table(path)
-    except (pa.ArrowException, OSError) as exc:
-        raise DataSchemaError(
-            f"{path}: not a readable parquet file, perhaps truncated ({type(exc).__name__}: {str(exc)[:200]})"
-        ) from None
-    return table_rows(table)
-
-
-def invalid_text_error(row: Mapping[str, Any], where: str) -> DataSchemaError | None:
-    """An error naming the first cell of ``row`` that is not valid UTF-8, or None."""
-    for column, value in row.items():
-        if isinstance(value, InvalidText):
-            return DataSchemaError(f"{where} column {column!r}: not valid UTF-8 text ({value.error})", column)
-    return None
-
-
-def row_instance_id(row: Mapping[str, Any]) -> str | None:
-    """``"<data_source>/<instance_id>"`` of a row when both are plain values, else None (for messages)."""
-    source, number = row.get("data_source"), row.get("instance_id")
-    if isinstance(source, str) and isinstance(number, str | int) and not isinstance(number, bool):
-        return f"{source}/{number}"[:200]
-    return None
-
-
-class DataNotAvailableError(FileNotFoundError):
-    """A dataset that is neither on disk nor reachable; the message says what to run or pass."""
-
-
 # ---------------------------------------------------------------------------- row -> Instance
 def _json_column(row: Mapping[str, Any], column: str, where: str) -> Any:
     value = row.get(column)
@@ -166,22 +92,52 @@ def _json_column(row: Mapping[str, Any], column: str, where: str) -> Any:
 
 
 def _answers(value: Any, where: str, column: str | None = None) -> tuple[str, ...]:
-    items = value if isinstance(value, list | tuple) else [value]
+    listed = isinstance(value, list | tuple)
+    items = value if listed else [value]
     answers = []
-    for item in items:
+    for k, item in enumerate(items):
+        here = f"{where} answer entry {k}" if listed else where
         if isinstance(item, bool) or not isinstance(item, str | int | float):
-            raise DataSchemaError(
-                f"{where}: answer must be a string, a number or a list of strings, got {item!r:.120}", column
-            )
+            what = "null" if item is None else f"{item!r:.120}"
+            raise DataSchemaError(f"{here}: answer must be a string, a number or a list of strings, got {what}", column)
         if isinstance(item, float) and not math.isfinite(item):
-            raise DataSchemaError(f"{where}: answer is {item!r}, not a usable gold answer", column)
+            raise DataSchemaError(f"{here}: answer is {item!r}, not a usable gold answer", column)
         text = str(item).strip() if isinstance(item, str) else str(item)
         if not text:
-            raise DataSchemaError(f"{where}: empty answer", column)
+            raise DataSchemaError(f"{here}: empty or blank answer (it would be found in any prediction)", column)
         answers.append(text if not isinstance(item, str) else item)
     if not answers:
         raise DataSchemaError(f"{where}: no answer", column)
     return tuple(answers)
+
+
+def _keyword_scored(source: str) -> bool:
+    from finemem_lib.core.metrics import keyword_hit_fraction, rule_for
+
+    try:
+        return rule_for(source).fn is keyword_hit_fraction
+    except ValueError:  # a source without a rule (yet): nothing to check here
+        return False
+
+
+def check_keyword_golds(value: Any, source: str, where: str, column: str) -> None:
+    """Refuse a one-keyword list whose keyword holds ``", "`` for a keyword-scored source (booksum, InfBench-Sum).
+
+    The scorer reads a one-element gold as Mem-alpha's string form and splits it on ``", "``, where
+    Mem-alpha would keep a list's one keyword whole; Mem-alpha's keyword extraction splits on ``","``, so
+    no real keyword list has this shape.
+    """
+    if not isinstance(value, list) or not _keyword_scored(source):
+        return
+    for i, item in enumerate(value):
+        answer = item.get("answer") if isinstance(item, Mapping) else None
+        if isinstance(answer, list) and len(answer) == 1 and ", " in str(answer[0]):
+            raise DataSchemaError(
+                f"{where} column {column!r} item {i}: a {source} keyword list with one keyword holding ', ' "
+                "is ambiguous (a one-element gold is read as Mem-alpha's ', '-joined string); write the "
+                "keywords as a list of several, or as one ', '-joined string",
+                column,
+            )
 
 
 def parse_qa_list(value: Any, where: str, column: str | None = None) -> tuple[QA, ...]:
@@ -242,7 +198,9 @@ def instance_from_row(row: Mapping[str, Any], where: str = "row") -> Instance:
     if blank:
         raise DataSchemaError(f"{where} column 'chunks': chunk(s) {blank[:10]} are blank", "chunks")
     column = "questions_and_answers"
-    questions = parse_qa_list(_json_column(row, column, where), f"{where} column {column!r}", column)
+    raw_qas = _json_column(row, column, where)
+    questions = parse_qa_list(raw_qas, f"{where} column {column!r}", column)
+    check_keyword_golds(raw_qas, source, where, column)
     if not questions:
         raise DataSchemaError(
             f"{where} column {column!r}: no questions (the instance would score 0.0 and be averaged in)", column
@@ -378,50 +336,6 @@ def read_memalpha_parquet(
     return instances_from_rows(rows, str(path), on_error=on_error, sources=sources, seen=seen)
 
 
-def find_split_files(data_dir: str | Path, split: str) -> list[Path]:
-    """Parquet files of ``split`` under ``data_dir``: ``split.parquet``, ``split-*.parquet`` or ``data/split-*``.
-
-    ``data_dir`` may also be a single parquet file, which is returned as is.
-    """
-    root = Path(data_dir)
-    if root.is_file():
-        return [root]
-    patterns = (f"{split}.parquet", f"{split}-*.parquet", f"data/{split}.parquet", f"data/{split}-*.parquet")
-    for pattern in patterns:
-        found = sorted(root.glob(pattern))
-        if found:
-            return found
-    return sorted(p for p in root.rglob("*.parquet") if p.name.split("-")[0].split(".")[0] == split)
-
-
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes") or os.environ.get(
-        "HF_DATASETS_OFFLINE", "0"
-    ).lower() in ("1", "true", "yes")
-
-
-def hub_rows(
-    repo_id: str, split: str, config: str | None = None, profile_key: str = "data.memalpha.local_dir"
-) -> list[dict[str, Any]]:
-    """Rows of a Hub dataset split through ``datasets`` (and its cache); clear error when unavailable."""
-    import datasets
-
-    try:
-        dataset = datasets.load_dataset(repo_id, config, split=split)
-    except Exception as exc:
-        local = f"data/hub/{repo_id.split('/')[-1]}"
-        hint = (
-            f"on a machine with network run `hf download {repo_id} --repo-type dataset --local-dir {local}` "
-            f"and pass data_dir='{local}' (in a profile: {profile_key}: {local})"
-        )
-        state = "offline (HF_HUB_OFFLINE=1) and not in the datasets cache" if _offline() else "not reachable"
-        raise DataNotAvailableError(
-            f"dataset {repo_id} split {split!r} is {state}: {type(exc).__name__}: {str(exc)[:200]}. To fix: {hint}, "
-            "or unset HF_HUB_OFFLINE with network access to fill the cache."
-        ) from None
-    return list(dataset)
-
-
 def load_memalpha(
     split: str = "train",
     data_dir: str | Path | None = None,
@@ -445,9 +359,7 @@ def load_memalpha(
             )
         result, seen = LoadedInstances(), {}
         for f in files:
-            part = read_memalpha_parquet(f, on_error=on_error, sources=sources, seen=seen)
-            result.extend(part)
-            result.skipped.extend(part.skipped)
+            result.extend_load(read_memalpha_parquet(f, on_error=on_error, sources=sources, seen=seen))
         return result
     return instances_from_rows(hub_rows(repo_id, split), f"{repo_id}[{split}]", on_error=on_error, sources=sources)
 

@@ -10,9 +10,11 @@ plus ``split`` and ``chunk_size``.
 
 Every row is checked and an error names the file, the row index, the instance id and the column: text
 that is not valid UTF-8, a blank context, no question (the instance would score 0.0 and still be
-averaged in), a question with no usable answer, a NaN or infinite answer (it would become the gold
-``"nan"``); a file that is not readable parquet (e.g. truncated) is an error naming the file. With
-``on_error="skip"`` bad rows are left out and listed, with their reasons, in the result's ``skipped``.
+averaged in), a question with no answer, an answer entry that is null, empty or blank (MemoryAgentBench's
+substring match would find it in any output) or not a string or number, a NaN or infinite answer (it
+would become the gold ``"nan"``); a file that is not readable parquet (e.g. truncated) is an error naming the file. With
+``on_error="skip"`` bad rows are left out and listed, with their reasons, in the result's ``skipped``
+(counted by its ``skip_counts()``).
 """
 
 from __future__ import annotations
@@ -72,14 +74,21 @@ def _qas(questions: Any, answers: Any, where: str) -> tuple[QA, ...]:
     qas = []
     for j, (question, gold) in enumerate(zip(questions, answers, strict=True)):
         golds = gold if isinstance(gold, list) else [gold]
-        if any(isinstance(g, float) and not math.isfinite(g) for g in golds):
-            raise DataSchemaError(f"{where} column 'answers' item {j}: a NaN or infinite answer", "answers")
-        golds = [
-            str(g) for g in golds if isinstance(g, str | int | float) and not isinstance(g, bool) and str(g).strip()
-        ]
         if not golds:
             raise DataSchemaError(f"{where} column 'answers' item {j}: no acceptable answer", "answers")
-        qas.append(QA(question, tuple(golds)))
+        for k, g in enumerate(golds):
+            here = f"{where} column 'answers' item {j} entry {k}"
+            if isinstance(g, bool) or not isinstance(g, str | int | float):
+                what = "null" if g is None else f"a {type(g).__name__}"
+                raise DataSchemaError(f"{here}: {what}, not an answer (a string or a number)", "answers")
+            if isinstance(g, float) and not math.isfinite(g):
+                raise DataSchemaError(f"{here}: a NaN or infinite answer", "answers")
+            if not str(g).strip():
+                raise DataSchemaError(
+                    f"{here}: an empty or blank answer (MemoryAgentBench's substring match finds it in any output)",
+                    "answers",
+                )
+        qas.append(QA(question, tuple(str(g) for g in golds)))
     return tuple(qas)
 
 
@@ -146,7 +155,7 @@ def load_memoryagentbench(
     max_instances: int | None = None,
     on_error: str = "raise",
     exclude: Sequence[str] | None = None,
-) -> list[Instance]:
+) -> LoadedInstances:
     """Instances of one MemoryAgentBench split, chunked.
 
     Args:

@@ -174,7 +174,8 @@ def prepare_profile_data(cfg: Mapping[str, Any], data_dir: str | Path) -> tuple[
         count_tokens = make_token_counter(data_cfg.get("tokenizer"))
         splits = _hub_data(data_cfg, count_tokens)
         skipped = skipped_rows(splits)
-        if skipped:
+        if skipped:  # how many rows each split left out, per column, and each row with its reason
+            info["skipped_counts"] = {split: splits[split].skip_counts() for split in skipped}  # type: ignore[attr-defined]
             info["skipped_rows"] = skipped
             log.warning("skipped bad rows: %s", {split: len(rows) for split, rows in skipped.items()})
         splits["train"], info["chunk_qa_status"] = add_chunk_qas(

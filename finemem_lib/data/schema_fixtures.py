@@ -6,7 +6,8 @@ them, a few rows each, in the published layouts, so the whole paper path runs of
 
 - ``Memalpha/{train,test}.parquet``: ``YuWangX/Memalpha`` as Mem-alpha's ``process_data.py`` writes it
   with pandas: ``instance_id`` (int), ``prompt``, ``chunks`` (JSON string), ``questions_and_answers``
-  (JSON string of ``{question, answer}``; an answer is a string or a list), ``data_source`` (the real
+  (JSON string of ``{question, answer}``; an answer is a string or a list; booksum's is the keywords
+  joined by ``", "``), ``data_source`` (the real
   names: squad, hotpotqa, perltqa, lme_train, booksum, pubmed-rct, icl_trec_coarse_6600shot_balance),
   ``metadata`` (JSON string: ``{"data_source", "metadata"}`` as the merge step leaves it),
   ``num_chunks``, ``num_questions``. Chunks use Mem-alpha's dialogue templates.
@@ -160,7 +161,7 @@ def memalpha_instances(split: str) -> list[dict[str, Any]]:
         qas = [
             {
                 "question": "Summarize the content of the book I read from 2024-01-01 to 2024-01-03",
-                "answer": ["lighthouse", "letter", "brother", "salt mines"],
+                "answer": "lighthouse, letter, brother, salt mines",  # extract_booksum_keywords.py: ", ".join
             }
         ]
         instances.append({"data_source": "booksum", "prompt": MEMALPHA_PROMPT, "chunks": chunks, "qas": qas})

@@ -18,44 +18,38 @@ group are not independent). Everything here is a pure function over finished epi
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from finemem_lib.agents.reasoner import Reasoner
 from finemem_lib.core import rewards
+from finemem_lib.core.reward_spec import VARIANTS, RewardSpec
 from finemem_lib.data.instance import QA
+from finemem_lib.episodes.advantages import group_step_rewards
 from finemem_lib.episodes.qa import MemoryQuestions, answer_over_memories, mean_score
-from finemem_lib.episodes.rollout import Episode, group_step_rewards
+from finemem_lib.episodes.rollout import Episode
 
 
 @dataclass(frozen=True)
 class CreditVariant:
-    """A way of computing A_t: a reward variant with its knobs and the group normalisation."""
+    """A way of computing A_t, under a name: a reward spec (variant, knobs, group normalisation).
+
+    The name is the variant's own for the profile's settings, or an ablation point's (``finemem_beta0``).
+    """
 
     name: str
-    variant: str
-    beta: float = 0.5
-    w1: float = 0.5
-    w2: float = 0.05
-    mode: str = "step"
+    spec: RewardSpec = field(default_factory=RewardSpec)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"name": self.name, **self.spec.to_dict()}
 
 
-def profile_variants(cfg: Mapping, names: Sequence[str] = rewards.VARIANTS) -> list[CreditVariant]:
+def profile_variants(cfg: Mapping, names: Sequence[str] = VARIANTS) -> list[CreditVariant]:
     """The reward variants at the profile's ``rewards`` knobs (beta, w1, w2, group_mode)."""
-    knobs = cfg.get("rewards", {}) or {}
-    return [
-        CreditVariant(
-            name,
-            name,
-            beta=float(knobs.get("beta", 0.5)),
-            w1=float(knobs.get("w1", 0.5)),
-            w2=float(knobs.get("w2", 0.05)),
-            mode=str(knobs.get("group_mode", "step")),
-        )
-        for name in names
-    ]
+    spec = RewardSpec.from_config(cfg, variant=VARIANTS[0])
+    return [CreditVariant(name, spec.with_variant(name)) for name in names]
 
 
 def episode_questions(episode: Episode) -> tuple[QA, ...]:
@@ -97,8 +91,7 @@ def group_advantage_matrices(group: Sequence[Episode], variants: Sequence[Credit
     """``{variant name: [G, T] A_t}`` of one group under each variant."""
     out = {}
     for v in variants:
-        r = group_step_rewards(group, v.variant, beta=v.beta, w1=v.w1, w2=v.w2)
-        out[v.name] = rewards.group_advantages(r, v.mode)
+        out[v.name] = rewards.group_advantages(group_step_rewards(group, v.spec), v.spec)
     return out
 
 

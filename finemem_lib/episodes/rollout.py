@@ -26,6 +26,8 @@ from finemem_lib.core.memory import Memory, MemoryItem, Operation, OpResult
 from finemem_lib.core.ops import format_score, parse_operations
 from finemem_lib.core.tokens import TokenCounter, regex_token_count
 from finemem_lib.data.instance import Instance
+from finemem_lib.episodes.advantages import episode_group_advantages as group_advantages  # noqa: F401 (re-export)
+from finemem_lib.episodes.advantages import group_step_rewards  # noqa: F401 (re-export)
 from finemem_lib.episodes.qa import (
     MemoryQuestions,
     QAOptions,
@@ -114,7 +116,13 @@ class Episode:
     def r_comp(self) -> float:
         return float(rewards.compression_reward(self.memory_tokens, self.chunk_tokens))
 
-    def step_rewards(self, variant: str, beta: float = 0.5, w1: float = 0.5, w2: float = 0.05) -> np.ndarray:
+    def step_rewards(
+        self,
+        variant: str | rewards.RewardSpec,
+        beta: float | None = None,
+        w1: float | None = None,
+        w2: float | None = None,
+    ) -> np.ndarray:
         """The per-step reward r_t of a reward variant (see :func:`finemem_lib.core.rewards.step_rewards`)."""
         return rewards.step_rewards(
             variant, self.r_global, self.N, self.r_chunk, self.r_fmt, self.r_comp, beta=beta, w1=w1, w2=w2
@@ -254,25 +262,3 @@ def _run_step(
                 memory_after=tuple(memory.items),
             )
         )
-
-
-def group_step_rewards(
-    group: Sequence[Episode], variant: str, beta: float = 0.5, w1: float = 0.5, w2: float = 0.05
-) -> np.ndarray:
-    """``[G, T]`` step rewards of the G episodes of one instance."""
-    lengths = {e.T for e in group}
-    if len(lengths) != 1:
-        raise ValueError(f"episodes of one group must have the same number of steps, got {sorted(lengths)}")
-    return np.stack([e.step_rewards(variant, beta, w1, w2) for e in group])
-
-
-def group_advantages(
-    group: Sequence[Episode],
-    variant: str,
-    beta: float = 0.5,
-    w1: float = 0.5,
-    w2: float = 0.05,
-    mode: str = "step",
-) -> np.ndarray:
-    """``[G, T]`` GRPO advantages A_t of the G episodes of one instance."""
-    return rewards.group_advantages(group_step_rewards(group, variant, beta, w1, w2), mode)

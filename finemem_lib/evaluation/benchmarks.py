@@ -7,7 +7,7 @@
   ``<data>/mab_synthetic`` and read back through the real loader), ``memalpha`` (Mem-alpha's processed
   copy ``YuWangX/Memalpha-Memoryagentbench``, pre-chunked, as Mem-alpha evaluated) or ``raw``
   (``ai-hyz/MemoryAgentBench``, chunked here with ``data.memoryagentbench``'s settings); MAB layout.
-- every entry of ``evaluation.custom_benchmarks`` (``{name: {path, split, chunk_size}}``): a user's own
+- every entry of ``evaluation.custom_benchmarks`` (``{name: {path, split, chunk_size, on_error}}``): a user's own
   MemoryAgentBench-schema parquet; MAB layout, new sources get their own columns.
 """
 
@@ -36,6 +36,7 @@ class Benchmark:
     layout: str
     instances: tuple[Instance, ...]
     description: str = ""
+    skipped: tuple[Any, ...] = ()  # rows the loader left out (on_error: skip), as SkippedRow
 
     def fingerprint(self) -> str:
         """A short hash of the instances (ids, chunks, questions): records are reused only on the same data."""
@@ -124,7 +125,10 @@ def load_custom(name: str, spec: Mapping[str, Any]) -> list[Instance]:
     if not path.exists():
         raise FileNotFoundError(f"evaluation.custom_benchmarks.{name}: no file or folder at {path}")
     return load_memoryagentbench(
-        spec.get("split", "Accurate_Retrieval"), data_dir=path, chunk_size=spec.get("chunk_size")
+        spec.get("split", "Accurate_Retrieval"),
+        data_dir=path,
+        chunk_size=spec.get("chunk_size"),
+        on_error=spec.get("on_error", "raise"),
     )
 
 
@@ -142,5 +146,7 @@ def load_benchmark(name: str, cfg: Mapping[str, Any], paths: ProfilePaths) -> Be
         instances, where = load_mab(cfg, paths)
         return Benchmark(name, "mab", _limit(instances, cfg), where)
     if name in custom:
-        return Benchmark(name, "mab", _limit(load_custom(name, custom[name]), cfg), f"custom: {custom[name]['path']}")
+        loaded = load_custom(name, custom[name])
+        where = f"custom: {custom[name]['path']}"
+        return Benchmark(name, "mab", _limit(loaded, cfg), where, tuple(getattr(loaded, "skipped", ())))
     raise ValueError(f"unknown benchmark {name!r}; this profile has: {', '.join(benchmark_names(cfg))}")

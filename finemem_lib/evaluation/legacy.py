@@ -11,16 +11,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from finemem_lib.agents.policy import ManagerPolicy
 from finemem_lib.agents.reasoner import Reasoner
 from finemem_lib.core.tokens import TokenCounter, regex_token_count, token_counter_from_config
 from finemem_lib.data.instance import Instance
-from finemem_lib.episodes.baselines import BASELINES, run_baseline, store_everything_memory
+from finemem_lib.episodes.baselines import BASELINES, run_baseline
 from finemem_lib.episodes.qa import mean_score, qa_options_from_config
 from finemem_lib.episodes.rollout import settings_from_config
+from finemem_lib.evaluation.memory_length import baseline_memory_tokens
 from finemem_lib.infra.progress import progress
 
 CLASSIC_BASELINES = tuple(name for name in BASELINES if name != "closed_book")
@@ -75,9 +75,7 @@ def evaluate_baselines(
     for name in progress(names, "baselines"):
         results = run_baseline(name, instances, reasoner, cfg, token_counter)
         for inst, answered in zip(instances, results, strict=True):
-            memory_tokens = (
-                store_everything_memory(inst, token_counter).num_tokens() if name == "store_everything" else np.nan
-            )
+            memory_tokens = baseline_memory_tokens(name, inst, answered, cfg, token_counter)
             rows.append(
                 {
                     "method": name,

@@ -2,8 +2,8 @@
 
 Each method turns instances into :class:`InstanceResult` objects (the answered questions with their
 evidence, and the memory the method kept). ``memory_tokens`` is what the method holds for an instance:
-the final memory (managers, store-everything), the window it reads (long-context), every raw chunk
-(RAG-BM25 indexes them all) or nothing (closed-book).
+the final memory (managers, store-everything), the window it reads (long-context), the text it retrieves
+per question (RAG-BM25, averaged over the questions) or nothing (closed-book).
 
 Managers found for a profile (:func:`discover_methods`): the GRPO start (the SFT manager, or
 ``manager.model`` where SFT is off) and the final model of every trained (variant, seed) of notebook 03
@@ -24,6 +24,7 @@ from finemem_lib.core.tokens import TokenCounter, regex_token_count
 from finemem_lib.data.instance import Instance
 from finemem_lib.episodes import baselines
 from finemem_lib.episodes.qa import QAResult
+from finemem_lib.evaluation.memory_length import retrieved_memory
 from finemem_lib.infra.config import repo_root
 from finemem_lib.infra.identity import model_hash
 from finemem_lib.infra.paths import ProfilePaths
@@ -76,6 +77,9 @@ def discover_methods(cfg: Mapping[str, Any], paths: ProfilePaths) -> list[Method
     unknown = [m.name for m in methods if m.name not in BASELINE_NAMES]
     if unknown:
         raise ValueError(f"evaluation.baselines: unknown {unknown}; choose from {BASELINE_NAMES}")
+    if not section.get("trained_managers", True):  # no trained or SFT manager needed: baselines (+ extra managers)
+        extra = (section.get("extra_managers") or {}).items()
+        return methods + [Method(str(name), "manager", str(model), "trained") for name, model in extra]
     training = cfg.get("training") or {}
     if training.get("sft_model"):
         start = Path(training["sft_model"])
@@ -137,8 +141,8 @@ def run_baseline(
         window = baselines.tail_window(instance, int((cfg.get("baselines") or {}).get("long_context_tokens", 32768)))
         lookup.update({item.id: item.content for item in window})
         tokens, items = sum(token_counter(item.content) for item in window), len(window)
-    elif name == "rag_bm25":
-        tokens, items = sum(token_counter(c) for c in instance.chunks), instance.num_chunks
+    elif name == "rag_bm25":  # the text retrieved per question, averaged over the questions
+        tokens, items = retrieved_memory(results, lookup, token_counter)
     else:
         tokens, items = 0, 0
     texts = [[lookup.get(i, "") for i in r.evidence_ids] for r in results]

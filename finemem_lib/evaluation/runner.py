@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from finemem_lib.agents.reasoner import Reasoner, build_reasoner
 from finemem_lib.core import metrics
-from finemem_lib.evaluation.benchmarks import Benchmark, benchmark_names, load_benchmark
+from finemem_lib.evaluation.benchmarks import BUILTIN, Benchmark, benchmark_names, load_benchmark
 from finemem_lib.evaluation.columns import column_for, layout
 from finemem_lib.evaluation.methods import (
     InstanceResult,
@@ -36,6 +36,7 @@ from finemem_lib.evaluation.methods import (
 )
 from finemem_lib.evaluation.records import RecordStore
 from finemem_lib.evaluation.sources import check_sources, register_sources
+from finemem_lib.infra.config import profile_argument
 from finemem_lib.infra.paths import ProfilePaths, repo_relative
 
 logger = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ def records_path(paths: ProfilePaths, benchmark: str, method: str) -> Path:
 
 
 def _profile_flag(cfg: Mapping[str, Any]) -> str:
-    return f"--profile {cfg.get('name', 'default')}"
+    return f"--profile {profile_argument(cfg)}"
 
 
 def _check_models(methods: Sequence[Method], cfg: Mapping[str, Any]) -> None:
@@ -75,7 +76,7 @@ def _check_models(methods: Sequence[Method], cfg: Mapping[str, Any]) -> None:
         elif not looks_local and _offline() and not _in_hub_cache(m.model):
             missing.append(f"{m.name}: Hub model {m.model} is not in the cache (offline; `hf download {m.model}`)")
     if missing:
-        name = cfg.get("name", "default")
+        name = profile_argument(cfg)
         raise EvaluationSetupError(
             f"manager model folder(s) missing: {'; '.join(missing)}. Train them first: "
             f"`./reproduce.sh --profile {name} --only 03` (SFT start and every variant), or "
@@ -139,8 +140,17 @@ def preflight(
 
     section = cfg.get("evaluation") or {}
     register_sources(section.get("source_rules"))
+    try:  # names first: a mistyped method fails before any data is read
+        chosen = select_methods(discover_methods(cfg, paths), methods)
+    except ValueError as exc:
+        raise EvaluationSetupError(str(exc)) from None
+    names = list(benchmarks or benchmark_names(cfg))
+    unknown = [n for n in names if n not in benchmark_names(cfg) and n not in BUILTIN]
+    if unknown:
+        known = ", ".join(dict.fromkeys([*benchmark_names(cfg), *BUILTIN]))
+        raise EvaluationSetupError(f"unknown benchmark(s) {unknown}; this profile has: {known}")
     loaded = []
-    for name in benchmarks or benchmark_names(cfg):
+    for name in names:
         try:
             loaded.append(load_benchmark(name, cfg, paths))
         except DataNotAvailableError as exc:
@@ -149,13 +159,14 @@ def preflight(
                     f"{exc}\nTo fix: `./reproduce.sh {_profile_flag(cfg)} --only 01` prepares the test split"
                 ) from None
             raise EvaluationSetupError(str(exc)) from None
+        except ValueError as exc:  # a broken row (DataSchemaError names file, row, column), a bad setting
+            raise EvaluationSetupError(f"benchmark {name}: {exc}") from None
     sources = sorted({inst.source for bench in loaded for inst in bench.instances})
     check_sources(sources)
     try:
         metrics.build_scorer(cfg).check(sources)  # judged sources without a required judge, unsupported rules
     except ValueError as exc:
         raise EvaluationSetupError(str(exc)) from None
-    chosen = select_methods(discover_methods(cfg, paths), methods)
     _check_models(chosen, cfg)
     if check_endpoint:
         _check_reasoner(cfg)
@@ -163,6 +174,7 @@ def preflight(
 
 
 def _header(cfg: Mapping[str, Any], benchmark: Benchmark, method: Method) -> dict[str, Any]:
+    from finemem_lib.infra.machine import machine_info
     from finemem_lib.training.runs import config_hash, loaded_git_state, package_versions  # (imports trl)
 
     relevant = {k: cfg.get(k) for k in CONFIG_KEYS}
@@ -176,10 +188,24 @@ def _header(cfg: Mapping[str, Any], benchmark: Benchmark, method: Method) -> dic
         "reasoner": cfg.get("reasoner"),
         "profile": cfg.get("name"),
         "data_fingerprint": benchmark.fingerprint(),
+        **skipped_summary(benchmark.skipped),
         "config_hash": config_hash([relevant, identity, benchmark.fingerprint()]),
         "git": loaded_git_state(),
         "versions": package_versions(),
+        "machine": machine_info(),
     }
+
+
+def skipped_summary(skipped: Sequence[Any]) -> dict[str, Any]:
+    """What a record header says of the rows a load left out: how many, per column, and each reason."""
+    if not skipped:
+        return {}
+    from dataclasses import asdict
+
+    by_column: dict[str, int] = {}
+    for row in skipped:
+        by_column[row.column or "?"] = by_column.get(row.column or "?", 0) + 1
+    return {"skipped_rows": len(skipped), "skipped_by_column": by_column, "skipped": [asdict(r) for r in skipped]}
 
 
 def _records(

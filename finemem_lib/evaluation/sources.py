@@ -85,9 +85,11 @@ def check_sources(sources: Iterable[str]) -> None:
     if not unknown:
         return
     first = next(iter(unknown))
-    raise UnknownSourceError(
+    error = UnknownSourceError(
         f"no scoring rule or query instruction for data source(s) {sorted(unknown)} ({unknown[first]}). "
-        f"Known rules: {', '.join(sorted(RULE_FUNCTIONS))}. To add one, name a rule (and optionally a query "
-        f"instruction) in the profile, e.g.\n  evaluation:\n    source_rules:\n      {first}: substring_exact_match\n"
-        f"or\n      {first}: {{rule: substring_exact_match, instruction: 'Answer briefly.', column: {first}}}"
+        f"Known rules: {', '.join(sorted(RULE_FUNCTIONS))}. To add one, name a rule in the profile "
+        f"(evaluation: {{source_rules: {{{first}: substring_exact_match}}}}, or {{rule, instruction, column}}) "
+        f"or on the command line (--rule {first}=substring_exact_match)"
     )
+    error.sources = sorted(unknown)  # type: ignore[attr-defined]
+    raise error

@@ -62,19 +62,60 @@ def expand_env(value: Any, where: str = "profile") -> Any:
 
 
 def load_profile(name_or_path: str | Path) -> dict[str, Any]:
-    """Load a profile by name (``configs/<name>.yaml``) or path, resolving ``extends`` chains and ``${ENV}``."""
-    profile = _load_raw(name_or_path)
+    """Load a profile by name (``configs/<name>.yaml``) or path, resolving ``extends`` chains and ``${ENV}``.
+
+    A profile's ``extends: <parent>`` is looked up next to the profile's file first, then in ``configs/``
+    (so a profile anywhere can extend ``default``). Its ``name`` is its own: what it says, else its file
+    stem, never the parent's; outputs of a profile other than ``default`` go to ``results/<name>/``.
+    """
+    path = _profile_path(name_or_path)
+    profile = _load_raw(path, ())
+    if path.parent.resolve() != (repo_root() / "configs").resolve():
+        _LOADED_FROM[str(profile["name"])] = path.resolve()
     return expand_env(profile, str(profile.get("name", name_or_path)))
 
 
-def _load_raw(name_or_path: str | Path) -> dict[str, Any]:
+_LOADED_FROM: dict[str, Path] = {}
+"""Profiles loaded from outside ``configs/``, by name: where they came from (for hints naming the file)."""
+
+
+def profile_argument(cfg: dict[str, Any] | Any) -> str:
+    """What ``--profile`` takes to reach this profile again: its name, or its file when not in ``configs/``."""
+    name = str(cfg.get("name", DEFAULT_PROFILE))
+    return str(_LOADED_FROM.get(name, name))
+
+
+def _profile_path(name_or_path: str | Path) -> Path:
     path = Path(name_or_path)
     if not path.suffix:
         path = repo_root() / "configs" / f"{name_or_path}.yaml"
     if not path.is_file():
         raise FileNotFoundError(
-            f"no profile {name_or_path!r} (looked for {path}); profiles: {', '.join(profile_names())}"
+            f"no profile {str(name_or_path)!r} (looked for {path}); profiles: {', '.join(profile_names())}, "
+            "or a YAML file's path"
         )
+    return path
+
+
+def _parent_path(parent: Any, child: Path) -> Path:
+    """``extends``: a name or a relative path, looked up next to ``child``, then in ``configs/``."""
+    if not isinstance(parent, str) or not parent.strip():
+        raise ValueError(f"{child}: extends must name a profile, got {parent!r}")
+    file = parent if parent.endswith((".yaml", ".yml")) else f"{parent}.yaml"
+    candidates = [child.parent / file, repo_root() / "configs" / file]
+    for candidate in candidates:
+        if candidate.is_file() and candidate.resolve() != child.resolve():
+            return candidate
+    looked = " and ".join(str(c) for c in candidates)
+    raise FileNotFoundError(
+        f"{child}: extends {parent!r}, but there is no such profile (looked for {looked}); "
+        f"profiles: {', '.join(profile_names())}"
+    )
+
+
+def _load_raw(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
+    if path.resolve() in chain:
+        raise ValueError(f"profile {path} extends itself (through {' -> '.join(str(p) for p in chain)})")
     with path.open() as handle:
         raw = yaml.safe_load(handle) or {}
     if not isinstance(raw, dict):
@@ -82,8 +123,10 @@ def _load_raw(name_or_path: str | Path) -> dict[str, Any]:
     if "groups" in raw and "extends" not in raw:
         raise ValueError(f"{path.name} is a study plan (finemem_lib.training.study --plan), not a profile")
     parent = raw.pop("extends", None)
-    profile = _deep_merge(_load_raw(path.parent / f"{parent}.yaml"), raw) if parent else raw
-    profile.setdefault("name", path.stem)
-    if not parent:
-        profile["name"] = path.stem
+    own_name = raw.get("name") or path.stem
+    if parent:
+        profile = _deep_merge(_load_raw(_parent_path(parent, path), (*chain, path.resolve())), raw)
+    else:
+        profile = raw
+    profile["name"] = str(own_name)
     return profile

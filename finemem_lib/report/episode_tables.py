@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from finemem_lib.core.reward_spec import RewardSpec
 from finemem_lib.core.rewards import eara
 from finemem_lib.core.sentences import split_sentences
 from finemem_lib.data.instance import Instance
-from finemem_lib.episodes.rollout import Episode, group_advantages
+from finemem_lib.episodes.advantages import episode_group_advantages
+from finemem_lib.episodes.rollout import Episode
 
 
 def step_table(episode: Episode) -> pd.DataFrame:
@@ -67,9 +69,15 @@ def conservation_gap(episode: Episode, beta: float) -> float:
     return float(abs(np.sum(eara(episode.r_global, episode.N, beta)) - episode.r_global))
 
 
-def credit_table(episode: Episode, beta: float = 0.5, w1: float = 0.5, w2: float = 0.05) -> pd.DataFrame:
+def credit_table(
+    episode: Episode, beta: float | None = None, w1: float | None = None, w2: float | None = None
+) -> pd.DataFrame:
     """Per step, the parts of r_t: the global reward as OR-only gives it (the same on every step) and as EARA
-    routes it, the chunk reward w1·r_chunk, the format reward and the compression reward w2·r_comp."""
+    routes it, the chunk reward w1·r_chunk, the format reward and the compression reward w2·r_comp.
+
+    Knobs left None take :class:`~finemem_lib.core.reward_spec.RewardSpec`'s values."""
+    spec = RewardSpec.of(RewardSpec(), beta=beta, w1=w1, w2=w2)
+    beta, w1, w2 = spec.beta, spec.w1, spec.w2
     T = episode.T
     frame = pd.DataFrame(
         {
@@ -87,15 +95,15 @@ def credit_table(episode: Episode, beta: float = 0.5, w1: float = 0.5, w2: float
 def advantage_table(
     group: list[Episode] | tuple[Episode, ...],
     variants: tuple[str, ...] = ("or_only", "finemem"),
-    beta: float = 0.5,
-    w1: float = 0.5,
-    w2: float = 0.05,
-    mode: str = "step",
+    beta: float | None = None,
+    w1: float | None = None,
+    w2: float | None = None,
+    mode: str | None = None,
 ) -> pd.DataFrame:
     """GRPO advantages A_t of the G rollouts of one instance, one row per (variant, rollout), a column per step."""
     rows = []
     for variant in variants:
-        advantages = group_advantages(group, variant, beta, w1, w2, mode)
+        advantages = episode_group_advantages(group, variant, beta, w1, w2, mode)
         for g, episode in enumerate(group):
             rows.append(
                 {"variant": variant, "rollout": g, "r_global": episode.r_global}

@@ -22,16 +22,17 @@ from typing import Any
 
 import numpy as np
 
-from finemem_lib.core import rewards
 from finemem_lib.core.memory import MemoryItem
 from finemem_lib.core.ops import DUPLICATE_PREFIX
+from finemem_lib.core.reward_spec import VARIANT_TABLE, VARIANTS, RewardSpec
 from finemem_lib.core.sentences import split_sentences
 from finemem_lib.data.instance import Instance
-from finemem_lib.episodes.rollout import Episode, group_advantages
+from finemem_lib.episodes.advantages import episode_group_advantages, group_step_rewards
+from finemem_lib.episodes.rollout import Episode
 from finemem_lib.report.memory_file import describe_operation
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:"
-VARIANT_NAMES = {"or_only": "OR-only", "csr": "+CSR", "eara": "+EARA", "finemem": "Fine-Mem"}
+VARIANT_NAMES = {v.name: v.label for v in VARIANT_TABLE}
 
 _STYLE = """
 :root { --ink:#1f2933; --muted:#616e7c; --line:#d9e2ec; --bg:#f5f7fa; --ok:#1b7f3b; --bad:#b42318; }
@@ -114,20 +115,23 @@ def cell_colour(value: float, low: float, high: float, diverging: bool = False) 
 def reward_rows(
     episode: Episode,
     group: Sequence[Episode] | None = None,
-    variants: Sequence[str] = rewards.VARIANTS,
-    beta: float = 0.5,
-    w1: float = 0.5,
-    w2: float = 0.05,
-    mode: str = "step",
+    variants: Sequence[str] = VARIANTS,
+    beta: float | None = None,
+    w1: float | None = None,
+    w2: float | None = None,
+    mode: str | None = None,
 ) -> dict[str, np.ndarray]:
-    """Per-step quantities shown in the viewer: r_chunk, N_t, r_fmt, r_t per variant and A_t per variant."""
+    """Per-step quantities shown in the viewer: r_chunk, N_t, r_fmt, r_t per variant and A_t per variant.
+
+    Knobs left None take :class:`RewardSpec`'s values."""
+    spec = RewardSpec.of(RewardSpec(), beta=beta, w1=w1, w2=w2, group_mode=mode)
     rows: dict[str, np.ndarray] = {"r_chunk": episode.r_chunk, "N_t": episode.N, "r_fmt": episode.r_fmt}
     for v in variants:
-        rows[f"r_t {VARIANT_NAMES.get(v, v)}"] = episode.step_rewards(v, beta, w1, w2)
+        rows[f"r_t {VARIANT_NAMES.get(v, v)}"] = group_step_rewards([episode], spec.with_variant(v))[0]
     if group is not None and len(group) >= 2:
         index = next(i for i, e in enumerate(group) if e is episode)
         for v in variants:
-            rows[f"A_t {VARIANT_NAMES.get(v, v)}"] = group_advantages(group, v, beta, w1, w2, mode)[index]
+            rows[f"A_t {VARIANT_NAMES.get(v, v)}"] = episode_group_advantages(group, spec.with_variant(v))[index]
     return rows
 
 
@@ -299,16 +303,18 @@ def episode_html(
     episode: Episode,
     instance: Instance,
     group: Sequence[Episode] | None = None,
-    variants: Sequence[str] = rewards.VARIANTS,
-    beta: float = 0.5,
-    w1: float = 0.5,
-    w2: float = 0.05,
-    mode: str = "step",
+    variants: Sequence[str] = VARIANTS,
+    beta: float | None = None,
+    w1: float | None = None,
+    w2: float | None = None,
+    mode: str | None = None,
     title: str | None = None,
 ) -> str:
     """The whole page as a string. ``group`` (the G rollouts ``episode`` belongs to) adds A_t rows."""
     if instance.num_chunks != episode.T:
         raise ValueError(f"episode has {episode.T} steps but instance {instance.id!r} has {instance.num_chunks} chunks")
+    spec = RewardSpec.of(RewardSpec(), beta=beta, w1=w1, w2=w2, group_mode=mode)  # None: the spec's defaults
+    beta, w1, w2, mode = spec.beta, spec.w1, spec.w2, spec.group_mode
     rows = reward_rows(episode, group, variants, beta, w1, w2, mode)
     T = episode.T
     title = title or f"Episode {instance.id} (rollout {episode.rollout})"

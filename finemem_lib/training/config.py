@@ -1,8 +1,9 @@
 """Training settings of a profile (``training:``, ``rollout:``, ``rewards:``) and the TRL config built from them.
 
 :class:`TrainingSettings` holds what the step-credit GRPO trainer needs beyond TRL's own
-arguments: the reward variant and its weights, the group-normalisation mode, how many
-instances one optimizer step rolls out and how its step samples are cut into micro-batches.
+arguments: the reward spec (variant, weights, group-normalisation mode; one
+:class:`~finemem_lib.core.reward_spec.RewardSpec`), how many instances one optimizer step rolls
+out and how its step samples are cut into micro-batches.
 :func:`grpo_config` turns it into a :class:`StepGRPOConfig` (a ``trl.GRPOConfig``), so loss
 type, clipping, KL, gradient accumulation, logging and checkpointing are TRL's.
 """
@@ -18,7 +19,7 @@ from typing import Any
 import torch
 from trl import GRPOConfig
 
-from finemem_lib.core.rewards import GROUP_MODES, VARIANTS
+from finemem_lib.core.reward_spec import VARIANTS, RewardSpec
 from finemem_lib.episodes.rollout import RolloutSettings, settings_from_config
 from finemem_lib.infra.progress import progress_enabled
 
@@ -45,7 +46,7 @@ class HeldOutSettings:
 
 @dataclass(frozen=True)
 class TrainingSettings:
-    """The ``training:`` section of a profile, with the reward knobs of ``rewards:``.
+    """The ``training:`` section of a profile, with the reward spec built from ``rewards:`` and ``training.variant``.
 
     Batch bookkeeping: one optimizer step rolls out ``instances_per_step`` instances (over all
     processes) x G rollouts x T chunk steps; every chunk step is one training sample. A process's
@@ -54,13 +55,9 @@ class TrainingSettings:
     ``micro_batch_size`` samples.
     """
 
-    variant: str = "finemem"
+    reward: RewardSpec = field(default_factory=RewardSpec)
     variants: tuple[str, ...] = ("or_only", "finemem")
     seeds: tuple[int, ...] = (0,)
-    beta: float = 0.5
-    w1: float = 0.5
-    w2: float = 0.05
-    group_mode: str = "step"
     sft_model: str | None = None
     instances_per_step: int = 4
     micro_batch_size: int = 16
@@ -90,11 +87,9 @@ class TrainingSettings:
     heldout: HeldOutSettings = field(default_factory=HeldOutSettings)
 
     def __post_init__(self) -> None:
-        for value in (self.variant, *self.variants):
+        for value in self.variants:
             if value not in VARIANTS:
                 raise ValueError(f"training variant must be one of {VARIANTS}, got {value!r}")
-        if self.group_mode not in GROUP_MODES:
-            raise ValueError(f"rewards.group_mode must be one of {GROUP_MODES}, got {self.group_mode!r}")
         if self.loss_type not in LOSS_TYPES:
             raise ValueError(f"training.loss_type must be one of {LOSS_TYPES}, got {self.loss_type!r}")
         for name in ("instances_per_step", "micro_batch_size", "num_iterations", "save_steps", "logging_steps"):
@@ -110,30 +105,35 @@ class TrainingSettings:
                 "so that a checkpoint never falls inside a reused rollout batch (exact resume)"
             )
 
-    def reward_kwargs(self) -> dict[str, Any]:
-        """The keyword arguments of :func:`finemem_lib.episodes.rollout.group_advantages` for this variant."""
-        return {"variant": self.variant, "beta": self.beta, "w1": self.w1, "w2": self.w2, "mode": self.group_mode}
+    # Read-only views of the reward spec (the spec is the one place they are set).
+    variant = property(lambda self: self.reward.variant, doc="The reward variant trained (``reward.variant``).")
+    beta = property(lambda self: self.reward.beta, doc="``reward.beta``")
+    w1 = property(lambda self: self.reward.w1, doc="``reward.w1``")
+    w2 = property(lambda self: self.reward.w2, doc="``reward.w2``")
+    group_mode = property(lambda self: self.reward.group_mode, doc="``reward.group_mode``")
 
     def with_variant(self, variant: str) -> TrainingSettings:
         """The same settings with another reward variant."""
-        return replace(self, variant=variant)
+        return replace(self, reward=self.reward.with_variant(variant))
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Flat, as the run logs and run identities store it (the reward spec's fields at the top level)."""
+        out = asdict(self)
+        spec = out.pop("reward")
+        head = {"variant": spec.pop("variant"), "variants": out.pop("variants"), "seeds": out.pop("seeds")}
+        return {**head, **spec, **out}
 
 
 def training_settings(cfg: Mapping[str, Any], **overrides: Any) -> TrainingSettings:
     """:class:`TrainingSettings` from a profile; unknown ``training:`` keys are an error."""
     section = dict(cfg.get("training") or {})
     section.update({k: v for k, v in overrides.items() if v is not None})
-    known = {f.name for f in fields(TrainingSettings)}
+    known = {f.name for f in fields(TrainingSettings)} - {"reward"} | {f.name for f in fields(RewardSpec)}
     unknown = sorted(set(section) - known)
     if unknown:
         raise ValueError(f"unknown training key(s) {unknown}; known: {sorted(known)}")
-    rewards_section = dict(cfg.get("rewards") or {})
-    for key in ("beta", "w1", "w2", "group_mode"):
-        if key in rewards_section and key not in overrides:
-            section.setdefault(key, rewards_section[key])
+    reward_keys = {key: section.pop(key, None) for key in ("variant", "beta", "w1", "w2", "group_mode")}
+    section["reward"] = RewardSpec.from_config(cfg, **reward_keys)  # training keys and overrides win over rewards:
     heldout = section.pop("heldout", None) or {}
     if not isinstance(heldout, Mapping):
         raise ValueError(f"training.heldout must be a mapping, got {type(heldout).__name__}")
@@ -156,15 +156,19 @@ class StepGRPOConfig(GRPOConfig):
     """
 
     instances_per_device: int = field(default=1, metadata={"help": "Instances rolled out per process per step."})
-    reward_variant: str = field(default="finemem", metadata={"help": "or_only | csr | eara | finemem"})
-    eara_beta: float = field(default=0.5, metadata={"help": "EARA beta (evidence share of r_global)."})
-    w1: float = field(default=0.5, metadata={"help": "Weight of the chunk step reward."})
-    w2: float = field(default=0.05, metadata={"help": "Weight of the compression reward."})
-    group_mode: str = field(default="step", metadata={"help": "step | episode advantage normalisation."})
+    reward: RewardSpec = field(
+        default_factory=RewardSpec, metadata={"help": "Reward variant, beta, w1, w2 and group mode (a RewardSpec)."}
+    )
     shared_prefix: bool = field(
         default=True, metadata={"help": "Compute the prompts' common prefix once per log-prob pass."}
     )
     pack: bool = field(default=False, metadata={"help": "Log-prob passes without padding (rows grouped by length)."})
+
+    def to_dict(self) -> dict[str, Any]:
+        """TRL's dict of the arguments, the reward spec as a plain dict (JSON-able, for loggers)."""
+        out = super().to_dict()
+        out["reward"] = self.reward.to_dict()
+        return out
 
 
 def num_processes() -> int:
@@ -238,11 +242,7 @@ def grpo_config(
         "per_device_train_batch_size": size,
         "gradient_accumulation_steps": parts,
         "instances_per_device": per_device,
-        "reward_variant": settings.variant,
-        "eara_beta": settings.beta,
-        "w1": settings.w1,
-        "w2": settings.w2,
-        "group_mode": settings.group_mode,
+        "reward": settings.reward,
         "shared_prefix": settings.shared_prefix,
         "pack": settings.pack,
         "learning_rate": settings.learning_rate,

@@ -13,7 +13,7 @@ How one optimizer step runs (``trl.GRPOTrainer`` 1.16, with four overrides):
    process's instances are rolled out with :func:`finemem_lib.episodes.rollout.rollout` (G episodes each,
    seeded by (seed, global step, process)); every step of every episode becomes a sample whose
    prompt is that step's own context, whose completion is the step's operations and whose
-   advantage is A_t from :func:`finemem_lib.episodes.rollout.group_advantages` for the configured variant
+   advantage is A_t from :func:`finemem_lib.episodes.advantages.round_credit` for the configured variant
    (or_only / csr / eara / finemem) and group mode. The samples are padded into the dict TRL's
    loss reads (``prompt_ids``, ``prompt_mask``, ``completion_ids``, ``completion_mask``,
    ``advantages``, ``num_items_in_batch``, optional ``old_per_token_logps`` and
@@ -62,6 +62,7 @@ from finemem_lib.agents.policy import ManagerPolicy
 from finemem_lib.agents.reasoner import Reasoner
 from finemem_lib.core.tokens import TokenCounter, regex_token_count
 from finemem_lib.data.instance import Instance
+from finemem_lib.episodes.advantages import RoundCredit
 from finemem_lib.episodes.rollout import Episode, RolloutSettings, rollout
 from finemem_lib.training import shared_prefix
 from finemem_lib.training.config import StepGRPOConfig
@@ -229,9 +230,7 @@ class StepCreditGRPOTrainer(GRPOTrainer):
         instances = [self.train_instances[int(row["instance_index"])] for row in inputs]
         groups = self._rollout(instances, self.rollout_settings, self.rollout_seed())
         args = self.args
-        samples, advantages = step_samples(
-            groups, args.reward_variant, args.eara_beta, args.w1, args.w2, args.group_mode
-        )
+        samples, credit = step_samples(groups, args.reward)
         batch = collate_step_samples(samples, self._tokenizer.pad_token_id, device)
         truncated = truncated_rows(batch["completion_ids"], batch["completion_mask"], self.eos_token_ids)
         lengths = batch["completion_mask"].sum(dim=1).float()
@@ -267,7 +266,7 @@ class StepCreditGRPOTrainer(GRPOTrainer):
                 batch["ref_per_token_logps"], _, _ = self._get_per_token_logps_and_entropies(
                     self.ref_model, input_ids, attention_mask, logits_to_keep, batch_size=chunk
                 )
-        self._log_round(groups, advantages, lengths, truncated, mode)
+        self._log_round(groups, credit, lengths, truncated, mode)
         return batch
 
     def _get_per_token_logps_and_entropies(
@@ -343,14 +342,13 @@ class StepCreditGRPOTrainer(GRPOTrainer):
     def _log_round(
         self,
         groups: list[list[Episode]],
-        advantages: list[np.ndarray],
+        credit: RoundCredit,
         lengths: torch.Tensor,
         truncated: torch.Tensor,
         mode: str,
     ) -> None:
-        args = self.args
-        stats = episode_metrics(groups, args.reward_variant, args.eara_beta, args.w1, args.w2)
-        adv = np.concatenate([a.ravel() for a in advantages])
+        stats = episode_metrics(groups, credit)
+        adv = np.concatenate([a.ravel() for a in credit.advantages])
         stats.update(
             {
                 "advantages/abs_mean": (float(np.abs(adv).sum()), adv.size),

@@ -30,6 +30,7 @@ from finemem_lib.infra.identity import (  # re-exported: run identity lives with
     model_hash,
     run_identity,
 )
+from finemem_lib.infra.machine import machine_info
 from finemem_lib.infra.paths import repo_relative
 
 __all__ = [
@@ -106,6 +107,7 @@ def host_info() -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
         "cuda": torch.cuda.is_available(),
+        **machine_info(),  # the CPU model: floats may differ in their last bits on another CPU
     }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)

@@ -2,9 +2,9 @@
 
 A training sample is one chunk step of one rollout: its prompt is the step's own fresh context
 (memory view + chunk), its completion the operations the manager emitted, its advantage the
-A_t of that step from :func:`finemem_lib.episodes.rollout.group_advantages` (the G rollouts of an
-instance form the group). Every completion token of the step gets A_t; prompt tokens are never
-scored (they only condition).
+A_t of that step from :func:`finemem_lib.episodes.advantages.round_credit` (the G rollouts of an
+instance form the group; a round is scored once, and its logged reward means read that result).
+Every completion token of the step gets A_t; prompt tokens are never scored (they only condition).
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ import torch
 from trl.trainer.utils import pad
 
 from finemem_lib.core import rewards
-from finemem_lib.episodes.rollout import Episode, group_advantages
+from finemem_lib.core.reward_spec import RewardSpec
+from finemem_lib.episodes.advantages import RoundCredit, round_credit
+from finemem_lib.episodes.rollout import Episode
 
 # Keys of a batch whose second dimension runs over prompt tokens (left-padded) or completion tokens (right-padded).
 PROMPT_KEYS = ("prompt_ids", "prompt_mask")
@@ -43,20 +45,11 @@ class StepSample:
     advantage: float
 
 
-def step_samples(
-    groups: Sequence[Sequence[Episode]],
-    variant: str,
-    beta: float = 0.5,
-    w1: float = 0.5,
-    w2: float = 0.05,
-    mode: str = "step",
-) -> tuple[list[StepSample], list[np.ndarray]]:
-    """Every step of every rollout of every group as a sample carrying its A_t; also the ``[G, T]`` advantages."""
+def step_samples(groups: Sequence[Sequence[Episode]], spec: RewardSpec) -> tuple[list[StepSample], RoundCredit]:
+    """Every step of every rollout of every group as a sample carrying its A_t; also the round's rewards and A_t."""
+    credit = round_credit(groups, spec)
     samples: list[StepSample] = []
-    advantages: list[np.ndarray] = []
-    for i, group in enumerate(groups):
-        adv = group_advantages(group, variant, beta, w1, w2, mode)
-        advantages.append(adv)
+    for i, (group, adv) in enumerate(zip(groups, credit.advantages, strict=True)):
         for g, episode in enumerate(group):
             for t, record in enumerate(episode.steps):
                 if record.completion_ids.numel() == 0:
@@ -72,7 +65,7 @@ def step_samples(
                         advantage=float(adv[g, t]),
                     )
                 )
-    return samples, advantages
+    return samples, credit
 
 
 def collate_step_samples(
@@ -145,11 +138,14 @@ def split_micro_batches(batch: dict, parts: int, generator: torch.Generator | No
     return [trim_padding(select_rows(batch, rows)) for rows in torch.tensor_split(order, parts)]
 
 
-def episode_metrics(groups: Sequence[Sequence[Episode]], variant: str, beta: float, w1: float, w2: float):
-    """Per-round reward components as ``{name: (sum, count)}`` (summed over episodes or steps, for averaging)."""
+def episode_metrics(groups: Sequence[Sequence[Episode]], credit: RoundCredit) -> dict[str, tuple[float, int]]:
+    """Per-round reward components as ``{name: (sum, count)}`` (summed over episodes or steps, for averaging).
+
+    The step rewards are the round's own (``credit``, computed once with the advantages)."""
     episodes = [episode for group in groups for episode in group]
-    step_rewards = [e.step_rewards(variant, beta, w1, w2) for e in episodes]
+    step_rewards = [row for group_rewards in credit.rewards for row in group_rewards]
     all_steps = np.concatenate(step_rewards) if step_rewards else np.zeros(0)
+    beta = credit.spec.beta
     eara_steps = np.concatenate([rewards.eara(e.r_global, e.N, beta) for e in episodes]) if episodes else all_steps
     n_ep, n_steps = len(episodes), len(all_steps)
     return {

@@ -30,7 +30,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from finemem_lib.core.reward_spec import VARIANTS
 from finemem_lib.infra.atomic import write_csv
 from finemem_lib.infra.config import _deep_merge, load_profile
 from finemem_lib.infra.paths import ProfilePaths, profile_paths, repo_relative
@@ -123,8 +124,6 @@ def plan_runs(groups: Sequence[Mapping[str, Any]], profile: Mapping[str, Any] | 
     setting (e.g. beta 0.5) is the same run (same name) in every group that holds it: it is listed
     in each of them and trained once (:func:`run_plan` reuses a finished run).
     """
-    from finemem_lib.core.rewards import VARIANTS
-
     base = _flatten(profile or {})
 
     runs: list[PlannedRun] = []
@@ -603,7 +602,7 @@ def write_study_figures(
 
 ABLATION_GROUPS = ("beta", "w1", "group_mode", "top_k")
 BASE_LABEL = "base"  # an ablation table's row for the profile's own setting (Fine-Mem at beta 0.5, w1 0.5, ...)
-MAIN_VARIANTS = ("or_only", "csr", "eara", "finemem")
+MAIN_VARIANTS = VARIANTS  # the rows of the variant table
 
 
 # ---------------------------------------------------------------------------- credit quality
@@ -616,8 +615,8 @@ EXTRA_CREDIT_VARIANTS = (
     ("finemem_w10", "finemem", {"w1": 0.0}),
     ("finemem_w10.25", "finemem", {"w1": 0.25}),
     ("finemem_w11", "finemem", {"w1": 1.0}),
-    ("finemem_episode", "finemem", {"mode": "episode"}),
-    ("or_only_episode", "or_only", {"mode": "episode"}),
+    ("finemem_episode", "finemem", {"group_mode": "episode"}),
+    ("or_only_episode", "or_only", {"group_mode": "episode"}),
 )
 
 
@@ -625,12 +624,12 @@ def credit_variants(profile: Mapping[str, Any]):
     """The four variants at the profile's knobs, then Fine-Mem's ablation points (beta, w1, per-episode groups)."""
     from dataclasses import replace
 
-    from finemem_lib.episodes.credit import profile_variants
+    from finemem_lib.episodes.credit import CreditVariant, profile_variants
 
     variants = profile_variants(profile)
     by_name = {v.name: v for v in variants}
     for name, base, changes in EXTRA_CREDIT_VARIANTS:
-        variants.append(replace(by_name[base], name=name, **changes))
+        variants.append(CreditVariant(name, replace(by_name[base].spec, **changes)))
     return variants
 
 
@@ -726,7 +725,7 @@ def measure_credit_quality(
             num_generations=settings.num_generations,
             question_ratio=settings.question_ratio,
             sft_model=repo_relative(sft_model),
-            variants=[asdict(v) for v in variants],
+            variants=[v.to_dict() for v in variants],
             wall_s=round(wall, 1),
             outputs={k: repo_relative(v) for k, v in files.items()},
         ),
