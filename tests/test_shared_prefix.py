@@ -250,3 +250,17 @@ def test_a_packed_round_gives_the_same_loss_and_gradient_and_reuses_the_referenc
     assert torch.allclose(loss_packed, loss_padded, atol=1e-6)
     for g_packed, g_padded in zip(grads_packed, grads_padded, strict=True):
         assert torch.allclose(g_packed, g_padded, rtol=1e-4, atol=1e-7)
+
+
+def test_without_a_kl_term_no_reference_or_old_log_probs_are_computed(tmp_path, monkeypatch):
+    bench = build_synthetic(TINY_BENCH, seed=0)
+    policy_dir = tiny_policy(bench["train"], batch_size=8).save_pretrained(tmp_path / "manager")
+    rollout_settings = RolloutSettings(num_generations=2, sampling=SamplingParams(temperature=1.0, max_new_tokens=8))
+    settings = TrainingSettings(instances_per_step=1, micro_batch_size=64, max_steps=1, save_steps=1, kl_beta=0.0)
+    args = grpo_config(settings, rollout_settings, str(tmp_path / "run"), 0, [3], processes=1)
+    no_kl = StepCreditGRPOTrainer(load_manager(policy_dir), args, bench["train"][:1], OfflineReader(), rollout_settings)
+    assert no_kl.ref_model is None
+    passes = []
+    monkeypatch.setattr(shared_prefix, "chunked_logps", lambda *a, **k: passes.append(a[0]))
+    batch = no_kl._generate_and_score_completions([{"instance_index": 0}])
+    assert passes == [] and "ref_per_token_logps" not in batch and "old_per_token_logps" not in batch
