@@ -145,7 +145,7 @@ class IncrementalDecoder:
 
         The new keys/values are written at row-cache slots ``start:start+S``. Every query sees the whole
         prefix (``shared``: ``[1, kv, P, D]`` keys and values, stored once for all rows). ``mask``: for a
-        prefill (S > 1) a bool ``[B, 1, S, P + start + S]``, True where a query may attend; for a decode
+        prefill (S > 1) an additive ``[B, 1, S, P + start + S]`` (0 where a query may attend, else -inf); for a decode
         step (S = 1) an additive ``[B, 1, 1, start + 1]`` bias over the row slots (0 or -inf).
         """
         attn = layer.self_attn
@@ -163,7 +163,7 @@ class IncrementalDecoder:
         keys[:, :, start:end] = k
         values[:, :, start:end] = v.transpose(1, 2)
         groups, kv, dim = self.heads // self.kv_heads, self.kv_heads, self.head_dim
-        if length > 1:  # prefill: fused attention over [prefix | rows], ``mask`` [B, 1, S, P + start + S] (bool)
+        if length > 1:  # prefill: fused attention over [prefix | rows], ``mask`` [B, 1, S, P + start + S] (additive)
             all_keys, all_values = keys[:, :, :end], values[:, :, :end]
             if shared is not None:
                 prefix_keys, prefix_values = shared
@@ -211,10 +211,13 @@ class IncrementalDecoder:
         hidden = self.body.embed_tokens(tokens)
         if tokens.shape[1] == 1:  # decode step: additive bias over the row slots
             mask = torch.zeros(mask.shape, dtype=hidden.dtype, device=mask.device).masked_fill_(~mask, float("-inf"))
-        elif shared:  # prefill: every query also sees the whole prefix
-            n_prefix = shared[0][0].shape[2]
-            seen = torch.ones((*mask.shape[:3], n_prefix), dtype=torch.bool, device=mask.device)
-            mask = torch.cat([seen, mask], dim=-1)
+        else:  # prefill: every query also sees the whole prefix
+            if shared:
+                n_prefix = shared[0][0].shape[2]
+                seen = torch.ones((*mask.shape[:3], n_prefix), dtype=torch.bool, device=mask.device)
+                mask = torch.cat([seen, mask], dim=-1)
+            # the additive form fused attention turns a bool mask into (0 / -inf), built once for every layer
+            mask = torch.where(mask, 0.0, float("-inf")).to(hidden.dtype)
         rope = self.body.rotary_emb(hidden, positions)
         for i, (layer, cache) in enumerate(zip(self.layers, caches, strict=True)):
             layer_shared = shared[i] if shared else None
