@@ -13,7 +13,8 @@ Two code paths, chosen by profile keys only (:data:`CODE_PATHS`): ``before`` (th
 revision this benchmark was written against, still selectable) and ``after`` (this revision's). A round
 runs every recipe with both paths, which one goes first alternating between rounds, so that both see the
 same machine load; the ratio of each recipe is its summed samples over its summed seconds, after / before.
-The machine's load (1-minute average) is recorded at the start and end of every trial, with the CPU model.
+The machine's load (1-minute average) is recorded at the start and end of every trial, with the CPU model;
+an untimed warm-up step runs first (``--warmup``: imports and allocations the first trial would pay alone).
 ``--profile-out`` also writes where the time of each path goes (``bench_step_profile``'s phases).
 
 Usage: python benchmarks/bench_train_throughput.py [--recipes default,paper_like] [--rounds 2]
@@ -166,6 +167,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--steps", default="default=2,paper_like=1", help="optimizer steps per trial, per recipe")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed optimizer steps first (imports, allocator)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "train_throughput.json")
     args = parser.parse_args()
     recipes = [r for r in args.recipes.split(",") if r]
@@ -177,6 +179,8 @@ def main() -> None:
     steps.update({k: int(v) for k, v in (item.split("=") for item in args.steps.split(",") if item)})
     torch.set_num_threads(args.threads)
     started, load_at_start = time.time(), load()
+    if args.warmup > 0:
+        trial(recipes[0], paths[0], args.warmup, args.profile)
     trials: list[dict[str, Any]] = []
     for round_index in range(args.rounds):
         order = paths if round_index % 2 == 0 else paths[::-1]
