@@ -130,3 +130,11 @@ def test_compiled_decode_steps_give_the_eager_tokens_and_log_probs(policy):
     for a, b in zip(eager, compiled, strict=True):
         assert a.tokens.tolist() == b.tokens.tolist()
         assert torch.allclose(a.logprobs, b.logprobs, atol=1e-5)
+
+
+def test_native_completions_are_ordinary_tensors_a_training_pass_can_use(policy):
+    """The engine decodes in inference mode; what it returns must still go through autograd."""
+    out = policy.generate([[5, 6, 7]], SamplingParams(temperature=1.0, max_new_tokens=4), seed=0)[0]
+    assert not out.completion_ids.is_inference() and not out.logprobs.is_inference()
+    embedded = policy.model.get_input_embeddings()(out.completion_ids.unsqueeze(0))
+    embedded.sum().backward()  # inference tensors cannot be saved for backward

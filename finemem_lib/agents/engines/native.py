@@ -32,7 +32,16 @@ class NativeEngine:
     def generate(
         self, prompts: Sequence[Sequence[int]], sampling: SamplingParams, batch_size: int, seed: int | None = None
     ) -> list[Decoded]:
-        """One completion per prompt, in batches of at most ``batch_size`` rows grouped by length."""
+        """One completion per prompt, in batches of at most ``batch_size`` rows grouped by length.
+
+        Runs in inference mode (no autograd bookkeeping per operation; the same numbers); the returned
+        tensors are ordinary ones, usable as training inputs.
+        """
+        with torch.inference_mode():
+            decoded = self._generate(prompts, sampling, batch_size)
+        return [Decoded(d.tokens.clone(), d.logprobs.clone(), d.finished) for d in decoded]
+
+    def _generate(self, prompts: Sequence[Sequence[int]], sampling: SamplingParams, batch_size: int) -> list[Decoded]:
         decoder = self.decoder
         prefix = decoder.prefix_cache(shared_prefix(prompts))  # once for every batch of the call
         generator = torch.Generator(device=decoder.device)
