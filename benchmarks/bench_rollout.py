@@ -35,8 +35,7 @@ from finemem_lib.agents.policy import ManagerPolicy, SamplingParams, load_manage
 from finemem_lib.agents.sft import policy_settings
 from finemem_lib.core.memory import Memory, Operation, OpKind
 from finemem_lib.infra.config import load_profile
-from finemem_lib.infra.paths import profile_paths, repo_relative
-from finemem_lib.repro.pipeline import sft_manager_dir
+from finemem_lib.infra.paths import profile_paths, repo_relative, sft_manager_dir
 
 
 def default_manager(cfg: dict[str, Any]) -> tuple[ManagerPolicy, str]:

@@ -139,11 +139,10 @@ def build_trainer(
 
     ``overrides`` are merged into the profile (e.g. ``{"rollout": {"num_generations": 8}}``)."""
     from finemem_lib.agents.policy import load_manager
-    from finemem_lib.agents.reasoner import build_reasoner
+    from finemem_lib.agents.reasoner_factory import build_reasoner
     from finemem_lib.agents.sft import policy_settings
     from finemem_lib.infra.config import load_profile
-    from finemem_lib.infra.paths import profile_paths
-    from finemem_lib.repro.pipeline import sft_manager_dir
+    from finemem_lib.infra.paths import profile_paths, sft_manager_dir
     from finemem_lib.training.config import grpo_config, run_rollout_settings, training_settings
     from finemem_lib.training.grpo import StepCreditGRPOTrainer
     from finemem_lib.training.runner import load_training_data

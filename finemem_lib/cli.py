@@ -1,4 +1,4 @@
-"""The ``finemem`` command: run a trained manager on your own text, ask the memory, and the module CLIs.
+"""The ``finemem`` command: a table of subcommands (run a trained manager on your text, ask the memory, train, ...).
 
 Examples::
 
@@ -7,32 +7,53 @@ Examples::
     finemem data --profile default                      # = python -m finemem_lib.data
     finemem train --profile smoke --variant finemem     # = python -m finemem_lib.training.cli
     finemem evaluate --help                             # = python -m finemem_lib.evaluation
+    finemem study --profile long --plan configs/study_long.yaml   # = python -m finemem_lib.training.study
 
-Every subcommand has ``--help``.
+Every subcommand has ``--help``. ``memorize`` and ``ask`` are defined here; the others forward their
+arguments to the ``main(argv)`` of the module named in :data:`SUBCOMMANDS` (imported only when run: they
+load torch and TRL).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import logging
-import runpy
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
+from finemem_lib.agents import AnswerRequest, build_reasoner
+from finemem_lib.agents.policy import MANAGER_META_FILE, load_manager
+from finemem_lib.core.retrieval import BM25Index
+from finemem_lib.core.sentences import split_sentences
+from finemem_lib.data.chunking import DEFAULT_CHUNK_SIZE, chunk_text, make_token_counter
+from finemem_lib.data.instance import Instance
+from finemem_lib.episodes.rollout import rollout, settings_from_config
 from finemem_lib.infra.config import load_profile, profile_names
+from finemem_lib.report.memory_file import MemoryFileError, operation_records, read_memory_file, write_memory_file
+from finemem_lib.report.viewer import write_episode_html
 
-# subcommand -> (module whose main(argv) it forwards to, one-line help)
-ALIASES: dict[str, tuple[tuple[str, ...], str]] = {
-    "train": (("finemem_lib.training.cli",), "step-credit GRPO training (python -m finemem_lib.training.cli)"),
-    "evaluate": (
-        ("finemem_lib.evaluation.cli", "finemem_lib.evaluation"),
-        "held-out evaluation (python -m finemem_lib.evaluation)",
+
+@dataclass(frozen=True)
+class Subcommand:
+    """One ``finemem`` subcommand: its help line, and the module whose ``main(argv)`` runs it (None: defined here)."""
+
+    help: str
+    module: str | None = None
+
+
+SUBCOMMANDS: dict[str, Subcommand] = {
+    "memorize": Subcommand("chunk text files and run a trained manager over them; write the memory as JSON"),
+    "ask": Subcommand("answer a question from a memory file (BM25 top-k + the profile's reasoner)"),
+    "train": Subcommand("step-credit GRPO training (python -m finemem_lib.training.cli)", "finemem_lib.training.cli"),
+    "study": Subcommand(
+        "the resumable variant and ablation study (python -m finemem_lib.training.study)", "finemem_lib.training.study"
     ),
-    "data": (("finemem_lib.data.cli",), "prepare a profile's data (python -m finemem_lib.data)"),
+    "evaluate": Subcommand("held-out evaluation (python -m finemem_lib.evaluation)", "finemem_lib.evaluation.__main__"),
+    "data": Subcommand("prepare a profile's data (python -m finemem_lib.data)", "finemem_lib.data.cli"),
 }
 
 
@@ -48,9 +69,6 @@ def profile_chunks(text: str, cfg: Mapping[str, Any], chunk_size: int | None = N
     pack sentences under 2048 tokens of ``data.tokenizer`` (MemoryAgentBench's rule). ``chunk_size``
     (tokens) forces sentence packing with that budget.
     """
-    from finemem_lib.core.sentences import split_sentences
-    from finemem_lib.data.chunking import DEFAULT_CHUNK_SIZE, chunk_text, make_token_counter
-
     data = cfg.get("data", {})
     if chunk_size is None and data.get("kind", "synthetic") == "synthetic":
         per_chunk = int(data.get("synthetic", {}).get("sentences_per_chunk", 8))
@@ -80,12 +98,6 @@ def read_inputs(files: Sequence[str | Path]) -> list[tuple[Path, str]]:
 # ---------------------------------------------------------------------------- memorize
 def memorize(args: argparse.Namespace) -> int:
     """Chunk the inputs, run the manager over the chunks (one greedy episode), write the memory file."""
-    from finemem_lib.agents.policy import MANAGER_META_FILE, load_manager
-    from finemem_lib.agents.reasoner import build_reasoner
-    from finemem_lib.data.instance import Instance
-    from finemem_lib.episodes.rollout import rollout, settings_from_config
-    from finemem_lib.report.memory_file import operation_records, write_memory_file
-
     cfg = load_profile(args.profile)
     manager_dir = Path(args.manager)
     if not manager_dir.is_dir():
@@ -134,8 +146,6 @@ def memorize(args: argparse.Namespace) -> int:
         f"{executed}/{emitted} operations executed; memory written to {out}"
     )
     if args.html:
-        from finemem_lib.report.viewer import write_episode_html
-
         page = write_episode_html(args.html, episode, instance, title=f"finemem memorize: {', '.join(args.input)}")
         print(f"episode page: {page}")
     return 0
@@ -144,10 +154,6 @@ def memorize(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- ask
 def ask(args: argparse.Namespace) -> int:
     """BM25 top-k over the memory file, the profile's reasoner; print the answer and the items it used."""
-    from finemem_lib.agents.reasoner import AnswerRequest, build_reasoner
-    from finemem_lib.core.retrieval import BM25Index
-    from finemem_lib.report.memory_file import MemoryFileError, read_memory_file
-
     question = " ".join(args.question).strip()
     if not question:
         raise UsageError('pass a question, e.g. finemem ask --memory memory.json "Where does Ada live?"')
@@ -170,55 +176,13 @@ def ask(args: argparse.Namespace) -> int:
     return 0
 
 
-# ---------------------------------------------------------------------------- aliases
-def _alias_main(names: Sequence[str]) -> Callable[[list[str]], int] | None:
-    """The ``main(argv)`` of the first of ``names`` that imports and has one."""
-    for name in names:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name and (name == exc.name or name.startswith(exc.name + ".")):
-                continue  # that module is not there: try the next name
-            raise
-        main = getattr(module, "main", None)
-        if callable(main):
-            return main
-    return None
-
-
-def _run_as_main(package: str, argv: list[str]) -> int | None:
-    """Run ``python -m package`` in this process (its ``__main__``), or None when it has no ``__main__``."""
-    try:
-        if importlib.util.find_spec(f"{package}.__main__") is None:
-            return None
-    except ModuleNotFoundError:
-        return None
-    saved = sys.argv
-    sys.argv = [f"python -m {package}", *argv]
-    try:
-        runpy.run_module(package, run_name="__main__", alter_sys=True)
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    finally:
-        sys.argv = saved
-    return 0
-
-
-def run_alias(command: str, argv: list[str]) -> int:
-    """Forward ``argv`` to the module CLI behind ``command``: its ``main(argv)``, else ``python -m`` of the last one."""
-    names, help_text = ALIASES[command]
-    main = _alias_main(names)
-    if main is not None:
-        return int(main(argv) or 0)
-    code = _run_as_main(names[-1], argv)
-    if code is not None:
-        return code
-    print(
-        f"finemem {command}: this installation has no command line for it ({' / '.join(names)} has no main() and "
-        f"no __main__); it is {help_text}. Run the matching notebook instead.",
-        file=sys.stderr,
-    )
-    return 2
+# ---------------------------------------------------------------------------- forwarded subcommands
+def forward(command: str, argv: list[str]) -> int:
+    """Run a forwarded subcommand: ``main(argv)`` of the module :data:`SUBCOMMANDS` names for it."""
+    module = SUBCOMMANDS[command].module
+    if module is None:
+        raise ValueError(f"finemem {command} is defined here, not forwarded")
+    return int(import_module(module).main(argv) or 0)
 
 
 # ---------------------------------------------------------------------------- parser
@@ -234,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     mem = sub.add_parser(
         "memorize",
-        help="chunk text files and run a trained manager over them; write the memory as JSON",
+        help=SUBCOMMANDS["memorize"].help,
         description="Chunk the input files the way the profile does, run the manager over the chunks (greedy), "
         "and write the final memory with each item's writer step and write history.",
     )
@@ -249,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     q = sub.add_parser(
         "ask",
-        help="answer a question from a memory file (BM25 top-k + the profile's reasoner)",
+        help=SUBCOMMANDS["ask"].help,
         description="Retrieve the BM25 top-k items of the memory for the question, answer with the profile's "
         "reasoner, and print the answer and the items it used.",
     )
@@ -264,15 +228,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     q.set_defaults(func=ask)
 
-    for name, (_, help_text) in ALIASES.items():
-        sub.add_parser(name, help=help_text, add_help=False)
+    for name, command in SUBCOMMANDS.items():
+        if command.module is not None:
+            sub.add_parser(name, help=command.help, add_help=False)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in ALIASES:
-        return run_alias(argv[0], argv[1:])
+    if argv and argv[0] in SUBCOMMANDS and SUBCOMMANDS[argv[0]].module is not None:
+        return forward(argv[0], argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -55,7 +55,7 @@ import numpy as np
 import pandas as pd
 
 from finemem_lib.agents.policy import load_manager
-from finemem_lib.agents.reasoner import build_reasoner
+from finemem_lib.agents.reasoner_factory import build_reasoner
 from finemem_lib.agents.sft import policy_settings
 from finemem_lib.core import rewards
 from finemem_lib.data.prepared import load_prepared

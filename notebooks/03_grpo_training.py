@@ -139,16 +139,18 @@ pd.Series(
 # Right after a rollout $\pi_\theta = \pi_{old}$ and $\rho_k = 1$: the clip only acts on later passes over
 # the same round (`num_iterations` > 1). To show it act, the cell first moves the policy a short way down
 # the loss, as a first update would, until the ratio of a few tokens leaves $[1-\epsilon, 1+\epsilon]$.
+# (When all $G$ rollouts of every group tried score alike, as with a random-weight manager, the advantages
+# are zero, the policy does not move and the loss is the KL term alone: the check still holds.)
 
 # %%
-variant, beta, w1, w2, mode = "finemem", settings.beta, settings.w1, settings.w2, settings.group_mode
-trainer = hand_trainer(cfg, paths, data, start, variant)  # the trainer a Fine-Mem run builds, not trained
-group = rollout_group(trainer, data["train"][:4])  # the G episodes of one instance
-r = np.stack([episode.step_rewards(variant, beta, w1, w2) for episode in group])  # [G, T] step rewards r_t
-axis = 0 if mode == "step" else None  # step: normalise each step over the G rollouts
+trainer = hand_trainer(cfg, paths, data, start, "finemem")  # the trainer a Fine-Mem run builds, not trained
+spec = trainer.args.reward  # the reward spec it carries: variant, beta, w1, w2, group mode
+group = rollout_group(trainer, data["train"][:16])  # the G episodes of the first instance whose rollouts differ
+r = np.stack([episode.step_rewards(spec) for episode in group])  # [G, T] step rewards r_t
+axis = 0 if spec.group_mode == "step" else None  # step: normalise each step over the G rollouts
 A = (r - r.mean(axis, keepdims=True)) / (r.std(axis, ddof=1, keepdims=True) + 1e-6)
-samples, (A_trainer,) = step_samples([group], variant, beta, w1, w2, mode)  # one sample per chunk step, with A_t
-assert np.allclose(A, A_trainer, atol=1e-6), "advantages differ from the trainer's"
+samples, credit = step_samples([group], spec)  # one sample per chunk step, carrying its A_t
+assert np.allclose(A, credit.advantages[0], atol=1e-6), "advantages differ from the trainer's"
 batch = micro_batch(trainer, samples)  # one micro-batch, padded and masked as the trainer does
 old = completion_logps(trainer.model, batch, trainer.temperature).detach()  # log pi_old: the policy that sampled
 step_length, clipped = move_policy(trainer, batch, old)  # as after a first update on this round

@@ -250,7 +250,7 @@ for group in study.ABLATION_GROUPS:
 
 # %%
 from finemem_lib.agents.policy import load_manager
-from finemem_lib.agents.reasoner import build_reasoner
+from finemem_lib.agents.reasoner_factory import build_reasoner
 from finemem_lib.agents.sft import policy_settings
 from finemem_lib.episodes.rollout import rollout, settings_from_config
 from finemem_lib.report.viewer import show_episode, write_episode_html

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
@@ -122,7 +123,7 @@ def test_missing_input_and_broken_memory_file(manager_dir, tmp_path, capsys):
     assert "item 0 needs" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("command", [None, "memorize", "ask", "train", "data"])
+@pytest.mark.parametrize("command", [None, "memorize", "ask", "train", "study", "evaluate", "data"])
 def test_help_of_every_subcommand(command, capsys):
     argv = [command, "--help"] if command else ["--help"]
     with pytest.raises(SystemExit) as exit_info:
@@ -131,22 +132,22 @@ def test_help_of_every_subcommand(command, capsys):
     assert "usage:" in capsys.readouterr().out
 
 
-def test_aliases_forward_argv_or_say_what_is_missing(monkeypatch, capsys):
+def test_forwarded_subcommands_pass_argv_to_their_module(monkeypatch):
     seen = {}
     fake = types.ModuleType("fake_cli")
     fake.main = lambda argv: seen.setdefault("argv", argv) and 0
     monkeypatch.setitem(sys.modules, "fake_cli", fake)
-    monkeypatch.setitem(cli.ALIASES, "evaluate", (("no_such_module.cli", "fake_cli"), "evaluation"))
+    monkeypatch.setitem(cli.SUBCOMMANDS, "evaluate", cli.Subcommand("evaluation", "fake_cli"))
     assert cli.main(["evaluate", "--profile", "smoke", "--x"]) == 0
     assert seen["argv"] == ["--profile", "smoke", "--x"]
-    monkeypatch.setitem(cli.ALIASES, "evaluate", (("no_such_module.cli",), "evaluation"))
-    assert cli.main(["evaluate"]) == 2
-    assert "no command line" in capsys.readouterr().err
-    # a package with only a __main__ runs as python -m, with argv
-    monkeypatch.setitem(cli.ALIASES, "data", (("no_such_module.cli", "finemem_lib.data"), "data"))
-    monkeypatch.setattr(cli, "_alias_main", lambda names: None)
-    assert cli.main(["data", "--help"]) == 0  # argparse's exit inside finemem_lib.data.__main__ is caught
-    assert "usage: python -m finemem_lib.data" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="defined here"):
+        cli.forward("ask", [])
+
+
+def test_every_forwarded_module_has_a_main():
+    for name, command in cli.SUBCOMMANDS.items():
+        if command.module is not None:
+            assert callable(getattr(importlib.import_module(command.module), "main", None)), name
 
 
 def test_data_alias_prepares_the_profile(tmp_path, capsys):

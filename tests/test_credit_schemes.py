@@ -98,3 +98,18 @@ def test_trajectory_advantages_normalise_before_expanding():
     np.testing.assert_array_equal(cs.trajectory_advantages([0.7], T=3), np.zeros((1, 3)))
     with pytest.raises(ValueError, match="T must be"):
         cs.trajectory_advantages([1.0, 0.0], T=0)
+
+
+def test_schemes_are_rows_of_the_variant_table_but_not_trainable_variants():
+    from finemem_lib.core.reward_spec import SCHEME_TABLE, SCHEMES, VARIANTS, RewardSpec, Variant, variant
+
+    assert VARIANTS == ("or_only", "csr", "eara", "finemem")  # what the trainer and the study accept
+    assert set(SCHEMES) >= {"gigpo", "adrpo", "hindsight", "broadcast_traj"} and not set(SCHEMES) & set(VARIANTS)
+    assert all(variant(row.name) is row and row.credit != "grpo" for row in SCHEME_TABLE)
+    assert RewardSpec("gigpo_csr").row.uses("chunk") and not RewardSpec("gigpo").row.uses("chunk")
+    with pytest.raises(ValueError, match="credit scheme"):  # a scheme's A_t is not a sum of terms
+        rewards.step_rewards("gigpo", 1.0, [0.0], [0.0], [1.0], 0.5)
+    with pytest.raises(ValueError, match="unknown reward term"):
+        Variant("x", "x", "#000000", ("hindsight",))  # a scheme term in a summed row
+    with pytest.raises(ValueError, match="credit must be"):
+        Variant("x", "x", "#000000", ("fmt",), credit="reinforce")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from finemem_lib.episodes.credit_schemes_study import SchemeSpec
+from finemem_lib.core.reward_spec import RewardSpec
+from finemem_lib.episodes.credit import CreditVariant
 from finemem_lib.training.credit_schemes_run import build_parser, compare_with_house_steps, with_scheme_rows
 
 HOUSE = pd.DataFrame(
@@ -35,7 +36,7 @@ def test_scheme_rows_join_the_house_table_source_by_source_and_replace_earlier_o
                           "source": ["all", "all", "s1"]})  # fmt: skip
     quality = pd.DataFrame({"variant": ["or_only", "gigpo", "gigpo"], "spearman": [0.1, 0.3, 0.4],
                             "source": ["all", "all", "s1"]})  # fmt: skip
-    merged = with_scheme_rows(house, quality, [SchemeSpec("gigpo", "gigpo")])
+    merged = with_scheme_rows(house, quality, [CreditVariant("gigpo", RewardSpec("gigpo"))])
     assert merged[["variant", "source", "spearman"]].values.tolist() == [
         ["or_only", "all", 0.1], ["gigpo", "all", 0.3], ["or_only", "s1", 0.2], ["gigpo", "s1", 0.4]
     ]  # fmt: skip

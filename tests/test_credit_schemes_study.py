@@ -9,10 +9,10 @@ import pytest
 from finemem_lib.agents.policy import SamplingParams
 from finemem_lib.agents.reasoner_offline import OfflineReader
 from finemem_lib.core import credit_schemes as cs
+from finemem_lib.core.reward_spec import SCHEMES, RewardSpec
 from finemem_lib.data.synthetic import build_synthetic
-from finemem_lib.episodes.credit import measure_credit, profile_variants
+from finemem_lib.episodes.credit import CreditVariant, measure_credit, profile_variants
 from finemem_lib.episodes.credit_schemes_study import (
-    SchemeSpec,
     add_scheme_advantages,
     episode_ingredients,
     measure_schemes,
@@ -46,8 +46,10 @@ TABLE = _table(
 
 
 def test_each_scheme_reads_its_terms_from_the_step_table():
-    spec = {s.name: s for s in profile_schemes({"rewards": {"w1": 0.5, "w2": 0.1}})}
-    out = add_scheme_advantages(TABLE, spec.values())
+    schemes = profile_schemes({"rewards": {"w1": 0.5, "w2": 0.1}})
+    assert [s.name for s in schemes] == list(SCHEMES)
+    spec = {s.name: s for s in schemes}
+    out = add_scheme_advantages(TABLE, schemes)
     A = {n: out.pivot(index="rollout", columns="step", values=f"A_{n}").to_numpy() for n in spec}
     fmt = np.array([[1.0, 0.5], [1.0, 1.0]])
     chunk = np.array([[0.2, 1.0], [0.8, 0.0]])
@@ -74,8 +76,8 @@ def test_rows_in_any_order_give_the_same_advantages():
 def test_a_table_without_ingredients_is_a_clear_error():
     with pytest.raises(ValueError, match="hindsight"):
         add_scheme_advantages(TABLE.drop(columns=["hindsight"]), profile_schemes({}))
-    with pytest.raises(ValueError, match="scheme must be"):
-        SchemeSpec("x", "reinforce")
+    with pytest.raises(ValueError, match="not a credit scheme"):
+        add_scheme_advantages(TABLE, [CreditVariant("finemem", RewardSpec("finemem"))])
 
 
 def test_episode_ingredients_follow_the_evidence():

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from finemem_lib.agents.reasoner import build_reasoner
+from finemem_lib.agents.reasoner_factory import build_reasoner
 from finemem_lib.data.instance import QA, Instance
 from finemem_lib.episodes.rollout import RolloutSettings, group_advantages, rollout
 from finemem_lib.report.episode_tables import advantage_table, credit_table, stale_items

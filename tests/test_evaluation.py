@@ -168,7 +168,7 @@ def test_manager_results_carry_the_retrieved_texts_of_its_memory():
     assert result.memory_tokens >= 0 and 0.0 <= result.extra["format_rate"] <= 1.0
 
 
-def test_legacy_names_still_work():
+def test_per_instance_names_work_from_the_package():
     bench = build_synthetic(TINY_BENCH, seed=0)
     cfg = load_profile("smoke")
     frame = evaluate_baselines(bench["test"], OfflineReader(), cfg)

@@ -2,13 +2,13 @@
 
 import numpy as np
 
-from finemem_lib.agents.reasoner import build_reasoner
+from finemem_lib.agents.reasoner_factory import build_reasoner
 from finemem_lib.core.tokens import regex_token_count
 from finemem_lib.data.instance import QA, Instance
 from finemem_lib.episodes.baselines import tail_window
 from finemem_lib.episodes.qa import QAResult
 from finemem_lib.evaluation.memory_length import baseline_memory_tokens, raw_item_texts, retrieved_memory
-from finemem_lib.evaluation.methods import run_baseline
+from finemem_lib.evaluation.methods import baseline_result
 
 CHUNKS = (
     "Ada Brook lives in Porto. She keeps bees.",
@@ -41,7 +41,7 @@ def test_every_baseline_has_a_memory_length():
     reasoner = build_reasoner({"backend": "offline"})
     window = sum(regex_token_count(i.content) for i in tail_window(INSTANCE, 12))
     for name in ("rag_bm25", "long_context", "store_everything", "closed_book"):
-        result = run_baseline(name, INSTANCE, reasoner, CFG)
+        result = baseline_result(name, INSTANCE, reasoner, CFG)
         tokens = baseline_memory_tokens(name, INSTANCE, result.results, CFG)
         assert result.memory_tokens == tokens and not np.isnan(tokens), name
         if name == "rag_bm25":  # top-1 chunk per question, not all three chunks (31 tokens)
@@ -54,7 +54,7 @@ def test_every_baseline_has_a_memory_length():
 
 
 def test_the_in_memory_summary_has_no_missing_memory_length():
-    from finemem_lib.evaluation.legacy import evaluate_baselines, summary_table
+    from finemem_lib.evaluation.per_instance import evaluate_baselines, summary_table
 
     frame = evaluate_baselines([INSTANCE], build_reasoner({"backend": "offline"}), CFG)
     assert frame["memory_tokens"].notna().all()  # was NaN for rag_bm25 and long_context

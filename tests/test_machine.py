@@ -4,7 +4,7 @@ import json
 import platform
 
 from finemem_lib.infra import machine
-from finemem_lib.training.runs import host_info, provenance
+from finemem_lib.infra.provenance import host_info, provenance
 
 X86 = "processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) Platinum 8481C CPU @ 2.70GHz\n"
 ARM = "processor\t: 0\nBogoMIPS\t: 108.00\nCPU part\t: 0xd0c\n\nHardware\t: BCM2835\nModel\t: Raspberry Pi 4 Model B\n"
@@ -46,6 +46,6 @@ def test_the_sft_manager_and_the_evaluation_records_name_the_machine(tmp_path):
     meta = json.loads((out / MANAGER_META_FILE).read_text())
     assert meta["machine"]["cpu_model"] == machine.cpu_model()
 
-    benchmark = SimpleNamespace(name="memalpha", fingerprint=lambda: "data")
+    benchmark = SimpleNamespace(name="memalpha", fingerprint=lambda: "data", skipped=[])
     method = SimpleNamespace(name="rag_bm25", model=None, identity=lambda: {"fingerprint": "none"})
     assert _header({"name": "smoke"}, benchmark, method)["machine"]["cpu_model"] == machine.cpu_model()

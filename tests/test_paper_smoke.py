@@ -16,7 +16,7 @@ import pandas as pd
 import papermill as pm
 import pytest
 
-from finemem_lib.agents.reasoner import AnswerRequest, build_reasoner
+from finemem_lib.agents import AnswerRequest, build_reasoner
 from finemem_lib.agents.scripted_llm import ScriptedLLMServer
 from finemem_lib.core.memory import MemoryItem
 from finemem_lib.data.prepared import load_prepared, prepared_splits

@@ -14,14 +14,14 @@ from safetensors.torch import save_file
 
 from finemem_lib.infra.config import load_profile
 from finemem_lib.infra.paths import profile_paths
-from finemem_lib.training import runner
-from finemem_lib.training.runner import (
+from finemem_lib.training import run as runner
+from finemem_lib.training.checkpoints import (
     RUN_IDENTITY,
-    RUN_LOG,
     checkpoint_problem,
     last_complete_checkpoint,
     prepare_output_dir,
 )
+from finemem_lib.training.run import RUN_LOG
 
 IDENTITY = {"config": "c", "seed": 0, "start_model": "m", "data": "d", "hash": "h1"}
 
@@ -157,13 +157,13 @@ def test_a_failed_run_is_logged_as_failed(fake_run):
 def test_checkpoints_go_only_after_the_log_says_finished(fake_run, monkeypatch):
     paths, run, _ = fake_run
     statuses = []
-    remove = runner._remove_checkpoints
+    remove = runner.remove_checkpoints
 
     def spy(found):
         statuses.append(json.loads((paths.runs / "03_smoke_or_only_s0" / RUN_LOG).read_text())["status"])
         remove(found)
 
-    monkeypatch.setattr(runner, "_remove_checkpoints", spy)
+    monkeypatch.setattr(runner, "remove_checkpoints", spy)
     result = run(fail=False)
     assert statuses == ["finished"]
     assert not list((paths.data / "grpo" / "smoke_or_only_s0").glob("checkpoint-*"))

@@ -12,9 +12,9 @@ import pytest
 from finemem_lib.data.synthetic import build_synthetic
 from finemem_lib.infra.config import load_profile
 from finemem_lib.infra.identity import data_hash, files_hash, identity_changes, model_hash, run_identity
-from finemem_lib.infra.paths import from_repo, profile_paths, repo_relative
-from finemem_lib.repro.pipeline import sft_identity, sft_reuse_decision
-from finemem_lib.training.runner import RUN_LOG, reusable_run, run_dirs, run_name
+from finemem_lib.infra.paths import from_repo, profile_paths, repo_relative, run_dirs, run_name
+from finemem_lib.training.run import RUN_LOG, reusable_run
+from finemem_lib.training.start import sft_identity, sft_reuse_decision
 
 
 @pytest.fixture
@@ -141,17 +141,19 @@ def test_only_the_default_profile_owns_the_top_of_results():
 
 
 def test_a_study_logs_why_it_reuses_or_retrains(tmp_path, model_dir, splits, caplog, monkeypatch):
-    from finemem_lib.training import runner
+    from finemem_lib.training import loop, runner
+    from finemem_lib.training.config import training_settings
+    from finemem_lib.training.run import identity_config
 
     cfg = load_profile("smoke")
     paths = profile_paths(cfg, tmp_path / "results", tmp_path / "data")
-    settings = runner.training_settings(cfg, variant="or_only")
-    identity = run_identity(runner.identity_config(cfg, settings, "or_only"), 0, model_dir, splits)
+    settings = training_settings(cfg, variant="or_only")
+    identity = run_identity(identity_config(cfg, settings, "or_only"), 0, model_dir, splits)
     _finished_run(paths, cfg, "or_only", 0, identity)
     trained = []
-    monkeypatch.setattr(runner, "train_manager", lambda *a, **k: trained.append(a[2]) or "trained")
-    monkeypatch.setattr(runner, "build_reasoner", lambda *a: None)
-    with caplog.at_level(logging.INFO, logger="finemem_lib.training.runner"):
+    monkeypatch.setattr(loop, "train_manager", lambda *a, **k: trained.append(a[2]) or "trained")
+    monkeypatch.setattr(loop, "build_reasoner", lambda *a: None)
+    with caplog.at_level(logging.INFO, logger="finemem_lib.training.loop"):
         results = runner.run_study(
             cfg, paths, variants=["or_only", "finemem"], seeds=[0], data=splits, sft_model=model_dir
         )

@@ -8,6 +8,7 @@ import pytest
 
 from finemem_lib.infra.config import load_profile
 from finemem_lib.training import study
+from finemem_lib.training.heldout import older_than_model
 from finemem_lib.training.study import (
     PlannedRun,
     bootstrap_means,
@@ -171,12 +172,12 @@ def test_the_study_trains_evaluates_and_resumes_without_training_again(tmp_path,
     )
     assert (paths.tables / "05_study_runs.csv").is_file() and (paths.runs / "05_study.json").is_file()
 
-    import finemem_lib.training.runner as runner
+    import finemem_lib.training.loop as loop
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run was trained again")
 
-    monkeypatch.setattr(runner, "train_manager", no_training)
+    monkeypatch.setattr(loop, "train_manager", no_training)
     rewrites = []
     monkeypatch.setattr(study, "write_study_figures", lambda *args, **kwargs: rewrites.append(1) or {})
     assert len(study.run_plan(profile, runs, paths)) == 2
@@ -188,7 +189,8 @@ def test_the_study_trains_evaluates_and_resumes_without_training_again(tmp_path,
 
 def _fake_finished_run(paths, profile, planned, scores, curve):
     """A run log, history and held-out file as the study writes them (no training)."""
-    from finemem_lib.training.runs import config_hash, write_json
+    from finemem_lib.infra.atomic import write_json
+    from finemem_lib.infra.identity import config_hash
 
     cfg = planned.config(profile)
     name = f"{cfg['name']}_{planned.variant}_s{planned.seed}"
@@ -273,9 +275,9 @@ def test_an_sft_evaluation_older_than_the_sft_weights_is_stale(tmp_path):
     scores = tmp_path / "heldout_instances.csv"
     scores.write_text("instance_id,score\n")
     os.utime(model / "model.safetensors", (1_000, 1_000))
-    assert not study._older_than_model(scores, model)
+    assert not older_than_model(scores, model)
     os.utime(scores, (500, 500))
-    assert study._older_than_model(scores, model)
+    assert older_than_model(scores, model)
 
 
 def test_the_credit_measure_covers_every_ablation_point_of_fine_mem():

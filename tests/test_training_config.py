@@ -11,18 +11,16 @@ from finemem_lib.core.reward_spec import RewardSpec
 from finemem_lib.data.instance import QA, Instance
 from finemem_lib.episodes.rollout import RolloutSettings
 from finemem_lib.infra.config import load_profile
+from finemem_lib.infra.identity import config_hash
+from finemem_lib.infra.provenance import provenance
+from finemem_lib.report.run_report import write_study_report
+from finemem_lib.training.checkpoints import last_complete_checkpoint
 from finemem_lib.training.cli import parse_overrides
 from finemem_lib.training.config import TrainingSettings, grpo_config, micro_batch_plan, training_settings
 from finemem_lib.training.grpo import InstanceRoundSampler
-from finemem_lib.training.runner import (
-    RunResult,
-    curves_table,
-    heldout_subset,
-    heldout_table,
-    last_complete_checkpoint,
-    write_study_report,
-)
-from finemem_lib.training.runs import config_hash, provenance
+from finemem_lib.training.run import RunResult
+from finemem_lib.training.start import heldout_subset
+from finemem_lib.training.study_tables import curves_table, heldout_table
 
 
 @pytest.mark.parametrize("profile", ["smoke", "default", "paper", "full"])
@@ -232,7 +230,7 @@ def test_study_tables_and_figures(tmp_path):
 
 
 def test_a_run_log_names_the_revision_the_process_loaded_not_a_later_one(monkeypatch):
-    from finemem_lib.training import runs
+    from finemem_lib.infra import provenance as runs
 
     runs._git_state_at_first_use.cache_clear()
     monkeypatch.setattr(runs, "git_state", lambda root=None: {"revision": "a" * 40, "dirty": False})

@@ -6,6 +6,7 @@ import torch
 
 from finemem_lib.agents.policy import SamplingParams, load_manager
 from finemem_lib.agents.reasoner_offline import OfflineReader
+from finemem_lib.core.reward_spec import RewardSpec
 from finemem_lib.data.synthetic import build_synthetic
 from finemem_lib.episodes.rollout import RolloutSettings
 from finemem_lib.infra.config import load_profile
@@ -41,7 +42,11 @@ def make_trainer(model_dir, bench, tmp_path, kl_beta=0.01, micro_batch_size=4):
     policy = load_manager(model_dir)
     rollout_settings = RolloutSettings(num_generations=G, sampling=SamplingParams(temperature=0.7, max_new_tokens=6))
     settings = TrainingSettings(
-        variant="finemem", instances_per_step=1, micro_batch_size=micro_batch_size, kl_beta=kl_beta, max_steps=1
+        reward=RewardSpec("finemem"),
+        instances_per_step=1,
+        micro_batch_size=micro_batch_size,
+        kl_beta=kl_beta,
+        max_steps=1,
     )
     args = grpo_config(settings, rollout_settings, str(tmp_path), 0, [T], processes=1)
     trainer = StepCreditGRPOTrainer(policy, args, bench["train"][:1], OfflineReader(), rollout_settings)
@@ -101,6 +106,18 @@ def test_the_update_by_hand_equals_the_trainers_loss(model_dir, bench, tmp_path,
     assert not torch.allclose(loss_by_hand(trainer, batch, old, clip=False), trl_loss, rtol=1e-3)
 
 
+def test_a_group_with_zero_advantages_shows_a_still_policy_and_still_agrees(model_dir, bench, tmp_path):
+    trainer = make_trainer(model_dir, bench, tmp_path, kl_beta=0.01)
+    batch = micro_batch(trainer, random_samples(trainer.model.config.vocab_size, advantages=(0.0,) * 6))
+    old = completion_logps(trainer.model, batch, trainer.temperature).detach()
+    step, share = move_policy(trainer, batch, old)
+    assert step == share == 0.0, "a zero-advantage batch at the reference has no gradient to move along"
+    loss = loss_by_hand(trainer, batch, old)
+    trl_loss = trainer._compute_loss(trainer.model, {**batch, "old_per_token_logps": old})
+    torch.testing.assert_close(loss, trl_loss, rtol=1e-3, atol=1e-6)
+    assert gradient_gap(loss, trl_loss, trainer.model) < 1e-2
+
+
 def test_on_policy_the_ratio_is_one_and_the_loss_is_minus_the_mean_advantage(model_dir, bench, tmp_path):
     trainer = make_trainer(model_dir, bench, tmp_path, kl_beta=0.0)
     batch = micro_batch(trainer, random_samples(trainer.model.config.vocab_size))
@@ -113,10 +130,19 @@ def test_rollout_group_skips_groups_whose_rollouts_all_score_alike(model_dir, be
     trainer = make_trainer(model_dir, bench, tmp_path)
     alike = [fake_episode(g, [1.0, 0.0], [[0], [1]], [[1], [0], [1]], [1.0, 1.0, 1.0], 30) for g in range(G)]
     varied = varied_group()
-    monkeypatch.setattr(trainer, "_rollout", lambda instances, settings, seed: [alike, varied])
-    assert rollout_group(trainer, bench["train"][:1]) is varied
-    monkeypatch.setattr(trainer, "_rollout", lambda instances, settings, seed: [alike])
-    assert rollout_group(trainer, bench["train"][:1]) is alike
+    groups = {"a": alike, "b": varied, "c": alike}
+    asked = []
+
+    def fake_rollout(instances, settings, seed):
+        asked.append(instances[0])
+        return [groups[instances[0]]]
+
+    monkeypatch.setattr(trainer, "_rollout", fake_rollout)
+    assert rollout_group(trainer, ["a", "b", "c"]) is varied
+    assert asked == ["a", "b"], "instances are rolled out one at a time, up to the first that differs"
+    assert rollout_group(trainer, ["a", "c"]) is alike
+    with pytest.raises(ValueError, match="no instance"):
+        rollout_group(trainer, [])
 
 
 def test_hand_trainer_builds_the_runs_trainer_ready_for_its_loss(model_dir, bench, tmp_path):
@@ -124,7 +150,7 @@ def test_hand_trainer_builds_the_runs_trainer_ready_for_its_loss(model_dir, benc
     paths = profile_paths(cfg, tmp_path / "results", tmp_path / "data")
     trainer = hand_trainer(cfg, paths, {"train": bench["train"], "test": bench["test"]}, model_dir, "csr", seed=1)
     assert trainer.model.training
-    assert trainer.args.reward_variant == "csr" and trainer.args.seed == 1
+    assert trainer.args.reward == RewardSpec.from_config(cfg, "csr") and trainer.args.seed == 1
     assert trainer.current_gradient_accumulation_steps == trainer.args.gradient_accumulation_steps
     assert not any(isinstance(c, HeldOutCallback) for c in trainer.callback_handler.callbacks)
     assert np.isclose(trainer.temperature, cfg["manager"]["sampling"]["temperature"])

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from finemem_lib.agents.reasoner import build_reasoner
+from finemem_lib.agents.reasoner_factory import build_reasoner
 from finemem_lib.data.synthetic import build_synthetic
 from finemem_lib.episodes.rollout import RolloutSettings, group_advantages, rollout
 from finemem_lib.report.viewer import CSP, episode_html, show_episode, write_episode_html

@@ -5,7 +5,8 @@ items retrieved for it) into :class:`Answer` objects (the answer text and the id
 as evidence). As in the paper, the evidence of a query is the set of items retrieved for it
 (𝓜_j), so every backend reports the ids of the items it was given, in retrieval order.
 
-Backends (built by :func:`build_reasoner` from the ``reasoner:`` config section):
+Backends (built by :func:`finemem_lib.agents.reasoner_factory.build_reasoner` from the ``reasoner:``
+config section):
 
 - ``offline``: :class:`~finemem_lib.agents.reasoner_offline.OfflineReader`, deterministic, reads
   only the retrieved items (default profile and tests).
@@ -20,15 +21,13 @@ answer that would score 0.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from finemem_lib.agents.instructions import build_messages
 from finemem_lib.core.memory import MemoryItem
 from finemem_lib.core.metrics import clean_prediction
-
-BACKENDS = ("offline", "hf", "openai")
 
 
 @dataclass(frozen=True)
@@ -97,38 +96,3 @@ class Reasoner(ABC):
     @abstractmethod
     def _answer_texts(self, requests: list[AnswerRequest]) -> list[str]:
         """Raw answer text for each request (same order)."""
-
-
-def build_reasoner(cfg: Mapping[str, Any] | None = None) -> Reasoner:
-    """A reasoner from the ``reasoner:`` config section.
-
-    Keys: ``backend`` (offline | hf | openai, default offline); for ``hf``: ``model`` (local path or
-    Hub id), ``device``, ``dtype``, ``batch_size``; for ``openai``: ``model``, ``base_url`` (if
-    empty, read from ``REASONER_BASE_URL`` / ``REASONER_MODEL`` / ``REASONER_API_KEY``),
-    ``api_key_env``, ``timeout_s``, ``max_retries``, ``concurrency``; shared: ``temperature``
-    (0.1), ``max_new_tokens``, ``enable_thinking`` (False); for ``offline``: ``min_overlap``, ``vote_k``.
-    """
-    cfg = dict(cfg or {})
-    backend = str(cfg.pop("backend", "offline")).lower()
-    if backend == "offline":
-        from finemem_lib.agents.reasoner_offline import OfflineReader
-
-        return OfflineReader(**_pick(cfg, "min_overlap", "vote_k"))
-    if backend == "hf":
-        from finemem_lib.agents.reasoner_hf import HFReasoner
-
-        if not cfg.get("model"):
-            raise ValueError("reasoner backend 'hf' needs reasoner.model (a local path or a Hub id)")
-        return HFReasoner.from_pretrained(
-            cfg["model"],
-            **_pick(cfg, "device", "dtype", "batch_size", "max_new_tokens", "temperature", "enable_thinking"),
-        )
-    if backend == "openai":
-        from finemem_lib.agents.reasoner_openai import OpenAIReasoner
-
-        return OpenAIReasoner.from_config(cfg)
-    raise ValueError(f"unknown reasoner backend {backend!r}; choose one of {BACKENDS}")
-
-
-def _pick(cfg: Mapping[str, Any], *keys: str) -> dict[str, Any]:
-    return {k: cfg[k] for k in keys if cfg.get(k) is not None}

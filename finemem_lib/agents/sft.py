@@ -185,7 +185,7 @@ def train_sft_manager(
     knobs, epochs, batch size, learning rate, ...) from the profile. The folder holds the model, the
     tokenizer and ``finemem_manager.json`` (policy settings and training stats: wall time, examples,
     tokens, parameters, loss curve), the ``identity`` it was trained for (see
-    :func:`finemem_lib.repro.pipeline.sft_identity`) and the thread/determinism settings; load it with
+    :func:`finemem_lib.training.start.sft_identity`) and the thread/determinism settings; load it with
     :func:`load_manager`. Threads: ``sft.num_threads``, else ``runtime.threads``, else the free cores.
     """
     from datasets import Dataset

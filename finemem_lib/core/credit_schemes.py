@@ -1,9 +1,10 @@
 """Step-credit schemes of other RL memory managers, as pure batched kernels over plain arrays.
 
-Each scheme turns what one group of G rollouts of an instance produced into the advantage A_t that
-every token of step t's completion gets. The house variants (OR-only, CSR, EARA, Fine-Mem) are in
-:mod:`finemem_lib.core.rewards`; these are the peers' ways, adapted to a flat memory written one
-chunk step at a time (docs/credit_schemes.md gives each formula with its source):
+Each scheme (a row of :data:`finemem_lib.core.reward_spec.SCHEME_TABLE`) turns what one group of G
+rollouts of an instance produced into the advantage A_t that every token of step t's completion gets.
+The house variants (OR-only, CSR, EARA, Fine-Mem) are in :mod:`finemem_lib.core.rewards`; these are
+the peers' ways, adapted to a flat memory written one chunk step at a time (docs/credit_schemes.md
+gives each formula with its source):
 
 - ``gigpo``: turn-level discounted returns normalised per step index over the group, plus a weighted
   trajectory term (mem-alpha-areal, ``examples/mem-alpha/memalpha.py``).
@@ -25,7 +26,6 @@ from typing import Any
 
 import numpy as np
 
-SCHEMES = ("gigpo", "adrpo", "hindsight", "broadcast_traj")
 ATTRIBUTION_RULES = ("any", "dominant")
 GIGPO_GAMMA = 0.95  # mem-alpha-areal examples/mem-alpha/config.yaml: gigpo_gamma
 GIGPO_LAMBDA = 1.0  # ... adv_lambda: weight of the trajectory term

@@ -20,6 +20,11 @@ from typing import Any
 GROUP_MODES = ("step", "episode")
 # Term names of r_t, in the order they are summed (a fixed order keeps sums bit-identical across variants).
 TERM_ORDER = ("global", "eara", "fmt", "comp", "chunk")
+# Terms only the credit schemes read (``hindsight``: each query's score routed whole to its evidence's writers).
+SCHEME_TERMS = ("hindsight",)
+# How a row forms A_t: ``grpo`` sums its terms and normalises per group (the paper's variants); any other
+# value names a kernel of :mod:`finemem_lib.core.credit_schemes` that reads the terms the row lists.
+CREDIT_RULES = ("grpo", "gigpo", "adrpo", "adrpo_dominant", "hindsight", "broadcast_traj")
 
 
 @dataclass(frozen=True)
@@ -34,12 +39,16 @@ class Variant:
     label: str
     colour: str
     terms: tuple[str, ...]
+    credit: str = "grpo"
 
     def __post_init__(self) -> None:
-        unknown = [t for t in self.terms if t not in TERM_ORDER]
+        known = TERM_ORDER if self.credit == "grpo" else (*TERM_ORDER, *SCHEME_TERMS)
+        unknown = [t for t in self.terms if t not in known]
         if unknown:
-            raise ValueError(f"variant {self.name!r}: unknown reward term(s) {unknown}; known: {TERM_ORDER}")
-        object.__setattr__(self, "terms", tuple(t for t in TERM_ORDER if t in self.terms))
+            raise ValueError(f"variant {self.name!r}: unknown reward term(s) {unknown}; known: {known}")
+        if self.credit not in CREDIT_RULES:
+            raise ValueError(f"variant {self.name!r}: credit must be one of {CREDIT_RULES}, got {self.credit!r}")
+        object.__setattr__(self, "terms", tuple(t for t in known if t in self.terms))
 
     def uses(self, term: str) -> bool:
         return term in self.terms
@@ -52,21 +61,33 @@ VARIANT_TABLE: tuple[Variant, ...] = (
     Variant("eara", "+EARA", "#cc78bc", ("eara", "fmt", "comp")),
     Variant("finemem", "Fine-Mem", "#d55e00", ("eara", "fmt", "comp", "chunk")),
 )
+# Other systems' credit schemes under the same memory and reader (docs/credit_schemes.md): rows of the same
+# table, kept out of VARIANTS (what the trainer and the study accept) until they are trained.
+SCHEME_TABLE: tuple[Variant, ...] = (
+    Variant("gigpo", "GiGPO", "#0173b2", ("global", "fmt", "comp"), credit="gigpo"),
+    Variant("gigpo_csr", "GiGPO+CSR", "#56b4e9", ("global", "fmt", "comp", "chunk"), credit="gigpo"),
+    Variant("adrpo", "ADRPO", "#de8f05", ("fmt", "chunk"), credit="adrpo"),
+    Variant("adrpo_dominant", "ADRPO (dominant step)", "#ece133", ("fmt", "chunk"), credit="adrpo_dominant"),
+    Variant("hindsight", "hindsight", "#ca9161", ("hindsight", "fmt", "comp"), credit="hindsight"),
+    Variant("broadcast_traj", "per-trajectory", "#fbafe4", ("global", "fmt", "comp"), credit="broadcast_traj"),
+)
 VARIANTS_BY_NAME: dict[str, Variant] = {v.name: v for v in VARIANT_TABLE}
 VARIANTS: tuple[str, ...] = tuple(VARIANTS_BY_NAME)
+ROWS_BY_NAME: dict[str, Variant] = {v.name: v for v in (*VARIANT_TABLE, *SCHEME_TABLE)}
+SCHEMES: tuple[str, ...] = tuple(v.name for v in SCHEME_TABLE)
 
 
 def variant(name: str) -> Variant:
-    """The table row of a variant; an unknown name is a ValueError listing the known ones."""
+    """The table row of a variant or credit scheme; an unknown name is a ValueError listing the known ones."""
     try:
-        return VARIANTS_BY_NAME[name]
+        return ROWS_BY_NAME[name]
     except KeyError:
-        raise ValueError(f"variant must be one of {VARIANTS}, got {name!r}") from None
+        raise ValueError(f"variant must be one of {VARIANTS} or a credit scheme {SCHEMES}, got {name!r}") from None
 
 
 def variant_label(name: str) -> str:
     """The display name of a variant (the name itself for one not in the table, e.g. an ablation point)."""
-    row = VARIANTS_BY_NAME.get(name)
+    row = ROWS_BY_NAME.get(name)
     return row.label if row else name
 
 

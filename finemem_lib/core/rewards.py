@@ -252,6 +252,9 @@ def step_rewards(
     ``[G, T]``); ``r_global`` and ``r_comp`` are scalars (or ``[G]``).
     """
     spec = RewardSpec.of(variant, beta=beta, w1=w1, w2=w2)
+    if spec.row.credit != "grpo":
+        raise ValueError(f"{spec.variant!r} is a credit scheme, not a sum of terms: its A_t comes from "
+                         "finemem_lib.episodes.credit_schemes_study")  # fmt: skip
     inputs = _step_inputs(r_global, N, r_chunk, r_fmt, r_comp)
     total = None
     for term in spec.row.terms:

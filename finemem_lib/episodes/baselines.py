@@ -22,7 +22,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from finemem_lib.agents.reasoner import Reasoner
-from finemem_lib.core import metrics
 from finemem_lib.core.memory import Memory, MemoryItem, Operation, OpKind
 from finemem_lib.core.retrieval import BM25Index
 from finemem_lib.core.sentences import split_sentences
@@ -105,7 +104,6 @@ def long_context(
     max_tokens: int,
     token_counter: TokenCounter = regex_token_count,
     questions: Sequence[QA] | None = None,
-    judge: metrics.Judge | None = None,
     options: QAOptions | None = None,
 ) -> list[QAResult]:
     """Answer from the last ``max_tokens`` tokens of the raw chunks.
@@ -117,7 +115,7 @@ def long_context(
     window = tail_window(instance, max_tokens, token_counter)
     items = window[::-1] if reasoner.item_granularity == "sentence" else _as_passages(window)
     prepared = [PreparedQuestion(qa, instance.source, tuple(items)) for qa in _questions(instance, questions)]
-    return answer_prepared(prepared, reasoner, judge, options)
+    return answer_prepared(prepared, reasoner, options=options)
 
 
 def rag_bm25(
@@ -125,13 +123,14 @@ def rag_bm25(
     reasoner: Reasoner,
     top_k: int = 2,
     questions: Sequence[QA] | None = None,
-    judge: metrics.Judge | None = None,
     options: QAOptions | None = None,
 ) -> list[QAResult]:
-    """Answer from the BM25 top-``k`` raw chunks (best first; the offline reader gets their sentences in order)."""
+    """Answer from the BM25 top-``k`` raw chunks (best first; the offline reader gets their sentences in order).
+
+    ``options``: retrieval method, query style and scorer (with its judge); default :class:`QAOptions`."""
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
-    opts = options or QAOptions(top_k=top_k, scorer=metrics.Scorer(judge=judge))
+    opts = options or QAOptions(top_k=top_k)
     index = BM25Index([(f"c{t}", chunk) for t, chunk in enumerate(instance.chunks)], method=opts.bm25)
     prepared = []
     for qa in _questions(instance, questions):
@@ -145,7 +144,7 @@ def rag_bm25(
         else:
             items = [MemoryItem(f"c{t}", instance.chunks[t], t) for t in chunks]
         prepared.append(PreparedQuestion(qa, instance.source, tuple(items)))
-    return answer_prepared(prepared, reasoner, judge, opts)
+    return answer_prepared(prepared, reasoner, options=opts)
 
 
 def store_everything_memory(instance: Instance, token_counter: TokenCounter = regex_token_count) -> Memory:
@@ -161,24 +160,24 @@ def store_everything(
     reasoner: Reasoner,
     top_k: int = 2,
     questions: Sequence[QA] | None = None,
-    judge: metrics.Judge | None = None,
     options: QAOptions | None = None,
+    token_counter: TokenCounter = regex_token_count,
 ) -> list[QAResult]:
     """Answer over a memory that stored every sentence (the normal qa path: BM25 top-``k`` items)."""
-    memory = store_everything_memory(instance)
-    return answer_over_memory(memory, _questions(instance, questions), instance.source, reasoner, top_k, judge, options)
+    memory = store_everything_memory(instance, token_counter)
+    qas = _questions(instance, questions)
+    return answer_over_memory(memory, qas, instance.source, reasoner, top_k, options=options)
 
 
 def closed_book(
     instance: Instance,
     reasoner: Reasoner,
     questions: Sequence[QA] | None = None,
-    judge: metrics.Judge | None = None,
     options: QAOptions | None = None,
 ) -> list[QAResult]:
     """Answer with no memory: every question goes to the reasoner with no retrieved item."""
     prepared = [PreparedQuestion(qa, instance.source, ()) for qa in _questions(instance, questions)]
-    return answer_prepared(prepared, reasoner, judge, options)
+    return answer_prepared(prepared, reasoner, options=options)
 
 
 Baseline = Callable[..., list[QAResult]]
@@ -209,13 +208,20 @@ def run_baseline(
     options = qa_options_from_config(cfg)
     options.scorer.check(sorted({inst.source for inst in instances}))
     top_k = options.top_k
-    window = int(cfg.get("baselines", {}).get("long_context_tokens", 32768))
+    window = long_context_window(cfg)
     results = []
     for instance in instances:
         if name == "long_context":
             results.append(long_context(instance, reasoner, window, token_counter, options=options))
         elif name == "closed_book":
             results.append(closed_book(instance, reasoner, options=options))
+        elif name == "store_everything":
+            results.append(store_everything(instance, reasoner, top_k, options=options, token_counter=token_counter))
         else:
             results.append(BASELINES[name](instance, reasoner, top_k, options=options))
     return results
+
+
+def long_context_window(cfg: Mapping[str, Any] | None) -> int:
+    """Tokens the long-context baseline reads (``baselines.long_context_tokens``, default 32768)."""
+    return int(((cfg or {}).get("baselines") or {}).get("long_context_tokens", 32768))

@@ -6,22 +6,24 @@ over whole groups. Here each step also keeps the ingredients the schemes need (f
 compression reward, retrieved items it wrote, hindsight credit), so every scheme's A_t is a pure
 function of the saved step table and can be recomputed without rolling out again.
 
-A scheme row (:class:`SchemeSpec`) names a kernel of :mod:`finemem_lib.core.credit_schemes` and the
-knobs it runs with; the reward terms are the house ones (r_global, r_fmt, r_comp with the profile's
-w2, r_chunk), so the schemes differ from OR-only and Fine-Mem only in how the credit is routed and
-normalised.
+A scheme is a row of the variant table (:data:`finemem_lib.core.reward_spec.SCHEME_TABLE`) whose
+``credit`` names its kernel in :mod:`finemem_lib.core.credit_schemes`; it runs under a
+:class:`~finemem_lib.core.reward_spec.RewardSpec` like the house variants, so its reward terms are the
+house ones (r_global, r_fmt, r_comp with the profile's w2, r_chunk with w1) and the schemes differ from
+OR-only and Fine-Mem only in how the credit is routed and normalised. Each kernel's own constants
+(GiGPO's gamma and lambda, ADRPO's alpha) are the source's (:mod:`finemem_lib.core.credit_schemes`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from finemem_lib.core import credit_schemes as cs
 from finemem_lib.core import rewards
+from finemem_lib.core.reward_spec import SCHEMES, RewardSpec
 from finemem_lib.episodes.credit import CreditVariant, credit_quality, credit_steps, paired_credit_differences
 from finemem_lib.episodes.rollout import Episode
 
@@ -30,44 +32,9 @@ INGREDIENTS = ("r_fmt", "r_comp", "retrieved", "hindsight")  # beside credit_ste
 REFERENCES = ("or_only", "finemem")
 
 
-@dataclass(frozen=True)
-class SchemeSpec:
-    """One credit scheme: its kernel and knobs.
-
-    ``turn``: GiGPO's per-step score, ``"fmt"`` (r_fmt, the source's format term; its content term has
-    no counterpart here) or ``"fmt_chunk"`` (r_fmt + w1 * r_chunk: the chunk QA in the content term's
-    place). ``rule``: ADRPO's attributed steps, ``"any"`` retrieved item or the ``"dominant"`` step.
-    """
-
-    name: str
-    scheme: str
-    w1: float = 0.5
-    w2: float = 0.05
-    gamma: float = cs.GIGPO_GAMMA
-    lam: float = cs.GIGPO_LAMBDA
-    alpha: float = cs.ADRPO_ALPHA
-    rule: str = "any"
-    turn: str = "fmt"
-
-    def __post_init__(self) -> None:
-        if self.scheme not in cs.SCHEMES:
-            raise ValueError(f"scheme must be one of {cs.SCHEMES}, got {self.scheme!r}")
-        if self.turn not in ("fmt", "fmt_chunk"):
-            raise ValueError(f"turn must be 'fmt' or 'fmt_chunk', got {self.turn!r}")
-
-
-def profile_schemes(cfg: Mapping) -> list[SchemeSpec]:
-    """The schemes compared, at the profile's reward weights (w1, w2)."""
-    knobs = cfg.get("rewards", {}) or {}
-    w = {"w1": float(knobs.get("w1", 0.5)), "w2": float(knobs.get("w2", 0.05))}
-    return [
-        SchemeSpec("gigpo", "gigpo", **w),
-        SchemeSpec("gigpo_csr", "gigpo", turn="fmt_chunk", **w),
-        SchemeSpec("adrpo", "adrpo", **w),
-        SchemeSpec("adrpo_dominant", "adrpo", rule="dominant", **w),
-        SchemeSpec("hindsight", "hindsight", **w),
-        SchemeSpec("broadcast_traj", "broadcast_traj", **w),
-    ]
+def profile_schemes(cfg: Mapping) -> list[CreditVariant]:
+    """Every credit scheme of the variant table at the profile's reward settings (w1, w2, group_mode)."""
+    return [CreditVariant(name, RewardSpec.from_config(cfg, variant=name)) for name in SCHEMES]
 
 
 def episode_ingredients(episode: Episode) -> dict[str, np.ndarray]:
@@ -98,39 +65,42 @@ def _matrix(frame: pd.DataFrame, column: str) -> np.ndarray:
     return frame.pivot(index="rollout", columns="step", values=column).to_numpy(dtype=np.float64)
 
 
-def group_scheme_advantages(frame: pd.DataFrame, spec: SchemeSpec) -> np.ndarray:
-    """``[G, T]`` A_t of one group (its rows of a step table) under one scheme."""
+def group_scheme_advantages(frame: pd.DataFrame, spec: RewardSpec) -> np.ndarray:
+    """``[G, T]`` A_t of one group (its rows of a step table) under one credit scheme."""
+    credit = spec.row.credit
     fmt, chunk = _matrix(frame, "r_fmt"), _matrix(frame, "r_chunk")
     r_global = _matrix(frame, "r_global")[:, 0]
     r_comp = _matrix(frame, "r_comp")[:, 0]
-    if spec.scheme == "gigpo":
-        turn = fmt + spec.w1 * chunk if spec.turn == "fmt_chunk" else fmt
-        return cs.gigpo_advantages(turn, r_global + spec.w2 * r_comp, spec.gamma, spec.lam)
-    if spec.scheme == "adrpo":
-        reward = cs.adrpo_step_reward(chunk, fmt)
-        return cs.adrpo_advantages(reward, _matrix(frame, "retrieved"), spec.alpha, spec.rule)
-    if spec.scheme == "hindsight":
+    if credit == "gigpo":
+        turn = fmt + spec.w1 * chunk if spec.row.uses("chunk") else fmt
+        return cs.gigpo_advantages(turn, r_global + spec.w2 * r_comp)
+    if credit in ("adrpo", "adrpo_dominant"):
+        rule = "dominant" if credit == "adrpo_dominant" else "any"
+        return cs.adrpo_advantages(cs.adrpo_step_reward(chunk, fmt), _matrix(frame, "retrieved"), rule=rule)
+    if credit == "hindsight":
         reward = _matrix(frame, "hindsight") + fmt + spec.w2 * r_comp[:, None]
-        return rewards.group_advantages(reward, "step")
-    traj = r_global + fmt.mean(axis=1) + spec.w2 * r_comp  # broadcast_traj: OR-only's terms, one per rollout
-    return cs.trajectory_advantages(traj, fmt.shape[1])
+        return rewards.group_advantages(reward, spec.group_mode)
+    if credit == "broadcast_traj":
+        traj = r_global + fmt.mean(axis=1) + spec.w2 * r_comp  # OR-only's terms, one value per rollout
+        return cs.trajectory_advantages(traj, fmt.shape[1])
+    raise ValueError(f"{spec.variant!r} is not a credit scheme (its A_t comes from finemem_lib.episodes.credit)")
 
 
-def add_scheme_advantages(steps: pd.DataFrame, specs: Sequence[SchemeSpec]) -> pd.DataFrame:
+def add_scheme_advantages(steps: pd.DataFrame, schemes: Sequence[CreditVariant]) -> pd.DataFrame:
     """A copy of a step table with an ``A_<name>`` column per scheme, computed group by group."""
     needed = [*KEYS, "r_global", "r_chunk", *INGREDIENTS]
     missing = [c for c in needed if c not in steps.columns]
     if missing:
         raise ValueError(f"steps has no column(s) {missing} (measure with measure_schemes)")
     out = steps.copy()
-    for spec in specs:
-        out[f"A_{spec.name}"] = np.nan
+    for scheme in schemes:
+        out[f"A_{scheme.name}"] = np.nan
     for _, frame in out.groupby("group", sort=False):
         # pivot() orders rollouts and steps ascending: map each row to its cell of the [G, T] matrix
         row = np.searchsorted(np.unique(frame["rollout"]), frame["rollout"])
         col = np.searchsorted(np.unique(frame["step"]), frame["step"])
-        for spec in specs:
-            out.loc[frame.index, f"A_{spec.name}"] = group_scheme_advantages(frame, spec)[row, col]
+        for scheme in schemes:
+            out.loc[frame.index, f"A_{scheme.name}"] = group_scheme_advantages(frame, scheme.spec)[row, col]
     return out
 
 
@@ -140,7 +110,7 @@ def measure_schemes(
     reasoner,
     settings,
     variants: Sequence[CreditVariant],
-    specs: Sequence[SchemeSpec],
+    schemes: Sequence[CreditVariant],
     seeds: Sequence[int] = (0,),
     all_questions: bool = True,
     batch_instances: int = 8,
@@ -159,7 +129,7 @@ def measure_schemes(
             house = credit_steps(groups, reasoner, variants, settings.top_k, questions, ids)
             frames.append(house.merge(ingredient_rows(groups, ids), on=list(KEYS), how="left", validate="1:1"))
     steps = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    return add_scheme_advantages(steps, specs) if len(steps) else steps
+    return add_scheme_advantages(steps, schemes) if len(steps) else steps
 
 
 def schemes_quality(

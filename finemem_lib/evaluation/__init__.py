@@ -8,17 +8,17 @@
 - :mod:`~finemem_lib.evaluation.tables`: bootstrap intervals and the two tables.
 - :mod:`~finemem_lib.evaluation.runner`: the stage itself (``python -m finemem_lib.evaluation``).
 
-``evaluate_manager``, ``evaluate_baselines`` and ``summary_table`` (in-memory, per raw source) stay here.
+- :mod:`~finemem_lib.evaluation.per_instance`: in memory, per instance and raw source (no records):
+  ``evaluate_manager``, ``evaluate_baselines`` and ``summary_table``, also importable from here.
 """
 
+from importlib import import_module
 from typing import Any
 
 __all__ = ["evaluate_baselines", "evaluate_manager", "summary_table"]
 
 
-def __getattr__(name: str) -> Any:  # the legacy helpers import torch (rollouts): load them on first use only
+def __getattr__(name: str) -> Any:  # these import torch (rollouts): loaded on first use only
     if name in __all__:
-        from finemem_lib.evaluation import legacy
-
-        return getattr(legacy, name)
+        return getattr(import_module("finemem_lib.evaluation.per_instance"), name)
     raise AttributeError(f"module 'finemem_lib.evaluation' has no attribute {name!r}")

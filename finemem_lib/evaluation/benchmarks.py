@@ -9,23 +9,28 @@
   (``ai-hyz/MemoryAgentBench``, chunked here with ``data.memoryagentbench``'s settings); MAB layout.
 - every entry of ``evaluation.custom_benchmarks`` (``{name: {path, split, chunk_size, on_error}}``): a user's own
   MemoryAgentBench-schema parquet; MAB layout, new sources get their own columns.
+
+Both are registries: a new benchmark is one entry of :data:`BENCHMARKS`, a new MemoryAgentBench
+source one entry of :data:`MAB_SOURCES`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from finemem_lib.data.chunking import make_token_counter
 from finemem_lib.data.instance import Instance
+from finemem_lib.data.mab_synthetic import load_mab_synthetic
+from finemem_lib.data.memalpha import MEMALPHA_MAB_REPO, DataNotAvailableError, load_memalpha_mab
+from finemem_lib.data.memoryagentbench import MAB_REPO, load_memoryagentbench
+from finemem_lib.data.prepared import load_prepared
 from finemem_lib.infra.config import repo_root
 from finemem_lib.infra.paths import ProfilePaths, repo_relative
-
-BUILTIN = ("memalpha", "mab")
-MAB_SOURCES = ("synthetic", "memalpha", "raw")
 
 
 @dataclass(frozen=True)
@@ -57,7 +62,7 @@ def _section(cfg: Mapping[str, Any]) -> dict[str, Any]:
 def benchmark_names(cfg: Mapping[str, Any]) -> list[str]:
     """The benchmarks a profile evaluates by default: ``evaluation.benchmarks`` plus its custom ones."""
     section = _section(cfg)
-    return list(section.get("benchmarks", BUILTIN)) + [n for n in (section.get("custom_benchmarks") or {})]
+    return list(section.get("benchmarks", tuple(BENCHMARKS))) + [n for n in (section.get("custom_benchmarks") or {})]
 
 
 def _limit(instances: Sequence[Instance], cfg: Mapping[str, Any]) -> tuple[Instance, ...]:
@@ -70,55 +75,62 @@ def _path(value: str | Path) -> Path:
     return path if path.is_absolute() else repo_root() / path
 
 
+# ---------------------------------------------------------------------------- MemoryAgentBench sources
+MabLoader = Callable[[Mapping[str, Any], ProfilePaths, Mapping[str, Any]], tuple[list[Instance], str]]
+
+
+def _mab_synthetic(cfg: Mapping[str, Any], paths: ProfilePaths, mab: Mapping[str, Any]) -> tuple[list[Instance], str]:
+    seed = int(cfg.get("seed", 0))
+    folder = paths.data / "mab_synthetic"
+    instances = load_mab_synthetic(_section(cfg).get("mab_synthetic"), seed, folder)
+    return instances, f"offline MemoryAgentBench analogue (seed {seed}), parquet in {repo_relative(folder)}"
+
+
+def _local(mab: Mapping[str, Any]) -> Path | None:
+    return _path(mab["local_dir"]) if mab.get("local_dir") else None
+
+
+def _mab_memalpha(cfg: Mapping[str, Any], paths: ProfilePaths, mab: Mapping[str, Any]) -> tuple[list[Instance], str]:
+    split = mab.get("split", "test")
+    try:
+        return load_memalpha_mab(split, data_dir=_local(mab)), f"{MEMALPHA_MAB_REPO} [{split}] (pre-chunked)"
+    except DataNotAvailableError as exc:  # name the setting of this stage, not notebook 01's
+        raise DataNotAvailableError(str(exc).replace("data.memalpha.local_dir", "evaluation.mab.local_dir")) from None
+
+
+def _mab_raw(cfg: Mapping[str, Any], paths: ProfilePaths, mab: Mapping[str, Any]) -> tuple[list[Instance], str]:
+    count_tokens = make_token_counter((cfg.get("data") or {}).get("tokenizer"))
+    raw = dict((cfg.get("data") or {}).get("memoryagentbench") or {})
+    local = _local(mab)
+    instances: list[Instance] = []
+    for split in raw.get("splits", ["Accurate_Retrieval", "Test_Time_Learning", "Long_Range_Understanding"]):
+        instances += load_memoryagentbench(
+            split,
+            sources=(raw.get("sources") or {}).get(split),
+            data_dir=local or (_path(raw["local_dir"]) if raw.get("local_dir") else None),
+            chunk_size=(raw.get("chunk_size") or {}).get(split),
+            count_tokens=count_tokens,
+            max_instances=raw.get("max_instances"),
+            exclude=raw.get("exclude_sources"),
+        )
+    return instances, f"{MAB_REPO} (chunked here)"
+
+
+# ``evaluation.mab.source`` -> loader
+MAB_SOURCES: dict[str, MabLoader] = {"synthetic": _mab_synthetic, "memalpha": _mab_memalpha, "raw": _mab_raw}
+
+
 def load_mab(cfg: Mapping[str, Any], paths: ProfilePaths) -> tuple[list[Instance], str]:
     """MemoryAgentBench instances per ``evaluation.mab.source``, and a line saying where they came from."""
     mab = dict(_section(cfg).get("mab") or {})
     source = mab.get("source", "synthetic")
-    seed = int(cfg.get("seed", 0))
-    if source == "synthetic":
-        from finemem_lib.data.mab_synthetic import load_mab_synthetic
-
-        folder = paths.data / "mab_synthetic"
-        instances = load_mab_synthetic(_section(cfg).get("mab_synthetic"), seed, folder)
-        return instances, f"offline MemoryAgentBench analogue (seed {seed}), parquet in {repo_relative(folder)}"
-    from finemem_lib.data.memalpha import DataNotAvailableError
-
-    local = _path(mab["local_dir"]) if mab.get("local_dir") else None
-    if source == "memalpha":
-        from finemem_lib.data.memalpha import MEMALPHA_MAB_REPO, load_memalpha_mab
-
-        split = mab.get("split", "test")
-        try:
-            return load_memalpha_mab(split, data_dir=local), f"{MEMALPHA_MAB_REPO} [{split}] (pre-chunked)"
-        except DataNotAvailableError as exc:  # name the setting of this stage, not notebook 01's
-            raise DataNotAvailableError(
-                str(exc).replace("data.memalpha.local_dir", "evaluation.mab.local_dir")
-            ) from None
-    if source == "raw":
-        from finemem_lib.data.chunking import make_token_counter
-        from finemem_lib.data.memoryagentbench import MAB_REPO, load_memoryagentbench
-
-        count_tokens = make_token_counter((cfg.get("data") or {}).get("tokenizer"))
-        raw = dict((cfg.get("data") or {}).get("memoryagentbench") or {})
-        instances: list[Instance] = []
-        for split in raw.get("splits", ["Accurate_Retrieval", "Test_Time_Learning", "Long_Range_Understanding"]):
-            instances += load_memoryagentbench(
-                split,
-                sources=(raw.get("sources") or {}).get(split),
-                data_dir=local or (_path(raw["local_dir"]) if raw.get("local_dir") else None),
-                chunk_size=(raw.get("chunk_size") or {}).get(split),
-                count_tokens=count_tokens,
-                max_instances=raw.get("max_instances"),
-                exclude=raw.get("exclude_sources"),
-            )
-        return instances, f"{MAB_REPO} (chunked here)"
-    raise ValueError(f"evaluation.mab.source must be one of {MAB_SOURCES}, got {source!r}")
+    if source not in MAB_SOURCES:
+        raise ValueError(f"evaluation.mab.source must be one of {tuple(MAB_SOURCES)}, got {source!r}")
+    return MAB_SOURCES[source](cfg, paths, mab)
 
 
 def load_custom(name: str, spec: Mapping[str, Any]) -> list[Instance]:
     """A user's MemoryAgentBench-schema parquet (``path``, optional ``split`` and ``chunk_size``)."""
-    from finemem_lib.data.memoryagentbench import load_memoryagentbench
-
     if not isinstance(spec, Mapping) or not spec.get("path"):
         raise ValueError(f"evaluation.custom_benchmarks.{name} needs a 'path' to a MemoryAgentBench-schema parquet")
     path = _path(spec["path"])
@@ -132,19 +144,31 @@ def load_custom(name: str, spec: Mapping[str, Any]) -> list[Instance]:
     )
 
 
-def load_benchmark(name: str, cfg: Mapping[str, Any], paths: ProfilePaths) -> Benchmark:
-    """One benchmark by name (``memalpha``, ``mab`` or a custom one)."""
-    custom = _section(cfg).get("custom_benchmarks") or {}
-    if name == "memalpha":
-        from finemem_lib.data.prepared import load_prepared
+# ---------------------------------------------------------------------------- benchmarks
+def _memalpha(name: str, cfg: Mapping[str, Any], paths: ProfilePaths) -> Benchmark:
+    instances = load_prepared(paths.data, "test")
+    where = f"Memalpha-layout test split from {repo_relative(paths.data)}"
+    return Benchmark(name, "memalpha", _limit(instances, cfg), where)
 
-        instances = load_prepared(paths.data, "test")
-        return Benchmark(
-            name, "memalpha", _limit(instances, cfg), f"Memalpha-layout test split from {repo_relative(paths.data)}"
-        )
-    if name == "mab":
-        instances, where = load_mab(cfg, paths)
-        return Benchmark(name, "mab", _limit(instances, cfg), where)
+
+def _mab(name: str, cfg: Mapping[str, Any], paths: ProfilePaths) -> Benchmark:
+    instances, where = load_mab(cfg, paths)
+    return Benchmark(name, "mab", _limit(instances, cfg), where)
+
+
+# built-in benchmark name -> loader; ``evaluation.custom_benchmarks`` adds MAB-layout ones per profile
+BENCHMARKS: dict[str, Callable[[str, Mapping[str, Any], ProfilePaths], Benchmark]] = {
+    "memalpha": _memalpha,
+    "mab": _mab,
+}
+BUILTIN = tuple(BENCHMARKS)
+
+
+def load_benchmark(name: str, cfg: Mapping[str, Any], paths: ProfilePaths) -> Benchmark:
+    """One benchmark by name (a built-in one of :data:`BENCHMARKS`, or a custom one of the profile)."""
+    if name in BENCHMARKS:
+        return BENCHMARKS[name](name, cfg, paths)
+    custom = _section(cfg).get("custom_benchmarks") or {}
     if name in custom:
         loaded = load_custom(name, custom[name])
         where = f"custom: {custom[name]['path']}"

@@ -50,7 +50,7 @@ def baseline_memory_tokens(
     if name == "store_everything":
         return baselines.store_everything_memory(instance, token_counter).num_tokens()
     if name == "long_context":
-        window = int(((cfg or {}).get("baselines") or {}).get("long_context_tokens", 32768))
+        window = baselines.long_context_window(cfg)
         return sum(token_counter(item.content) for item in baselines.tail_window(instance, window, token_counter))
     if name == "rag_bm25":
         return retrieved_memory(results, raw_item_texts(instance), token_counter)[0]

@@ -19,15 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from finemem_lib.agents.reasoner import Reasoner
-from finemem_lib.core.sentences import split_sentences
 from finemem_lib.core.tokens import TokenCounter, regex_token_count
 from finemem_lib.data.instance import Instance
 from finemem_lib.episodes import baselines
 from finemem_lib.episodes.qa import QAResult
-from finemem_lib.evaluation.memory_length import retrieved_memory
+from finemem_lib.evaluation.memory_length import raw_item_texts, retrieved_memory
 from finemem_lib.infra.config import repo_root
 from finemem_lib.infra.identity import model_hash
-from finemem_lib.infra.paths import ProfilePaths
+from finemem_lib.infra.paths import FINAL_MODEL, ProfilePaths, run_dirs, run_name, sft_manager_dir
+from finemem_lib.training.config import training_settings
 
 BASELINE_NAMES = ("long_context", "rag_bm25", "store_everything", "closed_book")
 
@@ -68,10 +68,6 @@ def model_fingerprint(model: str | None) -> str | None:
 # ---------------------------------------------------------------------------- discovery
 def discover_methods(cfg: Mapping[str, Any], paths: ProfilePaths) -> list[Method]:
     """The profile's methods: ``evaluation.baselines``, the GRPO start, every trained variant, extra managers."""
-    from finemem_lib.repro.pipeline import sft_manager_dir
-    from finemem_lib.training.config import training_settings
-    from finemem_lib.training.runner import FINAL_MODEL, run_dirs, run_name
-
     section = cfg.get("evaluation") or {}
     methods = [Method(name, "baseline") for name in section.get("baselines", BASELINE_NAMES)]
     unknown = [m.name for m in methods if m.name not in BASELINE_NAMES]
@@ -113,32 +109,24 @@ def select_methods(methods: Sequence[Method], names: Sequence[str] | None) -> li
 
 
 # ---------------------------------------------------------------------------- baselines
-def _raw_lookup(instance: Instance) -> dict[str, str]:
-    """Text of every raw-text item id a baseline can produce (``c<t>`` chunks, ``c<t>.s<i>`` sentences)."""
-    lookup = {}
-    for t, chunk in enumerate(instance.chunks):
-        lookup[f"c{t}"] = chunk
-        for i, sentence in enumerate(split_sentences(chunk)):
-            lookup[f"c{t}.s{i}"] = sentence
-    return lookup
-
-
-def run_baseline(
+def baseline_result(
     name: str,
     instance: Instance,
     reasoner: Reasoner,
     cfg: Mapping[str, Any],
     token_counter: TokenCounter = regex_token_count,
 ) -> InstanceResult:
-    """One baseline on one instance (settings as :func:`finemem_lib.episodes.baselines.run_baseline`)."""
+    """One baseline on one instance, with the evidence texts and the memory it kept.
+
+    Settings as :func:`finemem_lib.episodes.baselines.run_baseline`."""
     (results,) = baselines.run_baseline(name, [instance], reasoner, cfg, token_counter)
-    lookup = _raw_lookup(instance)
+    lookup = raw_item_texts(instance)
     if name == "store_everything":
         memory = baselines.store_everything_memory(instance, token_counter)
         lookup = {item.id: item.content for item in memory.items}
         tokens, items = memory.num_tokens(), len(memory)
     elif name == "long_context":
-        window = baselines.tail_window(instance, int((cfg.get("baselines") or {}).get("long_context_tokens", 32768)))
+        window = baselines.tail_window(instance, baselines.long_context_window(cfg))
         lookup.update({item.id: item.content for item in window})
         tokens, items = sum(token_counter(item.content) for item in window), len(window)
     elif name == "rag_bm25":  # the text retrieved per question, averaged over the questions

@@ -21,16 +21,17 @@ from typing import Any
 import pandas as pd
 from tqdm import tqdm
 
-from finemem_lib.agents.reasoner import Reasoner, build_reasoner
+from finemem_lib.agents.reasoner import Reasoner
+from finemem_lib.agents.reasoner_factory import build_reasoner
 from finemem_lib.core import metrics
 from finemem_lib.evaluation.benchmarks import BUILTIN, Benchmark, benchmark_names, load_benchmark
 from finemem_lib.evaluation.columns import column_for, layout
 from finemem_lib.evaluation.methods import (
     InstanceResult,
     Method,
+    baseline_result,
     discover_methods,
     load_policy,
-    run_baseline,
     run_manager,
     select_methods,
 )
@@ -175,7 +176,7 @@ def preflight(
 
 def _header(cfg: Mapping[str, Any], benchmark: Benchmark, method: Method) -> dict[str, Any]:
     from finemem_lib.infra.machine import machine_info
-    from finemem_lib.training.runs import config_hash, loaded_git_state, package_versions  # (imports trl)
+    from finemem_lib.infra.provenance import config_hash, loaded_git_state, package_versions
 
     relevant = {k: cfg.get(k) for k in CONFIG_KEYS}
     relevant["evaluation"] = {k: v for k, v in (cfg.get("evaluation") or {}).items() if k != "bootstrap"}
@@ -291,7 +292,7 @@ def evaluate_pair(
             for inst in todo:
                 store.append_instance(
                     _records(
-                        run_baseline(method.name, inst, reasoner, cfg),
+                        baseline_result(method.name, inst, reasoner, cfg),
                         benchmark,
                         method,
                         custom,

@@ -28,11 +28,12 @@ def profile_names() -> list[str]:
     return sorted(p.stem for p in (repo_root() / "configs").glob("*.yaml") if not p.stem.startswith("study_"))
 
 
-def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy of ``base`` with ``override`` merged in (nested mappings merged key by key)."""
     merged = copy.deepcopy(base)
     for key, value in override.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
+            merged[key] = deep_merge(merged[key], value)
         else:
             merged[key] = copy.deepcopy(value)
     return merged
@@ -125,7 +126,7 @@ def _load_raw(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
     parent = raw.pop("extends", None)
     own_name = raw.get("name") or path.stem
     if parent:
-        profile = _deep_merge(_load_raw(_parent_path(parent, path), (*chain, path.resolve())), raw)
+        profile = deep_merge(_load_raw(_parent_path(parent, path), (*chain, path.resolve())), raw)
     else:
         profile = raw
     profile["name"] = str(own_name)

@@ -15,6 +15,17 @@ from typing import Any
 
 from finemem_lib.infra.paths import repo_relative
 
+# How a saved artifact (a finished run, the SFT manager) is reused: only when its identity is this one, any
+# saved one, or never (retrain).
+REUSE_MODES = ("auto", "always", "never")
+
+
+def check_reuse(reuse: str) -> str:
+    """``reuse`` itself; a ValueError naming the modes when it is none of :data:`REUSE_MODES`."""
+    if reuse not in REUSE_MODES:
+        raise ValueError(f"reuse must be one of {REUSE_MODES}, got {reuse!r}")
+    return reuse
+
 
 def config_hash(obj: Any) -> str:
     """A short stable hash of a JSON-able object (used to tell whether a finished run matches a config)."""

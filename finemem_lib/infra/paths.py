@@ -7,6 +7,7 @@ replaces another's committed files. Prepared data and models live in ``data/<pro
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,3 +88,22 @@ def from_repo(path: str | Path) -> Path:
     """A path stored by :func:`repo_relative`, made absolute again (relative paths are from the project root)."""
     path = Path(path)
     return path if path.is_absolute() else repo_root() / path
+
+
+# ---------------------------------------------------------------------------- where a run's files go
+FINAL_MODEL = "final"  # a run's final manager: <run dirs checkpoint folder>/final
+
+
+def run_name(cfg: Mapping[str, Any], variant: str, seed: int) -> str:
+    """``<profile>_<variant>_s<seed>``: the name of a GRPO run (its log folder and checkpoint folder)."""
+    return f"{cfg.get('name', 'profile')}_{variant}_s{seed}"
+
+
+def run_dirs(paths: ProfilePaths, name: str, log_prefix: str = "03") -> tuple[Path, Path]:
+    """``(run log folder, checkpoint folder)`` of a run (``log_prefix``: the notebook that owns the log)."""
+    return paths.runs / f"{log_prefix}_{name}", paths.data / "grpo" / name
+
+
+def sft_manager_dir(paths: ProfilePaths) -> Path:
+    """Where a profile's SFT manager lives."""
+    return paths.data / "models" / "sft"

@@ -112,6 +112,12 @@ def cell_colour(value: float, low: float, high: float, diverging: bool = False) 
     return _mix((255, 255, 255), (94, 178, 120), 0.0 if span <= 1e-12 else (value - low) / span)
 
 
+def _spec(
+    beta: float | None = None, w1: float | None = None, w2: float | None = None, mode: str | None = None
+) -> RewardSpec:
+    return RewardSpec.of(RewardSpec(), beta=beta, w1=w1, w2=w2, group_mode=mode)  # None: the spec's defaults
+
+
 def reward_rows(
     episode: Episode,
     group: Sequence[Episode] | None = None,
@@ -124,7 +130,7 @@ def reward_rows(
     """Per-step quantities shown in the viewer: r_chunk, N_t, r_fmt, r_t per variant and A_t per variant.
 
     Knobs left None take :class:`RewardSpec`'s values."""
-    spec = RewardSpec.of(RewardSpec(), beta=beta, w1=w1, w2=w2, group_mode=mode)
+    spec = _spec(beta, w1, w2, mode)
     rows: dict[str, np.ndarray] = {"r_chunk": episode.r_chunk, "N_t": episode.N, "r_fmt": episode.r_fmt}
     for v in variants:
         rows[f"r_t {VARIANT_NAMES.get(v, v)}"] = group_step_rewards([episode], spec.with_variant(v))[0]
@@ -304,16 +310,15 @@ def episode_html(
     instance: Instance,
     group: Sequence[Episode] | None = None,
     variants: Sequence[str] = VARIANTS,
-    beta: float | None = None,
-    w1: float | None = None,
-    w2: float | None = None,
-    mode: str | None = None,
     title: str | None = None,
+    **knobs: Any,
 ) -> str:
-    """The whole page as a string. ``group`` (the G rollouts ``episode`` belongs to) adds A_t rows."""
+    """The whole page as a string. ``group`` (the G rollouts ``episode`` belongs to) adds A_t rows.
+
+    ``knobs``: the reward knobs ``beta``, ``w1``, ``w2`` and ``mode`` (left out: :class:`RewardSpec`'s)."""
     if instance.num_chunks != episode.T:
         raise ValueError(f"episode has {episode.T} steps but instance {instance.id!r} has {instance.num_chunks} chunks")
-    spec = RewardSpec.of(RewardSpec(), beta=beta, w1=w1, w2=w2, group_mode=mode)  # None: the spec's defaults
+    spec = _spec(**knobs)
     beta, w1, w2, mode = spec.beta, spec.w1, spec.w2, spec.group_mode
     rows = reward_rows(episode, group, variants, beta, w1, w2, mode)
     T = episode.T

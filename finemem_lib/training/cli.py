@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from finemem_lib.infra.config import load_profile
+from finemem_lib.infra.identity import REUSE_MODES
 from finemem_lib.infra.paths import profile_paths
 from finemem_lib.training.config import training_settings
 from finemem_lib.training.runner import (
@@ -56,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-resume", action="store_true", help="start from the SFT model even if checkpoints exist")
     parser.add_argument(
         "--reuse",
-        choices=("auto", "always", "never"),
+        choices=REUSE_MODES,
         default="auto",
         help="finished runs: reuse only identical ones (config, seed, start weights, data), any, or none",
     )

@@ -24,26 +24,26 @@ import logging
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from finemem_lib.episodes.credit import CreditVariant
 from finemem_lib.episodes.credit_schemes_study import (
     INGREDIENTS,
     KEYS,
     REFERENCES,
-    SchemeSpec,
     measure_schemes,
     profile_schemes,
     schemes_quality,
 )
-from finemem_lib.infra.atomic import write_csv
+from finemem_lib.infra.atomic import write_csv, write_json
 from finemem_lib.infra.config import load_profile
 from finemem_lib.infra.paths import ProfilePaths, profile_paths, repo_relative
-from finemem_lib.training.runs import provenance, write_json
-from finemem_lib.training.study import LOG_PREFIX, MAIN_VARIANTS, credit_variants
+from finemem_lib.infra.provenance import provenance
+from finemem_lib.training.credit_study import MAIN_VARIANTS, credit_variants
+from finemem_lib.training.heldout import LOG_PREFIX
 
 STEP_COLUMNS = (*KEYS, "source", "value", "r_global", "r_chunk", "N", *INGREDIENTS)
 
@@ -60,9 +60,9 @@ def compare_with_house_steps(steps: pd.DataFrame, house: pd.DataFrame) -> dict[s
     return {"same_rollouts": worst < 1e-9, "max_abs_difference": worst, "columns": columns}
 
 
-def with_scheme_rows(house: pd.DataFrame, quality: pd.DataFrame, specs: Sequence[SchemeSpec]) -> pd.DataFrame:
+def with_scheme_rows(house: pd.DataFrame, quality: pd.DataFrame, schemes: Sequence[CreditVariant]) -> pd.DataFrame:
     """The credit study's quality table with the schemes' rows (replacing any earlier ones), by source."""
-    names = {s.name for s in specs}
+    names = {s.name for s in schemes}
     rows = pd.concat([house[~house["variant"].isin(names)], quality[quality["variant"].isin(names)]])
     order = {source: i for i, source in enumerate(dict.fromkeys(rows["source"]))}
     return rows.sort_values("source", key=lambda c: c.map(order), kind="stable").reset_index(drop=True)
@@ -82,10 +82,10 @@ def measure_credit_schemes(
     import torch
 
     from finemem_lib.agents.policy import load_manager
-    from finemem_lib.agents.reasoner import build_reasoner
+    from finemem_lib.agents.reasoner_factory import build_reasoner
     from finemem_lib.agents.sft import free_cpu_threads, policy_settings
     from finemem_lib.episodes.rollout import settings_from_config
-    from finemem_lib.training.runner import heldout_subset, load_training_data, start_model
+    from finemem_lib.training.start import heldout_subset, load_training_data, start_model
 
     threads = (profile.get("training") or {}).get("num_threads") or (profile.get("runtime") or {}).get("threads")
     torch.set_num_threads(int(threads or free_cpu_threads()))
@@ -95,15 +95,15 @@ def measure_credit_schemes(
     reasoner = build_reasoner(profile.get("reasoner"))
     settings = settings_from_config(dict(profile), training=True)
     variants = credit_variants(profile)
-    specs = profile_schemes(profile)
+    schemes = profile_schemes(profile)
     started = time.perf_counter()
-    steps = measure_schemes(instances, policy, reasoner, settings, variants, specs, seeds=seeds)
+    steps = measure_schemes(instances, policy, reasoner, settings, variants, schemes, seeds=seeds)
     wall = time.perf_counter() - started
-    compared = [*MAIN_VARIANTS, *(s.name for s in specs)]
+    compared = [*MAIN_VARIANTS, *(s.name for s in schemes)]
     quality, differences = schemes_quality(steps, compared, n_boot=n_boot)
     house_steps = paths.tables / f"{LOG_PREFIX}_credit_steps.csv"
     check = compare_with_house_steps(steps, pd.read_csv(house_steps)) if house_steps.is_file() else {}
-    kept = [*STEP_COLUMNS, *(f"A_{n}" for n in REFERENCES), *(f"A_{s.name}" for s in specs)]
+    kept = [*STEP_COLUMNS, *(f"A_{n}" for n in REFERENCES), *(f"A_{s.name}" for s in schemes)]
     out: dict[str, Any] = {"steps": steps[kept], "quality": quality, "differences": differences, "wall_s": wall,
                            "house_check": check}  # fmt: skip
     if not write:
@@ -119,7 +119,7 @@ def measure_credit_schemes(
     house_quality = paths.tables / f"{LOG_PREFIX}_credit_quality.csv"
     if check.get("same_rollouts") and house_quality.is_file():
         files["house_quality"] = house_quality
-        write_csv(with_scheme_rows(pd.read_csv(house_quality), quality, specs), house_quality, index=False)
+        write_csv(with_scheme_rows(pd.read_csv(house_quality), quality, schemes), house_quality, index=False)
     write_json(
         paths.runs / f"{LOG_PREFIX}_credit_schemes.json",
         provenance(
@@ -132,8 +132,8 @@ def measure_credit_schemes(
             num_generations=settings.num_generations,
             question_ratio=settings.question_ratio,
             sft_model=repo_relative(sft_model),
-            variants=[asdict(v) for v in variants],
-            schemes=[asdict(s) for s in specs],
+            variants=[v.to_dict() for v in variants],
+            schemes=[s.to_dict() for s in schemes],
             n_boot=n_boot,
             house_check=check,
             wall_s=round(wall, 1),

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from finemem_lib.data.instance import Instance
-from finemem_lib.episodes.rollout import Episode, group_advantages
+from finemem_lib.episodes.advantages import episode_group_advantages
+from finemem_lib.episodes.rollout import Episode
 from finemem_lib.infra.paths import ProfilePaths
 from finemem_lib.training.config import training_settings
 from finemem_lib.training.grpo import StepCreditGRPOTrainer
@@ -38,7 +39,7 @@ def hand_trainer(
 
     It is put in training mode with TRL's gradient-accumulation count set, as inside ``trainer.train()``.
     """
-    from finemem_lib.training.runner import _build_trainer  # one builder for the runs and this page
+    from finemem_lib.training.run import _build_trainer  # one builder for the runs and this page
 
     settings = training_settings(cfg, variant=variant)
     output_dir = Path(tempfile.mkdtemp(prefix="finemem-hand-update-"))
@@ -55,12 +56,16 @@ def rollout_group(trainer: StepCreditGRPOTrainer, instances: Sequence[Instance],
     A group whose G rollouts all earn the same rewards has zero advantages and contributes no gradient:
     it would show nothing.
     """
-    args = trainer.args
-    groups = trainer._rollout(list(instances), trainer.rollout_settings, seed)
-    for group in groups:
-        if np.any(group_advantages(group, args.reward_variant, args.eara_beta, args.w1, args.w2, args.group_mode)):
+    spec = trainer.args.reward
+    first = None
+    for instance in instances:  # one at a time: usually the first group already differs
+        group = trainer._rollout([instance], trainer.rollout_settings, seed)[0]
+        first = first or group
+        if np.any(episode_group_advantages(group, spec)):
             return group
-    return groups[0]
+    if first is None:
+        raise ValueError("no instance to roll out")
+    return first
 
 
 def micro_batch(trainer: StepCreditGRPOTrainer, samples: Sequence[StepSample]) -> dict[str, torch.Tensor]:
@@ -105,6 +110,7 @@ def move_policy(
     the policy differs from the one that sampled the batch (``old_logps``), so the ratio π_θ / π_old leaves 1.
     The step is along the normalised gradient of the on-policy loss, its length doubled from ``first_size``
     until at least ``clipped_share`` of the completion tokens have a ratio outside [1 - ε_low, 1 + ε_high].
+    A loss with no gradient (zero advantages, the policy at the reference) leaves the policy where it is.
     """
     model = trainer.model
     model.zero_grad()
@@ -112,7 +118,9 @@ def move_policy(
     params = [p for p in model.parameters() if p.grad is not None]
     grads = [p.grad.detach().clone() for p in params]
     model.zero_grad()
-    norm = torch.sqrt(sum((g.float() ** 2).sum() for g in grads)).clamp(min=1e-12)
+    norm = torch.sqrt(sum((g.float() ** 2).sum() for g in grads))
+    if norm < 1e-8:  # zero advantages at the reference: no direction to move along (rounding is not one)
+        return 0.0, 0.0
     mask = batch["completion_mask"].bool()
     size, moved, share = first_size, 0.0, 0.0
     for _ in range(tries):
@@ -128,15 +136,19 @@ def move_policy(
     return moved, share
 
 
-def gradient_gap(a: torch.Tensor, b: torch.Tensor, model: torch.nn.Module) -> float:
-    """Relative difference ``|grad a - grad b| / |grad b|`` of two losses' gradients over ``model``'s parameters."""
+def gradient_gap(a: torch.Tensor, b: torch.Tensor, model: torch.nn.Module, floor: float = 1e-6) -> float:
+    """``|grad a - grad b| / max(|grad b|, floor)`` over ``model``'s parameters (gradients below ``floor`` count as 0).
+
+    The floor keeps a group with zero advantages (whose loss is the KL term alone, with a gradient of the size
+    of float rounding) from dividing rounding by rounding.
+    """
     params = [p for p in model.parameters() if p.requires_grad]
-    ga = torch.autograd.grad(a, params, retain_graph=True, allow_unused=True)
-    gb = torch.autograd.grad(b, params, retain_graph=True, allow_unused=True)
-    flat_a = torch.cat(
-        [(x if x is not None else torch.zeros_like(p)).flatten() for x, p in zip(ga, params, strict=True)]
-    )
-    flat_b = torch.cat(
-        [(x if x is not None else torch.zeros_like(p)).flatten() for x, p in zip(gb, params, strict=True)]
-    )
-    return float((flat_a - flat_b).norm() / flat_b.norm().clamp(min=1e-30))
+    grads = []
+    for loss in (a, b):
+        found = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+        grads.append(
+            torch.cat(
+                [(g if g is not None else torch.zeros_like(p)).flatten() for g, p in zip(found, params, strict=True)]
+            )
+        )
+    return float((grads[0] - grads[1]).norm() / grads[1].norm().clamp(min=floor))

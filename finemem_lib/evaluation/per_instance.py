@@ -21,6 +21,7 @@ from finemem_lib.episodes.baselines import BASELINES, run_baseline
 from finemem_lib.episodes.qa import mean_score, qa_options_from_config
 from finemem_lib.episodes.rollout import settings_from_config
 from finemem_lib.evaluation.memory_length import baseline_memory_tokens
+from finemem_lib.evaluation.methods import run_manager
 from finemem_lib.infra.progress import progress
 
 CLASSIC_BASELINES = tuple(name for name in BASELINES if name != "closed_book")
@@ -39,8 +40,6 @@ def evaluate_manager(
     The episodes are :func:`finemem_lib.evaluation.methods.run_manager`'s (the recorded evaluation's),
     one row per instance.
     """
-    from finemem_lib.evaluation.methods import run_manager
-
     scorer = settings_from_config(dict(cfg), training=False).qa_options.scorer
     counter = token_counter_from_config(cfg, policy.tokenizer)
     results = run_manager(

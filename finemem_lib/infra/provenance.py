@@ -1,10 +1,9 @@
-"""Run logs and run identity.
+"""Provenance of every result: config, seed, package versions, git revision, machine, command.
 
 Every number in results/ comes with its config, seed, package versions, git revision and the thread
-and determinism settings it ran under. A run's *identity* is what decides whether a finished run can
-be reused instead of trained again: its configuration, its seed, the content hash of the start
-model's weights and the content hash of its data (:func:`run_identity`, :func:`identity_changes`).
-Paths in run logs are relative to the project root (:func:`finemem_lib.infra.paths.repo_relative`).
+and determinism settings it ran under (run logs, study logs, evaluation headers). Whether a finished
+run can be reused is decided by its identity (:mod:`finemem_lib.infra.identity`). Paths in logs are
+relative to the project root (:func:`finemem_lib.infra.paths.repo_relative`).
 """
 
 from __future__ import annotations
@@ -20,34 +19,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from finemem_lib.infra import atomic
 from finemem_lib.infra.config import repo_root
-from finemem_lib.infra.identity import (  # re-exported: run identity lives with the run logs
-    config_hash,
-    data_hash,
-    files_hash,
-    identity_changes,
-    model_hash,
-    run_identity,
-)
+from finemem_lib.infra.identity import config_hash
 from finemem_lib.infra.machine import machine_info
 from finemem_lib.infra.paths import repo_relative
-
-__all__ = [
-    "config_hash",
-    "data_hash",
-    "files_hash",
-    "git_state",
-    "host_info",
-    "identity_changes",
-    "loaded_git_state",
-    "model_hash",
-    "package_versions",
-    "provenance",
-    "read_json",
-    "run_identity",
-    "write_json",
-]
 
 PACKAGES = ("finemem", "torch", "transformers", "trl", "accelerate", "datasets", "tokenizers", "numpy", "bm25s")
 
@@ -137,17 +112,3 @@ def provenance(cfg: Mapping[str, Any], seed: int, **extra: Any) -> dict[str, Any
         "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **extra,
     }
-
-
-# ---------------------------------------------------------------------------- files
-def write_json(path: str | Path, obj: Any) -> Path:
-    """Write ``obj`` as indented JSON atomically (temporary file in the same folder, then renamed)."""
-    return atomic.write_json(path, obj)
-
-
-def read_json(path: str | Path, rebuild: str | None = None) -> Any:
-    """Read a JSON file written by :func:`write_json`; a missing file names itself, a torn one says how to rebuild."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no run log at {path}")
-    return atomic.read_json(path, rebuild)

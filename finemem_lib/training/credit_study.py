@@ -1,0 +1,152 @@
+"""The credit study: how well each variant's advantage A_t ranks steps by their leave-one-step-out value.
+
+Rollouts of the SFT start (training rollouts: G samples at the training temperature, the training share
+of global questions for A_t) are scored by every variant of :func:`credit_variants` (the variant table at
+the profile's knobs, then Fine-Mem's ablation points); the marginal values use all of an instance's
+questions. Writes ``05_credit_*`` tables and a log (see :mod:`finemem_lib.episodes.credit`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from finemem_lib.agents.policy import load_manager
+from finemem_lib.agents.reasoner_factory import build_reasoner
+from finemem_lib.agents.sft import free_cpu_threads, policy_settings
+from finemem_lib.core.reward_spec import VARIANTS
+from finemem_lib.episodes.credit import (
+    CreditVariant,
+    credit_quality,
+    measure_credit,
+    paired_credit_differences,
+    profile_variants,
+)
+from finemem_lib.episodes.rollout import settings_from_config
+from finemem_lib.infra.atomic import write_csv, write_json
+from finemem_lib.infra.paths import ProfilePaths, repo_relative
+from finemem_lib.infra.provenance import provenance
+from finemem_lib.training.heldout import LOG_PREFIX
+from finemem_lib.training.start import heldout_subset, load_training_data, start_model
+
+MAIN_VARIANTS = VARIANTS  # the rows of the variant table: the credit figure's variants
+FigureWriter = Callable[[pd.DataFrame, pd.DataFrame, Mapping[str, Path]], None]
+
+EXTRA_CREDIT_VARIANTS = (
+    ("eara_beta1", "eara", {"beta": 1.0}),
+    ("finemem_beta0", "finemem", {"beta": 0.0}),
+    ("finemem_beta0.25", "finemem", {"beta": 0.25}),
+    ("finemem_beta0.75", "finemem", {"beta": 0.75}),
+    ("finemem_beta1", "finemem", {"beta": 1.0}),
+    ("finemem_w10", "finemem", {"w1": 0.0}),
+    ("finemem_w10.25", "finemem", {"w1": 0.25}),
+    ("finemem_w11", "finemem", {"w1": 1.0}),
+    ("finemem_episode", "finemem", {"group_mode": "episode"}),
+    ("or_only_episode", "or_only", {"group_mode": "episode"}),
+)
+
+
+def credit_variants(profile: Mapping[str, Any]) -> list[CreditVariant]:
+    """The four variants at the profile's knobs, then Fine-Mem's ablation points (beta, w1, per-episode groups)."""
+    variants = profile_variants(profile)
+    by_name = {v.name: v for v in variants}
+    for name, base, changes in EXTRA_CREDIT_VARIANTS:
+        variants.append(CreditVariant(name, replace(by_name[base].spec, **changes)))
+    return variants
+
+
+def advantage_matrices_from_steps(steps: pd.DataFrame, group: str | None = None) -> tuple[dict, np.ndarray, str]:
+    """``({variant: [G, T] A_t}, [G, T] v_t, group id)`` of one group of a credit-steps table (the first by default)."""
+    group = group if group is not None else str(steps["group"].iloc[0])
+    frame = steps[steps["group"].astype(str) == group]
+    names = [c.removeprefix("A_") for c in steps.columns if c.startswith("A_")]
+    pivot = {n: frame.pivot(index="rollout", columns="step", values=f"A_{n}").to_numpy() for n in names}
+    values = frame.pivot(index="rollout", columns="step", values="value").to_numpy()
+    return pivot, values, group
+
+
+def measure_credit_quality(
+    profile: Mapping[str, Any],
+    paths: ProfilePaths,
+    split: str = "train",
+    max_instances: int | None = None,
+    seeds: Sequence[int] = (0, 1),
+    n_boot: int = 1000,
+    command: str = "",
+    write: bool = True,
+    draw: FigureWriter | None = None,
+) -> dict[str, Any]:
+    """Credit quality of every variant on rollouts of the SFT start; writes ``05_credit_*`` tables and the log.
+
+    The rollouts are training rollouts (G samples at the training temperature, the training share of
+    global questions for A_t); the marginal values use all of an instance's questions. ``draw`` writes
+    the figures (``draw(quality, steps, files)``, e.g. :func:`finemem_lib.report.study_figures.write_credit_figures`).
+    """
+    threads = (
+        (profile.get("training") or {}).get("num_threads")
+        or (profile.get("runtime") or {}).get("threads")  # a fixed count: the same numbers on every rerun
+        or free_cpu_threads()
+    )
+    torch.set_num_threads(int(threads))  # more threads than free cores makes generation far slower on a shared CPU
+    data = load_training_data(profile, paths)
+    instances = heldout_subset(data[split], max_instances)
+    sft_model = start_model(profile, paths)
+    policy = load_manager(sft_model, **policy_settings(profile))
+    reasoner = build_reasoner(profile.get("reasoner"))
+    settings = settings_from_config(dict(profile), training=True)
+    variants = credit_variants(profile)
+    started = time.perf_counter()
+    steps = measure_credit(instances, policy, reasoner, settings, variants, seeds=seeds)
+    wall = time.perf_counter() - started
+    quality = credit_quality(steps, variants, n_boot=n_boot).assign(source="all")
+    by_source = [
+        credit_quality(steps[steps["source"] == s], variants, n_boot=n_boot).assign(source=s)
+        for s in sorted(steps["source"].unique())
+    ]
+    quality = pd.concat([quality, *by_source], ignore_index=True)
+    differences = paired_credit_differences(steps, [v for v in variants if v.name != "or_only"], n_boot=n_boot)
+    out: dict[str, Any] = {"steps": steps, "quality": quality, "differences": differences, "wall_s": wall}
+    if not write:
+        return out
+    files = {
+        "steps": paths.tables / f"{LOG_PREFIX}_credit_steps.csv",
+        "quality": paths.tables / f"{LOG_PREFIX}_credit_quality.csv",
+        "differences": paths.tables / f"{LOG_PREFIX}_credit_differences.csv",
+    }
+    if draw is not None:
+        files |= {
+            "figure": paths.figures / f"{LOG_PREFIX}_credit_quality.png",
+            "ablations": paths.figures / f"{LOG_PREFIX}_credit_ablations.png",
+            "matrices": paths.figures / f"{LOG_PREFIX}_advantage_matrices.png",
+        }
+    write_csv(steps, files["steps"], index=False)
+    write_csv(quality, files["quality"], index=False)
+    write_csv(differences, files["differences"], index=False)
+    if draw is not None:
+        draw(quality, steps, files)
+    write_json(
+        paths.runs / f"{LOG_PREFIX}_credit.json",
+        provenance(
+            profile,
+            int(seeds[0]) if seeds else 0,
+            command=command,
+            split=split,
+            instances=len(instances),
+            rollout_seeds=list(seeds),
+            num_generations=settings.num_generations,
+            question_ratio=settings.question_ratio,
+            sft_model=repo_relative(sft_model),
+            variants=[v.to_dict() for v in variants],
+            wall_s=round(wall, 1),
+            outputs={k: repo_relative(v) for k, v in files.items()},
+        ),
+    )
+    out["files"] = files
+    return out
