@@ -114,6 +114,7 @@ def policy_settings(cfg: Mapping[str, Any]) -> dict[str, Any]:
         "chat_template_kwargs": dict(manager.get("chat_template_kwargs") or {}),
         "view_order": str(memory.get("view_order", "recency")),
         "engine": str(manager.get("engine", "native")),
+        "compile": str(manager.get("compile", "off")),
     }
 
 
