@@ -35,6 +35,7 @@ from finemem_lib.agents import prompts
 from finemem_lib.agents.compiled_decoding import check_compile_mode
 from finemem_lib.agents.decoding import unsupported_reason
 from finemem_lib.agents.engines import ENGINES, Engine, SamplingParams, build_engine
+from finemem_lib.agents.view import manager_view
 from finemem_lib.core.memory import Memory
 from finemem_lib.core.ops import STYLES, tool_schemas
 from finemem_lib.infra import atomic
@@ -89,6 +90,8 @@ class ManagerPolicy:
             attached with :meth:`attach_backend`; without one it generates with the native engine).
         compile: the native engine's decode step compiled (``on``), eager (``off``), or ``auto`` (left to the
             caller that knows how long the run is, e.g. the GRPO trainer; eager otherwise).
+        view_related: items related to the chunk shown beside the ``view_k`` recent ones (0: Mem-alpha's view;
+            see :mod:`finemem_lib.agents.view`).
     """
 
     def __init__(
@@ -104,6 +107,7 @@ class ManagerPolicy:
         view_order: str = "recency",
         engine: str = "native",
         compile: str = "off",
+        view_related: int = 0,
     ) -> None:
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
@@ -118,6 +122,7 @@ class ManagerPolicy:
         self.style = style
         self.view_k = view_k
         self.view_order = view_order
+        self.view_related = view_related  # items related to the chunk added to the view (agents.view)
         self.max_prompt_tokens = max_prompt_tokens
         self.batch_size = batch_size
         self.tools = tool_schemas(style) if with_tools else None
@@ -180,6 +185,7 @@ class ManagerPolicy:
             "view_order": self.view_order,
             "engine": self.engine,
             "compile": self.compile,
+            "view_related": self.view_related,
         }
 
     def save_pretrained(self, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
@@ -198,7 +204,7 @@ class ManagerPolicy:
     ) -> list[dict[str, Any]]:
         """The chat messages of one chunk step given the current memory."""
         k = self.view_k if view_k is None else view_k
-        view = memory.view(k, self.view_order) if k > 0 else []
+        view = manager_view(memory, k, self.view_order, sentences, self.view_related if k > 0 else 0)
         total = len(memory) if self.view_order == "position" else None
         return prompts.build_messages(chunk, view, self.style, sentences, total)
 

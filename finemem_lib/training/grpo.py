@@ -66,6 +66,7 @@ from finemem_lib.episodes.advantages import RoundCredit
 from finemem_lib.episodes.rollout import Episode, RolloutSettings, rollout
 from finemem_lib.training import shared_prefix
 from finemem_lib.training.config import StepGRPOConfig
+from finemem_lib.training.diagnostics import round_stats
 from finemem_lib.training.round_sampler import InstanceRoundSampler
 from finemem_lib.training.samples import (
     collate_step_samples,
@@ -348,6 +349,7 @@ class StepCreditGRPOTrainer(GRPOTrainer):
         mode: str,
     ) -> None:
         stats = episode_metrics(groups, credit)
+        stats.update(round_stats(groups, self.train_instances, credit.spec))  # what drives the step (diagnostics)
         adv = np.concatenate([a.ravel() for a in credit.advantages])
         stats.update(
             {
