@@ -134,3 +134,26 @@ def test_score_rejects_non_string_prediction_and_empty_golds():
         score("squad", None, ["x"])  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         score("squad", "x", [])
+
+
+def test_a_profile_judge_is_built_by_its_registered_backend(monkeypatch):
+    """The scorer is handed its judge: ``scoring.judge.backend`` names a backend registered from above."""
+    from finemem_lib.core import metrics
+
+    assert "openai" in metrics.JUDGE_BACKENDS  # registered when the package is imported
+    built = []
+
+    def backend(section):
+        def factory():
+            built.append(section["model"])
+            return lambda question, prediction, golds: 1.0
+
+        factory.is_factory = True
+        return factory
+
+    monkeypatch.setitem(metrics.JUDGE_BACKENDS, "fake", backend)
+    scorer = metrics.build_scorer({"scoring": {"judge": {"backend": "FAKE", "model": "m"}}})
+    assert scorer.score("longmemeval_s", "unrelated", ["gold"], question="q") == 1.0
+    assert scorer.score("squad", "unrelated", ["gold"]) == 0.0 and built == ["m"]
+    with pytest.raises(ValueError, match="unknown judge backend 'nope'; choose lexical or openai"):
+        metrics.build_scorer({"scoring": {"judge": {"backend": "nope"}}})

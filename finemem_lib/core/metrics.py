@@ -1,6 +1,7 @@
 """Answer scoring: Mem-alpha's per-source rules, MemoryAgentBench's rules, and one router.
 
-Two scoring protocols (``scoring.protocol`` in the profiles; see ``docs/`` and the README's fidelity table):
+Two scoring protocols (``scoring.protocol`` in the profiles; rule by rule in ``docs/fidelity.md`` and the fidelity
+table of ``docs/design.md``):
 
 - ``memalpha`` (both profiles): the rules of Mem-alpha's evaluation scorer
   (``evaluate_agent_results.py``, ``AgentResultsEvaluator._compute_score``), and for the
@@ -271,15 +272,33 @@ class Scorer:
         return [float(v) for v in out]  # type: ignore[arg-type]
 
 
+JudgeBackend = Callable[[Mapping[str, Any]], Callable[[], Judge]]
+"""Builds, from a ``scoring.judge`` section, a zero-argument factory of the judge (called on first use)."""
+
+JUDGE_BACKENDS: dict[str, JudgeBackend] = {}
+"""Judge backends by ``scoring.judge.backend`` name. The judges live above this layer (they call a model
+server); the package registers its OpenAI-compatible judge here (``finemem_lib/__init__.py``)."""
+
+
+def register_judge_backend(name: str, backend: JudgeBackend) -> None:
+    """Make ``scoring.judge.backend: <name>`` build its judge with ``backend(section)``."""
+    JUDGE_BACKENDS[name.lower()] = backend
+
+
 def build_scorer(cfg: Mapping[str, Any] | None = None) -> Scorer:
-    """A :class:`Scorer` from a profile's ``scoring:`` section (protocol, judge, require_judge, recsys_entity_map)."""
+    """A :class:`Scorer` from a profile's ``scoring:`` section (protocol, judge, require_judge, recsys_entity_map).
+
+    The judge of ``scoring.judge`` is built by its registered backend (:data:`JUDGE_BACKENDS`); ``lexical``
+    (the default) means no judge.
+    """
     section = dict((cfg or {}).get("scoring") or {})
     judge_cfg = dict(section.get("judge") or {})
     judge: Any = None
-    if str(judge_cfg.get("backend", "lexical")).lower() != "lexical":
-        from finemem_lib.agents.judge import judge_factory
-
-        judge = judge_factory(judge_cfg)
+    backend = str(judge_cfg.get("backend", "lexical")).lower()
+    if backend != "lexical":
+        if backend not in JUDGE_BACKENDS:
+            raise ValueError(f"unknown judge backend {backend!r}; choose lexical or {' or '.join(JUDGE_BACKENDS)}")
+        judge = JUDGE_BACKENDS[backend](judge_cfg)
     entity_map = section.get("recsys_entity_map")
     return Scorer(
         protocol=_protocol_of(cfg),
