@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ import torch
 from finemem_lib.agents import prompts
 from finemem_lib.agents.offline_model import build_offline_model, count_parameters, tokenizer_corpus, train_tokenizer
 from finemem_lib.agents.policy import MANAGER_META_FILE, ManagerPolicy, SamplingParams, id_style_for, load_manager
+from finemem_lib.agents.sft_loss import decision_weighted_loss
 from finemem_lib.agents.teacher import TeacherConfig, replay_teacher
 from finemem_lib.core.memory import Memory, OpKind
 from finemem_lib.core.ops import format_score, operation_to_call, parse_operations, tool_schemas
@@ -73,18 +75,35 @@ def build_sft_examples(
     view_k: int = 5,
     id_style: str | None = None,
     chat_template_kwargs: Mapping[str, Any] | None = None,
+    view_order: str = "recency",
+    view_related: int = 0,
+    replays: int = 1,
 ) -> list[dict[str, Any]]:
     """One prompt-completion example per chunk step of every instance, from the teacher's replay.
 
+    The prompts show the manager's view (``view_k`` recent items in ``view_order`` plus ``view_related``
+    items related to the chunk, as :class:`~finemem_lib.agents.policy.ManagerPolicy` shows them).
     ``id_style`` defaults to the op style's (short ids for extractive, hex for content);
     ``chat_template_kwargs`` (e.g. Qwen3's ``enable_thinking``) are passed to the chat template by TRL.
+    ``replays`` > 1 replays the teacher that many times per instance with seeds ``seed, seed + 1, ...`` (other
+    coin flips on the same text: more examples of what to keep, the same positions).
     """
     extra = {"chat_template_kwargs": dict(chat_template_kwargs)} if chat_template_kwargs else {}
     tools = json.dumps(tool_schemas(style))
     id_style = id_style or id_style_for(style)
     examples = []
+    teacher = teacher or TeacherConfig()
+    if replays < 1:
+        raise ValueError(f"sft.teacher_replays must be >= 1, got {replays}")
     for instance in instances:
-        for step in replay_teacher(instance, teacher, view_k=view_k, id_style=id_style, style=style):
+        steps = [
+            step
+            for r in range(replays)
+            for step in replay_teacher(
+                instance, replace(teacher, seed=teacher.seed + r), view_k, id_style, style, view_order, view_related
+            )
+        ]
+        for step in steps:
             examples.append(
                 {
                     "prompt": prompts.build_messages(step.chunk, step.view, style, step.sentences),
@@ -114,6 +133,8 @@ def policy_settings(cfg: Mapping[str, Any]) -> dict[str, Any]:
         "chat_template_kwargs": dict(manager.get("chat_template_kwargs") or {}),
         "view_order": str(memory.get("view_order", "recency")),
         "engine": str(manager.get("engine", "native")),
+        "compile": str(manager.get("compile", "off")),
+        "view_related": int(memory.get("view_related", 0)),
     }
 
 
@@ -209,13 +230,18 @@ def train_sft_manager(
             settings["style"],
             settings["view_k"],
             chat_template_kwargs=settings["chat_template_kwargs"],
+            view_order=settings["view_order"],
+            view_related=settings["view_related"],
+            replays=int(sft.get("teacher_replays", 1)),
         )
         with tempfile.TemporaryDirectory(prefix="finemem-sft-") as work_dir:
+            weight = float(sft.get("decision_weight", 1.0))
             trainer = SFTTrainer(
                 model=model,
                 args=_sft_args(sft, work_dir, seed),
                 train_dataset=Dataset.from_list(examples),
                 processing_class=tokenizer,
+                compute_loss_func=decision_weighted_loss(tokenizer, weight) if weight != 1.0 else None,
             )
             train_started, cpu_started = time.perf_counter(), time.process_time()
             trainer.train()

@@ -25,6 +25,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from finemem_lib.agents.prompts import chunk_sentences
+from finemem_lib.agents.view import manager_view
 from finemem_lib.core.memory import Memory, MemoryItem, Operation, OpKind, OpResult
 from finemem_lib.core.ops import STYLES
 from finemem_lib.data.instance import Instance
@@ -125,11 +126,15 @@ def replay_teacher(
     view_k: int = 5,
     id_style: str = "short",
     style: str = "extractive",
+    view_order: str = "recency",
+    related_k: int = 0,
 ) -> list[TeacherStep]:
     """Run the teacher over an instance through a Memory; one :class:`TeacherStep` per chunk.
 
-    The random stream depends on ``cfg.seed`` and the instance id only, so episodes are reproducible
-    and independent of the order instances are replayed in.
+    The view is the manager's (:func:`finemem_lib.agents.view.manager_view`: ``view_k`` recent items in
+    ``view_order``, plus ``related_k`` items related to the chunk). The random stream depends on
+    ``cfg.seed`` and the instance id only, so episodes are reproducible and independent of the order
+    instances are replayed in.
     """
     cfg = cfg or TeacherConfig()
     meta = sentence_metadata(instance)
@@ -143,7 +148,7 @@ def replay_teacher(
             raise ValueError(
                 f"instance {instance.id!r} chunk {step}: {len(sentences)} sentences but metadata for {len(chunk_meta)}"
             )
-        view = tuple(memory.view(view_k)) if view_k > 0 else ()
+        view = tuple(manager_view(memory, view_k, view_order, sentences, related_k))
         ops = decide_ops(chunk_meta, key_to_id, {item.id for item in view}, rng, cfg)
         ops = [to_style(op, sentences, style) for op in ops]
         results = memory.apply_all(ops, step, sentences)

@@ -63,6 +63,7 @@ class MABSyntheticConfig:
     chunk_size: int = 128
     questions: int = 8
     fact_ratio: float = 0.3
+    icl_question: str = "What is the label for the above sample?"  # the line after a new sample (see below)
 
     def __post_init__(self) -> None:
         unknown = [s for s in self.sources if s not in SOURCE_SPLITS]
@@ -71,6 +72,8 @@ class MABSyntheticConfig:
         for name in ("instances", "context_sentences", "chunk_size", "questions"):
             if getattr(self, name) < 1:
                 raise ValueError(f"mab_synthetic.{name} must be >= 1, got {getattr(self, name)}")
+        if not self.icl_question.strip() or "\n" in self.icl_question:
+            raise ValueError(f"mab_synthetic.icl_question must be one non-empty line, got {self.icl_question!r}")
         if not 0.0 < self.fact_ratio <= 1.0:
             raise ValueError(f"mab_synthetic.fact_ratio must be in (0, 1], got {self.fact_ratio}")
 
@@ -173,7 +176,9 @@ ICL_CLASSES: dict[str, tuple[str, ...]] = {
 }
 ICL_LABELS = {"icl_trec_coarse_synth": 6, "icl_banking77_synth": 10}
 ICL_FRAME = "Sample: a question on {}; Label: {}."
-ICL_QUESTION = "Sample: a question on {}\nWhat is the label for the above sample?"
+ICL_QUESTION = "Sample: a question on {}\n{}"
+"""A TTL question: the new sample, a line break and ``MABSyntheticConfig.icl_question`` (whose default wording
+holds ``the`` and ``for``, words only filler holds, so BM25 can prefer filler to examples: docs/miniature.md)."""
 STORY_SUBJECTS = _w("Heron Lantern Compass Thistle Juniper Falcon Harbour Meridian")
 STORY_ADJECTIVES = _w("Silver Amber Crimson Northern Quiet Hollow Copper Distant")
 STORY_KEYWORDS = _w(
@@ -276,7 +281,8 @@ def _classification(
     ]
     rng.shuffle(shots)
     qas = [
-        (ICL_QUESTION.format(sample(cls)), labels[cls]) for cls in (rng.choice(classes) for _ in range(cfg.questions))
+        (ICL_QUESTION.format(sample(cls), cfg.icl_question), labels[cls])
+        for cls in (rng.choice(classes) for _ in range(cfg.questions))
     ]
     return shots, qas
 

@@ -21,7 +21,7 @@ from typing import Any
 from finemem_lib.agents.reasoner import Reasoner
 from finemem_lib.core.tokens import TokenCounter, regex_token_count
 from finemem_lib.data.instance import Instance
-from finemem_lib.episodes import baselines
+from finemem_lib.episodes import baselines, ceilings
 from finemem_lib.episodes.qa import QAResult
 from finemem_lib.evaluation.memory_length import raw_item_texts, retrieved_memory
 from finemem_lib.infra.config import repo_root
@@ -73,6 +73,7 @@ def discover_methods(cfg: Mapping[str, Any], paths: ProfilePaths) -> list[Method
     unknown = [m.name for m in methods if m.name not in BASELINE_NAMES]
     if unknown:
         raise ValueError(f"evaluation.baselines: unknown {unknown}; choose from {BASELINE_NAMES}")
+    methods += [Method(name, "baseline", role="ceiling") for name in ceilings.checked(section.get("ceilings"))]
     if not section.get("trained_managers", True):  # no trained or SFT manager needed: baselines (+ extra managers)
         extra = (section.get("extra_managers") or {}).items()
         return methods + [Method(str(name), "manager", str(model), "trained") for name, model in extra]
@@ -119,6 +120,11 @@ def baseline_result(
     """One baseline on one instance, with the evidence texts and the memory it kept.
 
     Settings as :func:`finemem_lib.episodes.baselines.run_baseline`."""
+    if name in ceilings.CEILINGS:  # a scripted reference policy: answered over the memory it wrote
+        results, memory = ceilings.run_ceiling(name, instance, reasoner, cfg, token_counter)
+        lookup = {item.id: item.content for item in memory.items}
+        texts = [[lookup.get(i, "") for i in r.evidence_ids] for r in results]
+        return InstanceResult(instance, results, texts, memory.num_tokens(), len(memory))
     (results,) = baselines.run_baseline(name, [instance], reasoner, cfg, token_counter)
     lookup = raw_item_texts(instance)
     if name == "store_everything":

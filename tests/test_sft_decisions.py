@@ -1,0 +1,65 @@
+"""SFT on the teacher: decision-weighted loss and teacher replays."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from finemem_lib.agents.sft import build_sft_examples
+from finemem_lib.agents.sft_loss import decision_mask, decision_vocabulary, decision_weighted_loss
+from finemem_lib.agents.teacher import TeacherConfig
+from finemem_lib.data.synthetic import build_synthetic
+from tests.tiny import tiny_policy
+
+CALLS = (
+    '<tool_call>\n{"name": "memory_update", "arguments": {"memory_id": "m12", "sentence": 2}}\n</tool_call>\n'
+    '<tool_call>\n{"name": "memory_skip", "arguments": {}}\n</tool_call><|im_end|>'
+)
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return build_synthetic({"train_instances": 1, "test_instances": 0, "chunks_per_instance": 3}, 0)["train"]
+
+
+@pytest.fixture(scope="module")
+def tokenizer(bench):
+    return tiny_policy(bench).tokenizer
+
+
+def test_decisions_are_names_digits_and_what_follows_a_call(tokenizer):
+    ids = torch.tensor([tokenizer(CALLS)["input_ids"]])
+    vocab, end = decision_vocabulary(tokenizer)
+    marked = [tokenizer.decode([int(i)]) for i in ids[0][decision_mask(ids, vocab, end)[0]]]
+    assert "update" in marked and "skip" in marked and "<|im_end|>" in marked and "\n" in marked
+    assert "".join(t for t in marked if t.strip().isdigit()) == "122"
+    assert not {"name", "arguments", "memory", "sentence", '{"'} & set(marked)
+
+
+def test_weight_one_is_the_plain_token_mean_and_more_weight_raises_decision_errors(tokenizer):
+    ids = torch.tensor([tokenizer(CALLS)["input_ids"]])
+    labels = ids.clone()
+    labels[0, :3] = -100  # a masked prompt part
+    torch.manual_seed(0)
+    logits = torch.randn(1, ids.size(1), len(tokenizer))
+    outputs = SimpleNamespace(logits=logits)
+    plain = F.cross_entropy(logits[0, :-1], labels[0, 1:], ignore_index=-100)
+    assert torch.allclose(decision_weighted_loss(tokenizer, 1.0)(outputs, labels), plain)
+    assert decision_weighted_loss(tokenizer, 5.0)(outputs, labels) > plain
+    with pytest.raises(ValueError):
+        decision_weighted_loss(tokenizer, 0.0)
+
+
+def test_replays_repeat_each_prompt_with_other_coin_flips(bench):
+    one = build_sft_examples(bench, TeacherConfig(seed=3))
+    two = build_sft_examples(bench, TeacherConfig(seed=3), replays=2)
+    steps = sum(inst.num_chunks for inst in bench)
+    assert len(one) == steps and len(two) == 2 * steps
+    T = bench[0].num_chunks  # per instance: its replays one after the other
+    assert two[:T] == one[:T]  # the first replay is the teacher itself
+    assert two[0]["prompt"] == two[T]["prompt"]  # step 0 of each replay: empty memory, same chunk
+    assert all(e in two for e in one)
+    assert [e["completion"] for e in two[0::2]] != [e["completion"] for e in two[1::2]]
