@@ -40,7 +40,13 @@ from finemem_lib.episodes.credit_schemes_study import (
 from finemem_lib.infra.atomic import write_csv
 from finemem_lib.infra.command_line import start_profile_command
 from finemem_lib.infra.paths import ProfilePaths
-from finemem_lib.training.credit_study import MAIN_VARIANTS, CreditMeasure, credit_rollouts, write_credit_log
+from finemem_lib.training.credit_study import (
+    MAIN_VARIANTS,
+    CreditMeasure,
+    credit_rollouts,
+    write_credit_log,
+    write_credit_tables,
+)
 from finemem_lib.training.heldout import LOG_PREFIX
 
 STEP_COLUMNS = (*KEYS, "source", "value", "r_global", "r_chunk", "N", *INGREDIENTS)
@@ -90,14 +96,10 @@ def measure_credit_schemes(profile: Mapping[str, Any], paths: ProfilePaths, **op
                            "house_check": check}  # fmt: skip
     if not measure.write:
         return out
-    files = {
-        "steps": paths.tables / f"{LOG_PREFIX}_credit_quality_steps.csv",
-        "quality": paths.tables / f"{LOG_PREFIX}_credit_quality_schemes.csv",
-        "differences": paths.tables / f"{LOG_PREFIX}_credit_quality_differences.csv",
-    }
-    write_csv(out["steps"], files["steps"], index=False)
-    write_csv(quality, files["quality"], index=False)
-    write_csv(differences, files["differences"], index=False)
+    files = write_credit_tables(
+        paths, {"steps": ("credit_quality_steps", out["steps"]), "quality": ("credit_quality_schemes", quality),
+                "differences": ("credit_quality_differences", differences)}
+    )  # fmt: skip
     house_quality = paths.tables / f"{LOG_PREFIX}_credit_quality.csv"
     if check.get("same_rollouts") and house_quality.is_file():
         files["house_quality"] = house_quality

@@ -143,6 +143,15 @@ def write_credit_log(
     )
 
 
+def write_credit_tables(paths: ProfilePaths, tables: Mapping[str, tuple[str, pd.DataFrame]]) -> dict[str, Path]:
+    """Write each ``{key: (name, frame)}`` to ``<tables>/05_<name>.csv``; returns ``{key: path}`` in that order."""
+    files = {}
+    for key, (name, frame) in tables.items():
+        files[key] = paths.tables / f"{LOG_PREFIX}_{name}.csv"
+        write_csv(frame, files[key], index=False)
+    return files
+
+
 def measure_credit_quality(
     profile: Mapping[str, Any], paths: ProfilePaths, *, draw: FigureWriter | None = None, **options: Any
 ) -> dict[str, Any]:
@@ -171,21 +180,16 @@ def measure_credit_quality(
     out: dict[str, Any] = {"steps": steps, "quality": quality, "differences": differences, "wall_s": wall}
     if not measure.write:
         return out
-    files = {
-        "steps": paths.tables / f"{LOG_PREFIX}_credit_steps.csv",
-        "quality": paths.tables / f"{LOG_PREFIX}_credit_quality.csv",
-        "differences": paths.tables / f"{LOG_PREFIX}_credit_differences.csv",
-    }
+    files = write_credit_tables(
+        paths, {"steps": ("credit_steps", steps), "quality": ("credit_quality", quality),
+                "differences": ("credit_differences", differences)}
+    )  # fmt: skip
     if draw is not None:
         files |= {
             "figure": paths.figures / f"{LOG_PREFIX}_credit_quality.png",
             "ablations": paths.figures / f"{LOG_PREFIX}_credit_ablations.png",
             "matrices": paths.figures / f"{LOG_PREFIX}_advantage_matrices.png",
         }
-    write_csv(steps, files["steps"], index=False)
-    write_csv(quality, files["quality"], index=False)
-    write_csv(differences, files["differences"], index=False)
-    if draw is not None:
         draw(quality, steps, files)
     write_credit_log(paths.runs / f"{LOG_PREFIX}_credit.json", profile, setup, measure, wall, files)
     out["files"] = files
