@@ -63,3 +63,17 @@ def test_replays_repeat_each_prompt_with_other_coin_flips(bench):
     assert two[0]["prompt"] == two[T]["prompt"]  # step 0 of each replay: empty memory, same chunk
     assert all(e in two for e in one)
     assert [e["completion"] for e in two[0::2]] != [e["completion"] for e in two[1::2]]
+
+
+def test_sentence_numbers_can_follow_their_sentences(bench):
+    from finemem_lib.agents.prompts import numbered_sentences, user_prompt
+
+    sentences = ["The pet of Ivo Kelmont is a gecko.", "On Monday, the ferry was late."]
+    assert numbered_sentences(sentences) == "1. The pet of Ivo Kelmont is a gecko.\n2. On Monday, the ferry was late."
+    after = numbered_sentences(sentences, "after")
+    assert after == "The pet of Ivo Kelmont is a gecko. (1)\nOn Monday, the ferry was late. (2)"
+    assert after in user_prompt(" ".join(sentences), [], "extractive", numbering="after")
+    with pytest.raises(ValueError, match="numbering"):
+        numbered_sentences(sentences, "middle")
+    examples = build_sft_examples(bench[:1], TeacherConfig(), numbering="after")
+    assert "(1)\n" in examples[0]["prompt"][1]["content"]

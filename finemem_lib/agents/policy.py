@@ -108,6 +108,7 @@ class ManagerPolicy:
         engine: str = "native",
         compile: str = "off",
         view_related: int = 0,
+        numbering: str = "before",
     ) -> None:
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
@@ -123,6 +124,7 @@ class ManagerPolicy:
         self.view_k = view_k
         self.view_order = view_order
         self.view_related = view_related  # items related to the chunk added to the view (agents.view)
+        self.numbering = numbering  # extractive style: sentence numbers before or after the sentences (prompts)
         self.max_prompt_tokens = max_prompt_tokens
         self.batch_size = batch_size
         self.tools = tool_schemas(style) if with_tools else None
@@ -186,6 +188,7 @@ class ManagerPolicy:
             "engine": self.engine,
             "compile": self.compile,
             "view_related": self.view_related,
+            "numbering": self.numbering,
         }
 
     def save_pretrained(self, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
@@ -206,7 +209,7 @@ class ManagerPolicy:
         k = self.view_k if view_k is None else view_k
         view = manager_view(memory, k, self.view_order, sentences, self.view_related if k > 0 else 0)
         total = len(memory) if self.view_order == "position" else None
-        return prompts.build_messages(chunk, view, self.style, sentences, total)
+        return prompts.build_messages(chunk, view, self.style, sentences, total, self.numbering)
 
     def encode_messages(self, messages: list[dict[str, Any]]) -> list[int]:
         """Prompt token ids (chat template with the generation prompt), as TRL tokenizes prompts."""

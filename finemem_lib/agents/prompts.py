@@ -74,12 +74,30 @@ def memory_heading(shown: int, total: int | None) -> str:
     return f"Current memory (showing the most recent {shown} of {total} items):"
 
 
+NUMBERINGS = ("before", "after")
+"""Where the extractive style writes a sentence's number: ``before`` (``1. text``) or ``after`` (``text (1)``)."""
+
+
+def numbered_sentences(sentences: Sequence[str], numbering: str = "before") -> str:
+    """A chunk's sentences one per line with their 1-based numbers before (``N. text``) or after (``text (N)``).
+
+    ``after`` puts each number right behind the words it stands for, so a small model can tie what a
+    sentence says to its number with attention to nearby tokens (docs/miniature.md).
+    """
+    if numbering == "before":
+        return render_numbered_sentences(sentences)
+    if numbering == "after":
+        return "\n".join(f"{s.strip()} ({i})" for i, s in enumerate(sentences, start=1))
+    raise ValueError(f"sentence numbering must be one of {NUMBERINGS}, got {numbering!r}")
+
+
 def user_prompt(
     chunk: str,
     memory_view: Sequence[MemoryItem],
     style: str,
     sentences: Sequence[str] | None = None,
     total: int | None = None,
+    numbering: str = "before",
 ) -> str:
     """The user turn: instructions, the memory view and the chunk.
 
@@ -89,10 +107,11 @@ def user_prompt(
         style: ``content`` shows the chunk as is; ``extractive`` shows it as numbered sentences.
         sentences: the chunk's sentences when already split (extractive style); split here otherwise.
         total: the memory's size; when given the heading says "showing k of M" (Mem-alpha's view).
+        numbering: extractive style: sentence numbers ``before`` or ``after`` the sentences.
     """
     _check_style(style)
     if style == "extractive":
-        body = render_numbered_sentences(sentences if sentences is not None else chunk_sentences(chunk))
+        body = numbered_sentences(sentences if sentences is not None else chunk_sentences(chunk), numbering)
     else:
         body = chunk.strip()
     return (
@@ -108,9 +127,10 @@ def build_messages(
     style: str,
     sentences: Sequence[str] | None = None,
     total: int | None = None,
+    numbering: str = "before",
 ) -> list[dict[str, Any]]:
     """The chat messages (system + user) of one chunk step."""
     return [
         {"role": "system", "content": system_prompt(style)},
-        {"role": "user", "content": user_prompt(chunk, memory_view, style, sentences, total)},
+        {"role": "user", "content": user_prompt(chunk, memory_view, style, sentences, total, numbering)},
     ]

@@ -78,6 +78,7 @@ def build_sft_examples(
     view_order: str = "recency",
     view_related: int = 0,
     replays: int = 1,
+    numbering: str = "before",
 ) -> list[dict[str, Any]]:
     """One prompt-completion example per chunk step of every instance, from the teacher's replay.
 
@@ -106,7 +107,7 @@ def build_sft_examples(
         for step in steps:
             examples.append(
                 {
-                    "prompt": prompts.build_messages(step.chunk, step.view, style, step.sentences),
+                    "prompt": prompts.build_messages(step.chunk, step.view, style, step.sentences, None, numbering),
                     "completion": [assistant_tool_message(step.ops, style)],
                     "tools": tools,
                     **extra,
@@ -135,6 +136,7 @@ def policy_settings(cfg: Mapping[str, Any]) -> dict[str, Any]:
         "engine": str(manager.get("engine", "native")),
         "compile": str(manager.get("compile", "off")),
         "view_related": int(memory.get("view_related", 0)),
+        "numbering": str(memory.get("sentence_numbers", "before")),
     }
 
 
@@ -233,6 +235,7 @@ def train_sft_manager(
             view_order=settings["view_order"],
             view_related=settings["view_related"],
             replays=int(sft.get("teacher_replays", 1)),
+            numbering=settings["numbering"],
         )
         with tempfile.TemporaryDirectory(prefix="finemem-sft-") as work_dir:
             weight = float(sft.get("decision_weight", 1.0))

@@ -316,8 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from finemem_lib.data.synthetic import build_synthetic
     from finemem_lib.evaluation.miniature import with_overrides
     from finemem_lib.infra.config import load_profile
-    from finemem_lib.infra.paths import profile_paths
-    from finemem_lib.repro.pipeline import sft_manager_dir
+    from finemem_lib.infra.paths import profile_paths, sft_manager_dir
     from finemem_lib.training.cli import parse_overrides
 
     parser = argparse.ArgumentParser(
