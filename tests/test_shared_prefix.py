@@ -171,7 +171,7 @@ def test_packed_log_probs_and_entropies_equal_the_full_forward(kind, temperature
     assert shared_prefix.packable(mask, keep)
     with torch.no_grad():
         want_logp, want_entropy = full_logps(model, ids, mask, keep, temperature)
-        logp, entropy = shared_prefix.packed_logps(model, ids, mask, keep, 20, temperature, True)
+        logp, entropy = shared_prefix.packed_logps(model, ids, mask, keep, 20, temperature, True, None)
     assert logp.shape == want_logp.shape == (5, keep)
     assert torch.allclose(logp, want_logp, atol=1e-5)
     assert torch.allclose(entropy, want_entropy, atol=1e-5)
@@ -189,7 +189,7 @@ def test_packed_gradients_equal_the_full_forward():
         return [p.grad.clone() for p in model.parameters()]
 
     want = grads(full_logps(model, ids, mask, keep, 1.0)[0])
-    got = grads(shared_prefix.packed_logps(model, ids, mask, keep, 16)[0])
+    got = grads(shared_prefix.packed_logps(model, ids, mask, keep, 16, 1.0, False, None)[0])
     for g_want, g_got in zip(want, got, strict=True):
         assert torch.allclose(g_got, g_want, rtol=1e-4, atol=1e-6)
 
@@ -216,7 +216,7 @@ def test_a_frozen_models_prefix_is_computed_once_and_reused():
     ids, mask, keep = padded_batch(12, [3, 5], [2, 4])
     store: dict = {}
     with torch.no_grad():
-        first, _ = shared_prefix.packed_logps(model, ids, mask, keep, 12, store=store)
+        first, _ = shared_prefix.packed_logps(model, ids, mask, keep, 12, 1.0, False, store)
         assert len(store) == 1
         cached = next(iter(store.values()))
         second, _ = shared_prefix.prefix_shared_logps(model, ids, mask, keep, 12, store=store)

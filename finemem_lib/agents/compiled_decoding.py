@@ -122,24 +122,18 @@ class CompiledDecoder(IncrementalDecoder):
     def _compact_now(self, alive: torch.Tensor) -> bool:
         return False
 
-    def _decode_step(
-        self,
-        token: torch.Tensor,
-        position: torch.Tensor,
-        caches: list[tuple],
-        prefix: list[tuple] | None,
-        slot: int,
-        valid: torch.Tensor,
-    ) -> torch.Tensor:
+    def _decode_step(self, token: torch.Tensor, position: torch.Tensor, *state: Any) -> torch.Tensor:
+        """The eager step's contract (``state``: caches, prefix, slot, valid), through the compiled graph."""
+        caches, prefix, slot, valid = state
         if self._failed or prefix is None:
-            return super()._decode_step(token, position, caches, prefix, slot, valid)
+            return super()._decode_step(token, position, *state)
         where = torch.tensor([slot], device=token.device)
         try:
             return self._static_step()(token, position, where, valid, caches, prefix)
         except Exception as error:  # no C++ compiler, an unsupported op, ...: decode eagerly
             logger.warning("compiled decode step unavailable (%s); decoding eagerly", str(error).splitlines()[0])
             self._failed = True
-            return super()._decode_step(token, position, caches, prefix, slot, valid)
+            return super()._decode_step(token, position, *state)
 
 
 def check_compile_mode(mode: str) -> str:

@@ -225,9 +225,9 @@ def packed_logps(
     attention_mask: torch.Tensor,
     logits_to_keep: int,
     prefix_length: int,
-    temperature: float = 1.0,
-    compute_entropy: bool = False,
-    store: dict | None = None,
+    temperature: float,
+    compute_entropy: bool,
+    store: dict | None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """:func:`prefix_shared_logps` without compute on padding: the same values, rows regrouped by length.
 
