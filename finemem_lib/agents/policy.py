@@ -209,7 +209,9 @@ class ManagerPolicy:
         k = self.view_k if view_k is None else view_k
         view = manager_view(memory, k, self.view_order, sentences, self.view_related if k > 0 else 0)
         total = len(memory) if self.view_order == "position" else None
-        return prompts.build_messages(chunk, view, self.style, sentences, total, self.numbering)
+        return prompts.build_messages(
+            chunk, view, self.style, sentences=sentences, total=total, numbering=self.numbering
+        )
 
     def encode_messages(self, messages: list[dict[str, Any]]) -> list[int]:
         """Prompt token ids (chat template with the generation prompt), as TRL tokenizes prompts."""

@@ -107,7 +107,9 @@ def build_sft_examples(
         for step in steps:
             examples.append(
                 {
-                    "prompt": prompts.build_messages(step.chunk, step.view, style, step.sentences, None, numbering),
+                    "prompt": prompts.build_messages(
+                        step.chunk, step.view, style, sentences=step.sentences, numbering=numbering
+                    ),
                     "completion": [assistant_tool_message(step.ops, style)],
                     "tools": tools,
                     **extra,
