@@ -99,6 +99,7 @@ def _wrap_logps(timer: PhaseTimer, trainer_class: type) -> Callable[[], None]:
 def instrument(timer: PhaseTimer) -> list[Callable[[], None]]:
     """Patch the functions of every phase (module attributes where they are looked up)."""
     from finemem_lib.agents import policy
+    from finemem_lib.agents.engines import transformers_engine
     from finemem_lib.episodes import rollout
     from finemem_lib.training import grpo
 
@@ -112,13 +113,31 @@ def instrument(timer: PhaseTimer) -> list[Callable[[], None]]:
         timer.wrap(grpo.StepCreditGRPOTrainer, "training_step", "forward_backward"),
         timer.wrap(grpo.StepCreditGRPOTrainer, "_generate_and_score_completions", "rollout_other"),
     ]
-    if hasattr(policy.ManagerPolicy, "_sampled_logprobs"):
-        undo.append(timer.wrap(policy.ManagerPolicy, "_sampled_logprobs", "logprob_recompute"))
+    undo.append(timer.wrap(transformers_engine.TransformersEngine, "sampled_logprobs", "logprob_recompute"))
     return undo
 
 
-def build_trainer(profile: str, engine: str | None, steps: int, output_dir: Path, shared_prefix: bool | None = None):
-    """The profile's GRPO trainer from its SFT manager, without held-out evaluation or checkpoints."""
+def deep_update(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` merged in, mappings recursively (``base`` is changed and returned)."""
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            deep_update(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def build_trainer(
+    profile: str,
+    engine: str | None,
+    steps: int,
+    output_dir: Path,
+    shared_prefix: bool | None = None,
+    overrides: dict[str, Any] | None = None,
+):
+    """The profile's GRPO trainer from its SFT manager, without held-out evaluation or checkpoints.
+
+    ``overrides`` are merged into the profile (e.g. ``{"rollout": {"num_generations": 8}}``)."""
     from finemem_lib.agents.policy import load_manager
     from finemem_lib.agents.reasoner_factory import build_reasoner
     from finemem_lib.agents.sft import policy_settings
@@ -129,7 +148,7 @@ def build_trainer(profile: str, engine: str | None, steps: int, output_dir: Path
     from finemem_lib.training.runner import load_training_data
     from finemem_lib.training.vllm_rollout import vllm_grpo_args
 
-    cfg = load_profile(profile)
+    cfg = deep_update(load_profile(profile), overrides or {})
     if engine:
         cfg.setdefault("manager", {})["engine"] = engine
     if shared_prefix is not None:

@@ -12,6 +12,21 @@ evidence-anchored reward attribution (EARA). The core pieces are importable on t
 
 __version__ = "0.1.0"
 
+from collections.abc import Callable as _Callable
+from collections.abc import Mapping as _Mapping
+from typing import Any as _Any
+
+from finemem_lib.core import metrics as _metrics
 from finemem_lib.infra import quiet as _quiet
 
 _quiet.configure()
+
+
+def _openai_judge(section: _Mapping[str, _Any]) -> _Callable[[], _metrics.Judge]:
+    """The LLM judge over an OpenAI-compatible server (:mod:`finemem_lib.agents.judge`, imported on first use)."""
+    from finemem_lib.agents.judge import judge_factory
+
+    return judge_factory(section)
+
+
+_metrics.register_judge_backend("openai", _openai_judge)  # the scorer (core) is handed its judge from above

@@ -148,4 +148,4 @@ if start and chosen:
 # - Set `retrieval.top_k: 5`: RAG and store-everything retrieve more; does the SFT start's memory profit
 #   as much, or does its short memory already hold what is asked?
 # - Add your own MemoryAgentBench-schema parquet under `evaluation.custom_benchmarks` with a rule in
-#   `evaluation.source_rules` (README, "Bring your own benchmark") and rerun this notebook.
+#   `evaluation.source_rules` (docs/evaluation.md, "Bring your own benchmark") and rerun this notebook.

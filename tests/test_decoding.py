@@ -49,7 +49,7 @@ def _reference_greedy(model, prompts: list[list[int]], max_new_tokens: int, stop
     """transformers generate, one prompt at a time (no padding), cut after the first stop token."""
     out = []
     for prompt in prompts:
-        ids = torch.tensor([prompt])
+        ids = torch.tensor([prompt], device=model.device)
         with torch.no_grad():
             sequence = model.generate(
                 input_ids=ids,

@@ -25,7 +25,7 @@ from finemem_lib.episodes.rollout import RolloutSettings
 from finemem_lib.training import shared_prefix
 from finemem_lib.training.config import TrainingSettings, grpo_config
 from finemem_lib.training.grpo import StepCreditGRPOTrainer
-from tests.test_decoding import VOCAB, _prompts
+from tests.test_decoding import VOCAB, _prompts, _reference_greedy
 from tests.test_policy import CHUNKS, INSTANCE
 from tests.test_shared_prefix import full_logps, padded_batch, tiny_model
 from tests.tiny import TINY_BENCH, tiny_policy
@@ -43,36 +43,14 @@ def device() -> torch.device:
     pytest.skip(f"needs a CUDA device ({ON_CPU_ENV}=1 runs these on the CPU)")
 
 
-def _generate_greedy(model, prompts: list[list[int]], max_new_tokens: int, stop_ids: list[int]) -> list[list[int]]:
-    """transformers generate, one prompt at a time (no padding), cut after the first stop token."""
-    out = []
-    for prompt in prompts:
-        ids = torch.tensor([prompt], device=model.device)
-        with torch.no_grad():
-            sequence = model.generate(
-                input_ids=ids,
-                attention_mask=torch.ones_like(ids),
-                do_sample=False,
-                max_new_tokens=max_new_tokens,
-                eos_token_id=stop_ids,
-                pad_token_id=0,
-                temperature=None,
-                top_p=None,
-                top_k=None,
-            )[0, len(prompt) :].tolist()
-        cut = next((i + 1 for i, t in enumerate(sequence) if t in stop_ids), len(sequence))
-        out.append(sequence[:cut])
-    return out
-
-
 # ---------------------------------------------------------------------------- native engine = generate
 @pytest.mark.parametrize("kind", ["qwen3", "llama"])
 def test_native_engine_tokens_equal_transformers_generate(device, kind):
     model = tiny_model(kind).to(device).eval()
     prompts = _prompts()
-    unconstrained = _generate_greedy(model, prompts, 20, stop_ids=[VOCAB + 5])  # never emitted
+    unconstrained = _reference_greedy(model, prompts, 20, stop_ids=[VOCAB + 5])  # never emitted
     stop = [unconstrained[0][4]]  # row 0 stops at step 4: rows finish at different steps
-    expected = _generate_greedy(model, prompts, 20, stop)
+    expected = _reference_greedy(model, prompts, 20, stop)
     assert len({len(e) for e in expected}) > 1
     decoded = IncrementalDecoder(model, stop).decode(prompts, 20, temperature=0.0)
     assert [d.tokens.tolist() for d in decoded] == expected

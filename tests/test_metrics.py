@@ -134,3 +134,43 @@ def test_score_rejects_non_string_prediction_and_empty_golds():
         score("squad", None, ["x"])  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         score("squad", "x", [])
+
+
+def test_a_profile_judge_is_built_by_its_registered_backend(monkeypatch):
+    """The scorer is handed its judge: ``scoring.judge.backend`` names a backend registered from above."""
+    from finemem_lib.core import metrics
+
+    assert "openai" in metrics.JUDGE_BACKENDS  # registered when the package is imported
+    built = []
+
+    def backend(section):
+        def factory():
+            built.append(section["model"])
+            return lambda question, prediction, golds: 1.0
+
+        factory.is_factory = True
+        return factory
+
+    monkeypatch.setitem(metrics.JUDGE_BACKENDS, "fake", backend)
+    scorer = metrics.build_scorer({"scoring": {"judge": {"backend": "FAKE", "model": "m"}}})
+    assert scorer.score("longmemeval_s", "unrelated", ["gold"], question="q") == 1.0
+    assert scorer.score("squad", "unrelated", ["gold"]) == 0.0 and built == ["m"]
+    with pytest.raises(ValueError, match="unknown judge backend 'nope'; choose lexical or openai"):
+        metrics.build_scorer({"scoring": {"judge": {"backend": "nope"}}})
+
+
+def test_the_scoring_section_is_read_once_into_settings():
+    from finemem_lib.core import metrics
+    from finemem_lib.infra.config import load_profile
+
+    cfg = load_profile("paper")
+    settings = metrics.ScoringSettings.from_config(cfg)
+    assert settings.protocol == cfg["scoring"]["protocol"] and settings.require_judge is True
+    assert settings.judge["backend"] == "openai" and metrics.ScoringSettings.from_config(settings) is settings
+    assert metrics.build_scorer(settings).rule_name("lme_train") == metrics.build_scorer(cfg).rule_name("lme_train")
+    assert metrics.rule_for("icl_x", metrics.ScoringSettings("memoryagentbench")).name == "exact_match_parsed"
+    assert metrics.ScoringSettings.from_config({}) == metrics.ScoringSettings()
+    with pytest.raises(ValueError, match=r"scoring\.protocol must be one of"):
+        metrics.ScoringSettings.from_config({"scoring": {"protocol": "mine"}})
+    with pytest.raises(ValueError, match="must be mappings"):
+        metrics.ScoringSettings.from_config({"scoring": {"judge": "openai"}})

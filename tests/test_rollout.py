@@ -65,8 +65,8 @@ class ScriptedPolicy(ManagerPolicy):
         self.__dict__.update(base.__dict__)
         self.texts = texts
 
-    def generate(self, prompt_ids, sampling=None, seed=None):
-        gens = super().generate(prompt_ids, SamplingParams(temperature=0.0, max_new_tokens=1), seed)
+    def generate(self, prompt_ids, sampling=None, seed=None, batch_size=None):
+        gens = super().generate(prompt_ids, SamplingParams(temperature=0.0, max_new_tokens=1), seed, batch_size)
         for gen, text in zip(gens, self.texts * len(gens), strict=False):
             gen.text = text
         return gens

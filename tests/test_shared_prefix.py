@@ -159,3 +159,108 @@ def test_a_real_round_gives_the_same_loss_and_gradient_either_way(trainer, monke
     assert any(g.abs().sum() > 0 for g in grads_full)
     for g_shared, g_full in zip(grads_shared, grads_full, strict=True):
         assert torch.allclose(g_shared, g_full, rtol=1e-4, atol=1e-7)
+
+
+# ---------------------------------------------------------------------------- no compute on padding
+@pytest.mark.parametrize("kind", ["qwen3", "llama"])
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_packed_log_probs_and_entropies_equal_the_full_forward(kind, temperature):
+    model = tiny_model(kind).eval()
+    ids, mask, keep = padded_batch(20, [5, 1, 9, 3, 14], [6, 2, 4, 1, 9])
+    mask[3, -keep:] = 0  # a row without scored tokens (a masked truncated completion) is skipped
+    assert shared_prefix.packable(mask, keep)
+    with torch.no_grad():
+        want_logp, want_entropy = full_logps(model, ids, mask, keep, temperature)
+        logp, entropy = shared_prefix.packed_logps(model, ids, mask, keep, 20, temperature, True, None)
+    assert logp.shape == want_logp.shape == (5, keep)
+    assert torch.allclose(logp, want_logp, atol=1e-5)
+    assert torch.allclose(entropy, want_entropy, atol=1e-5)
+    assert not logp[3].any()
+
+
+def test_packed_gradients_equal_the_full_forward():
+    model = tiny_model("qwen3").train()
+    ids, mask, keep = padded_batch(16, [4, 2, 6, 11], [5, 3, 1, 7], seed=3)
+    weights = torch.linspace(-1.0, 1.0, keep).unsqueeze(0) * mask[:, -keep:]
+
+    def grads(logps):
+        model.zero_grad()
+        (logps * weights).sum().backward()
+        return [p.grad.clone() for p in model.parameters()]
+
+    want = grads(full_logps(model, ids, mask, keep, 1.0)[0])
+    got = grads(shared_prefix.packed_logps(model, ids, mask, keep, 16, 1.0, False, None)[0])
+    for g_want, g_got in zip(want, got, strict=True):
+        assert torch.allclose(g_got, g_want, rtol=1e-4, atol=1e-6)
+
+
+def test_length_buckets_cover_every_row_once_in_runs_of_similar_length():
+    lengths = [300, 12, 310, 15, 11, 305, 14]
+    groups = shared_prefix.length_buckets(lengths, overhead=50)
+    assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
+    assert [sorted(lengths[i] for i in g) for g in groups] == [[11, 12, 14, 15], [300, 305, 310]]
+    assert len(shared_prefix.length_buckets(lengths, overhead=10**6)) == 1
+    assert shared_prefix.length_buckets([]) == []
+
+
+def test_completions_with_holes_are_not_packable():
+    _, mask, keep = padded_batch(8, [2, 3], [4, 4])
+    mask[0, -keep + 1] = 0
+    assert not shared_prefix.packable(mask, keep)
+    mask[:, -keep:] = 0
+    assert not shared_prefix.packable(mask, keep)  # nothing scored at all
+
+
+def test_a_frozen_models_prefix_is_computed_once_and_reused():
+    model = tiny_model("llama").eval()
+    ids, mask, keep = padded_batch(12, [3, 5], [2, 4])
+    store: dict = {}
+    with torch.no_grad():
+        first, _ = shared_prefix.packed_logps(model, ids, mask, keep, 12, 1.0, False, store)
+        assert len(store) == 1
+        cached = next(iter(store.values()))
+        second, _ = shared_prefix.prefix_shared_logps(model, ids, mask, keep, 12, store=store)
+    assert next(iter(store.values())) is cached
+    assert torch.allclose(first, second, atol=1e-5)
+
+
+def test_a_packed_round_gives_the_same_loss_and_gradient_and_reuses_the_reference_prefix(trainer, monkeypatch):
+    calls = []
+    original = shared_prefix.packed_logps
+    monkeypatch.setattr(shared_prefix, "packed_logps", lambda *a, **k: calls.append(a[4]) or original(*a, **k))
+    trainer.args.pack = True
+    try:
+        batch = trainer._generate_and_score_completions([{"instance_index": 0}])
+        if trainer.beta != 0.0:
+            assert len(trainer._ref_prefix) == 1  # the reference model's prefix, kept for the next rounds
+
+        def loss_and_grads(pack: bool):
+            trainer.args.pack = pack
+            trainer.model.zero_grad()
+            loss = trainer._compute_loss(trainer.model, dict(batch))
+            loss.backward()
+            return loss.detach(), [p.grad.clone() for p in trainer.model.parameters()]
+
+        calls.clear()
+        loss_packed, grads_packed = loss_and_grads(True)
+        assert calls, "the loss's forward did not take the packed pass"
+        loss_padded, grads_padded = loss_and_grads(False)
+    finally:
+        trainer.args.pack = False
+    assert torch.allclose(loss_packed, loss_padded, atol=1e-6)
+    for g_packed, g_padded in zip(grads_packed, grads_padded, strict=True):
+        assert torch.allclose(g_packed, g_padded, rtol=1e-4, atol=1e-7)
+
+
+def test_without_a_kl_term_no_reference_or_old_log_probs_are_computed(tmp_path, monkeypatch):
+    bench = build_synthetic(TINY_BENCH, seed=0)
+    policy_dir = tiny_policy(bench["train"], batch_size=8).save_pretrained(tmp_path / "manager")
+    rollout_settings = RolloutSettings(num_generations=2, sampling=SamplingParams(temperature=1.0, max_new_tokens=8))
+    settings = TrainingSettings(instances_per_step=1, micro_batch_size=64, max_steps=1, save_steps=1, kl_beta=0.0)
+    args = grpo_config(settings, rollout_settings, str(tmp_path / "run"), 0, [3], processes=1)
+    no_kl = StepCreditGRPOTrainer(load_manager(policy_dir), args, bench["train"][:1], OfflineReader(), rollout_settings)
+    assert no_kl.ref_model is None
+    passes = []
+    monkeypatch.setattr(shared_prefix, "chunked_logps", lambda *a, **k: passes.append(a[0]))
+    batch = no_kl._generate_and_score_completions([{"instance_index": 0}])
+    assert passes == [] and "ref_per_token_logps" not in batch and "old_per_token_logps" not in batch

@@ -39,7 +39,7 @@ class ScriptedPolicy:
 
     style = "extractive"
 
-    def act(self, chunks, memories, sampling=None, seed=None):
+    def act(self, chunks, memories, sampling=None, seed=None, batch_size=None):
         import torch
 
         from finemem_lib.agents.policy import Generation, StepPrompt

@@ -145,7 +145,7 @@ class IncrementalDecoder:
 
         The new keys/values are written at row-cache slots ``start:start+S``. Every query sees the whole
         prefix (``shared``: ``[1, kv, P, D]`` keys and values, stored once for all rows). ``mask``: for a
-        prefill (S > 1) a bool ``[B, 1, S, P + start + S]``, True where a query may attend; for a decode
+        prefill (S > 1) an additive ``[B, 1, S, P + start + S]`` (0 where a query may attend, else -inf); for a decode
         step (S = 1) an additive ``[B, 1, 1, start + 1]`` bias over the row slots (0 or -inf).
         """
         attn = layer.self_attn
@@ -163,7 +163,7 @@ class IncrementalDecoder:
         keys[:, :, start:end] = k
         values[:, :, start:end] = v.transpose(1, 2)
         groups, kv, dim = self.heads // self.kv_heads, self.kv_heads, self.head_dim
-        if length > 1:  # prefill: fused attention over [prefix | rows], ``mask`` [B, 1, S, P + start + S] (bool)
+        if length > 1:  # prefill: fused attention over [prefix | rows], ``mask`` [B, 1, S, P + start + S] (additive)
             all_keys, all_values = keys[:, :, :end], values[:, :, :end]
             if shared is not None:
                 prefix_keys, prefix_values = shared
@@ -211,10 +211,13 @@ class IncrementalDecoder:
         hidden = self.body.embed_tokens(tokens)
         if tokens.shape[1] == 1:  # decode step: additive bias over the row slots
             mask = torch.zeros(mask.shape, dtype=hidden.dtype, device=mask.device).masked_fill_(~mask, float("-inf"))
-        elif shared:  # prefill: every query also sees the whole prefix
-            n_prefix = shared[0][0].shape[2]
-            seen = torch.ones((*mask.shape[:3], n_prefix), dtype=torch.bool, device=mask.device)
-            mask = torch.cat([seen, mask], dim=-1)
+        else:  # prefill: every query also sees the whole prefix
+            if shared:
+                n_prefix = shared[0][0].shape[2]
+                seen = torch.ones((*mask.shape[:3], n_prefix), dtype=torch.bool, device=mask.device)
+                mask = torch.cat([seen, mask], dim=-1)
+            # the additive form fused attention turns a bool mask into (0 / -inf), built once for every layer
+            mask = torch.where(mask, 0.0, float("-inf")).to(hidden.dtype)
         rope = self.body.rotary_emb(hidden, positions)
         for i, (layer, cache) in enumerate(zip(self.layers, caches, strict=True)):
             layer_shared = shared[i] if shared else None
@@ -286,8 +289,8 @@ class IncrementalDecoder:
         if self.sliding_window is not None and longest > int(self.sliding_window):
             raise ValueError(f"sequences longer than the sliding window ({self.sliding_window}) are not supported")
 
-        caches = self._new_caches(rows, width + max_new_tokens)
-        valid = torch.zeros(rows, width + max_new_tokens, dtype=torch.bool, device=device)
+        caches = self._new_caches(rows, self._cache_length(width + max_new_tokens))
+        valid = torch.zeros(rows, caches[0][0].shape[2], dtype=torch.bool, device=device)
         tokens = torch.full((rows, width), 0, dtype=torch.long, device=device)
         lengths = torch.tensor([len(s) for s in suffixes], device=device)
         for row, suffix in enumerate(suffixes):
@@ -324,16 +327,14 @@ class IncrementalDecoder:
                 alive &= ~stopped
             if step == max_new_tokens - 1 or not alive.any():
                 break
-            if (~alive).sum() * _COMPACT_FRACTION >= alive.numel():
+            if self._compact_now(alive):
                 keep = alive.nonzero().squeeze(1)
                 keep_dev = keep.to(device)
                 caches = [(k.index_select(0, keep_dev), v.index_select(0, keep_dev)) for k, v in caches]
                 valid, next_position, token = valid[keep_dev], next_position[keep_dev], token[keep_dev]
                 row_ids, alive = row_ids[keep], alive[keep]
             valid[:, slot] = True
-            mask = valid[:, None, None, : slot + 1]
-            hidden = self._forward(token.unsqueeze(1), next_position.unsqueeze(1), caches, prefix_caches, slot, mask)
-            logits = self._logits(hidden[:, -1])
+            logits = self._decode_step(token, next_position, caches, prefix_caches, slot, valid)
             next_position = next_position + 1
             slot += 1
         return [
@@ -344,6 +345,29 @@ class IncrementalDecoder:
             )
             for r in range(rows)
         ]
+
+    # ------------------------------------------------------------------ hooks of the decoding loop
+    def _cache_length(self, needed: int) -> int:
+        """Slots of the row cache for ``needed`` (longest suffix + new tokens)."""
+        return needed
+
+    def _compact_now(self, alive: torch.Tensor) -> bool:
+        """Whether to drop the finished rows from the cache now (once an eighth of the batch has finished)."""
+        return bool((~alive).sum() * _COMPACT_FRACTION >= alive.numel())
+
+    def _decode_step(
+        self,
+        token: torch.Tensor,
+        position: torch.Tensor,
+        caches: list[tuple],
+        prefix: list[tuple] | None,
+        slot: int,
+        valid: torch.Tensor,
+    ) -> torch.Tensor:
+        """Logits ``[B, V]`` after ``token`` ``[B]`` at ``position``, written at row-cache slot ``slot``."""
+        mask = valid[:, None, None, : slot + 1]
+        hidden = self._forward(token.unsqueeze(1), position.unsqueeze(1), caches, prefix, slot, mask)
+        return self._logits(hidden[:, -1])
 
     @staticmethod
     def _sample(

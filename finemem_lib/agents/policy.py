@@ -7,7 +7,8 @@ the completion text and the per-token log-probabilities of the sampled tokens un
 distribution (logits divided by the temperature, no top-k/top-p truncation, as TRL's GRPO computes
 them).
 
-Three engines produce them (``engine``, the profile's ``manager.engine``):
+Three engines produce them (``engine``, the profile's ``manager.engine``; one file each in
+:mod:`finemem_lib.agents.engines`, behind the :class:`~finemem_lib.agents.engines.Engine` protocol):
 
 - ``native`` (default): :class:`finemem_lib.agents.decoding.IncrementalDecoder`, a batched decoding loop with a
   preallocated KV cache, the shared prompt prefix computed once, finished rows dropped and log-probs taken
@@ -31,7 +32,9 @@ from typing import Any
 import torch
 
 from finemem_lib.agents import prompts
-from finemem_lib.agents.decoding import IncrementalDecoder, shared_prefix, unsupported_reason
+from finemem_lib.agents.compiled_decoding import check_compile_mode
+from finemem_lib.agents.decoding import unsupported_reason
+from finemem_lib.agents.engines import ENGINES, Engine, SamplingParams, build_engine
 from finemem_lib.agents.view import manager_view
 from finemem_lib.core.memory import Memory
 from finemem_lib.core.ops import STYLES, tool_schemas
@@ -41,31 +44,7 @@ logger = logging.getLogger(__name__)
 
 MANAGER_META_FILE = "finemem_manager.json"
 DEVICE_ENV = "FINEMEM_MANAGER_DEVICE"  # where a loaded manager goes when no device is given (e.g. cuda)
-ENGINES = ("native", "transformers", "vllm")
-
-
-@dataclass(frozen=True)
-class SamplingParams:
-    """How completions are drawn; ``temperature == 0`` means greedy decoding, ``top_k == 0`` no top-k cut."""
-
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0
-    max_new_tokens: int = 256
-
-    def __post_init__(self) -> None:
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
-        if self.top_k < 0:
-            raise ValueError(f"top_k must be >= 0 (0 = off), got {self.top_k}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
-
-    @property
-    def greedy(self) -> bool:
-        return self.temperature == 0
+__all__ = ["ENGINES", "Generation", "ManagerPolicy", "SamplingParams", "StepPrompt", "load_manager"]
 
 
 @dataclass
@@ -109,6 +88,8 @@ class ManagerPolicy:
         chat_template_kwargs: extra template variables (e.g. ``{"enable_thinking": False}`` for Qwen3).
         engine: ``native`` (the incremental decoder), ``transformers`` (``generate``) or ``vllm`` (a backend
             attached with :meth:`attach_backend`; without one it generates with the native engine).
+        compile: the native engine's decode step compiled (``on``), eager (``off``), or ``auto`` (left to the
+            caller that knows how long the run is, e.g. the GRPO trainer; eager otherwise).
         view_related: items related to the chunk shown beside the ``view_k`` recent ones (0: Mem-alpha's view;
             see :mod:`finemem_lib.agents.view`).
     """
@@ -125,6 +106,7 @@ class ManagerPolicy:
         chat_template_kwargs: dict[str, Any] | None = None,
         view_order: str = "recency",
         engine: str = "native",
+        compile: str = "off",
         view_related: int = 0,
         numbering: str = "before",
     ) -> None:
@@ -149,8 +131,9 @@ class ManagerPolicy:
         self.chat_template_kwargs = dict(chat_template_kwargs or {})
         self.stop_ids = self._stop_ids()
         self.engine = engine
+        self.compile = check_compile_mode(compile)
         self.backend: Any = None
-        self._decoder: IncrementalDecoder | None = None
+        self._engine: tuple[tuple, Engine] | None = None
         self._warned_no_backend = False
         if engine == "native" and (reason := unsupported_reason(model)):
             logger.warning("native decoding engine unavailable (%s); using transformers generate", reason)
@@ -203,6 +186,7 @@ class ManagerPolicy:
             "chat_template_kwargs": self.chat_template_kwargs,
             "view_order": self.view_order,
             "engine": self.engine,
+            "compile": self.compile,
             "view_related": self.view_related,
             "numbering": self.numbering,
         }
@@ -225,7 +209,9 @@ class ManagerPolicy:
         k = self.view_k if view_k is None else view_k
         view = manager_view(memory, k, self.view_order, sentences, self.view_related if k > 0 else 0)
         total = len(memory) if self.view_order == "position" else None
-        return prompts.build_messages(chunk, view, self.style, sentences, total, self.numbering)
+        return prompts.build_messages(
+            chunk, view, self.style, sentences=sentences, total=total, numbering=self.numbering
+        )
 
     def encode_messages(self, messages: list[dict[str, Any]]) -> list[int]:
         """Prompt token ids (chat template with the generation prompt), as TRL tokenizes prompts."""
@@ -271,26 +257,45 @@ class ManagerPolicy:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def _left_pad(self, batch: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        width = max(len(ids) for ids in batch)
-        input_ids = torch.full((len(batch), width), self.tokenizer.pad_token_id, dtype=torch.long)
-        attention = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, ids in enumerate(batch):
-            if ids:
-                input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
-                attention[row, width - len(ids) :] = 1
-        return input_ids.to(self.device), attention.to(self.device)
-
     def attach_backend(self, backend: Any) -> None:
         """Generate through ``backend`` (``backend.generate(prompts, sampling, seed) -> list[Decoded]``), e.g. vLLM."""
         self.backend = backend
 
+    def rollout_engine(self) -> Engine:
+        """The engine :meth:`generate` uses now (see :mod:`finemem_lib.agents.engines`)."""
+        name = self.engine
+        if name == "vllm" and self.backend is not None:
+            key: tuple = ("vllm", id(self.backend))
+        else:
+            if name == "vllm" and not self._warned_no_backend:
+                logger.warning(
+                    "engine 'vllm' without an attached vLLM backend (the GRPO trainer attaches its colocated "
+                    "engine); generating with the native engine"
+                )
+                self._warned_no_backend = True
+            if name != "transformers" and unsupported_reason(self.model) is None:
+                name = "native"
+            else:
+                name = "transformers"
+            key = (name, id(self.model), self.compile == "on")
+        if self._engine is None or self._engine[0] != key:
+            built = build_engine(
+                name, self.model, self.tokenizer.pad_token_id, self.stop_ids, self.backend, self.compile == "on"
+            )
+            self._engine = (key, built)
+        return self._engine[1]
+
     @torch.no_grad()
     def generate(
-        self, prompt_ids: Sequence[Sequence[int]], sampling: SamplingParams | None = None, seed: int | None = None
+        self,
+        prompt_ids: Sequence[Sequence[int]],
+        sampling: SamplingParams | None = None,
+        seed: int | None = None,
+        batch_size: int | None = None,
     ) -> list[Generation]:
         """Sample one completion per prompt (batched, prompts grouped by length); order is kept.
 
+        ``batch_size`` caps the rows of one model call (default: the policy's ``batch_size``).
         Seeded runs are reproducible; with ``seed=None`` the draws follow torch's global random state.
         """
         sampling = sampling or SamplingParams()
@@ -298,61 +303,20 @@ class ManagerPolicy:
             return []
         if any(len(ids) == 0 for ids in prompt_ids):
             raise ValueError("every prompt needs at least one token")
-        if self.engine == "vllm" and self.backend is not None:
-            decoded = self.backend.generate([list(p) for p in prompt_ids], sampling, seed)
-            return [
-                self._generation(p, d.tokens, d.logprobs, d.finished) for p, d in zip(prompt_ids, decoded, strict=True)
-            ]
-        if self.engine == "vllm" and not self._warned_no_backend:
-            logger.warning(
-                "engine 'vllm' without an attached vLLM backend (the GRPO trainer attaches its colocated engine); "
-                "generating with the native engine"
-            )
-            self._warned_no_backend = True
-        if seed is not None:
-            torch.manual_seed(seed)
-        was_training = self.model.training
-        self.model.eval()
-        order = sorted(range(len(prompt_ids)), key=lambda i: len(prompt_ids[i]))
-        results: dict[int, Generation] = {}
-        native = self.engine != "transformers" and unsupported_reason(self.model) is None
-        if native:
-            decoder = self._native_decoder()
-            prefix = decoder.prefix_cache(shared_prefix(prompt_ids))  # computed once for every batch of the call
-            generator = torch.Generator(device=decoder.device)
-            generator.manual_seed(int(torch.randint(0, 2**62, (1,)).item()))
-        try:
-            for start in range(0, len(order), self.batch_size):
-                chosen = order[start : start + self.batch_size]
-                batch = [list(prompt_ids[i]) for i in chosen]
-                if native:
-                    generations = self._generate_native(batch, sampling, prefix, generator)
-                else:
-                    generations = self._generate_batch(batch, sampling)
-                for index, generation in zip(chosen, generations, strict=True):
-                    results[index] = generation
-        finally:
-            self.model.train(was_training)
-        return [results[i] for i in range(len(prompt_ids))]
-
-    def _native_decoder(self) -> IncrementalDecoder:
-        if self._decoder is None or self._decoder.model is not self.model:
-            self._decoder = IncrementalDecoder(self.model, self.stop_ids)
-        return self._decoder
-
-    def _generate_native(
-        self, batch: list[list[int]], sampling: SamplingParams, prefix: tuple, generator: torch.Generator
-    ) -> list[Generation]:
-        decoded = self._native_decoder().decode(
-            batch,
-            sampling.max_new_tokens,
-            temperature=sampling.temperature,
-            top_k=sampling.top_k,
-            top_p=sampling.top_p,
-            generator=generator,
-            prefix=prefix,
-        )
-        return [self._generation(p, d.tokens, d.logprobs, d.finished) for p, d in zip(batch, decoded, strict=True)]
+        engine = self.rollout_engine()
+        rows = batch_size or self.batch_size
+        if engine.name == "vllm":
+            decoded = engine.generate(prompt_ids, sampling, rows, seed)
+        else:
+            if seed is not None:
+                torch.manual_seed(seed)
+            was_training = self.model.training
+            self.model.eval()
+            try:
+                decoded = engine.generate(prompt_ids, sampling, rows, seed)
+            finally:
+                self.model.train(was_training)
+        return [self._generation(p, d.tokens, d.logprobs, d.finished) for p, d in zip(prompt_ids, decoded, strict=True)]
 
     def _generation(
         self, prompt: Sequence[int], completion: torch.Tensor, logprobs: torch.Tensor, finished: bool
@@ -367,56 +331,6 @@ class ManagerPolicy:
             finished=finished,
         )
 
-    def _generate_batch(self, batch: list[list[int]], sampling: SamplingParams) -> list[Generation]:
-        input_ids, attention = self._left_pad(batch)
-        kwargs: dict[str, Any] = {"do_sample": not sampling.greedy, "max_new_tokens": sampling.max_new_tokens}
-        if not sampling.greedy:
-            kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k)  # 0: off
-        else:
-            kwargs.update(temperature=None, top_p=None, top_k=None)
-        sequences = self.model.generate(
-            input_ids=input_ids,
-            attention_mask=attention,
-            eos_token_id=self.stop_ids,
-            pad_token_id=self.tokenizer.pad_token_id,
-            **kwargs,
-        )
-        new_tokens = sequences[:, input_ids.shape[1] :].cpu()
-        lengths, finished = self._completion_lengths(new_tokens)
-        logprobs = self._sampled_logprobs(sequences, attention, new_tokens.shape[1], sampling)
-        return [
-            self._generation(
-                prompt, new_tokens[row, : lengths[row]].clone(), logprobs[row, : lengths[row]].clone(), finished[row]
-            )
-            for row, prompt in enumerate(batch)
-        ]
-
-    def _completion_lengths(self, new_tokens: torch.Tensor) -> tuple[list[int], list[bool]]:
-        """Tokens up to and including the first stop token (all tokens when none was emitted)."""
-        is_stop = torch.isin(new_tokens, torch.tensor(self.stop_ids, dtype=new_tokens.dtype))
-        lengths, finished = [], []
-        for row in is_stop:
-            hits = row.nonzero()
-            lengths.append(int(hits[0]) + 1 if len(hits) else int(row.numel()))
-            finished.append(bool(len(hits)))
-        return lengths, finished
-
-    def _sampled_logprobs(
-        self, sequences: torch.Tensor, prompt_attention: torch.Tensor, n_new: int, sampling: SamplingParams
-    ) -> torch.Tensor:
-        """log p(token) of each generated token under logits / temperature, by one forward pass."""
-        if n_new == 0:
-            return torch.zeros((sequences.shape[0], 0), dtype=torch.float32)
-        attention = torch.cat([prompt_attention, torch.ones_like(sequences[:, prompt_attention.shape[1] :])], dim=1)
-        position_ids = (attention.cumsum(dim=1) - 1).clamp(min=0)
-        logits = self.model(
-            input_ids=sequences, attention_mask=attention, position_ids=position_ids, logits_to_keep=n_new + 1
-        ).logits[:, :-1, :]
-        logits = logits.float() / (sampling.temperature if not sampling.greedy else 1.0)
-        targets = sequences[:, -n_new:]
-        picked = torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-        return picked.to(torch.float32).cpu()
-
     # ------------------------------------------------------------------ one call per step
     def act(
         self,
@@ -424,12 +338,15 @@ class ManagerPolicy:
         memories: Sequence[Memory],
         sampling: SamplingParams | None = None,
         seed: int | None = None,
+        batch_size: int | None = None,
     ) -> tuple[list[StepPrompt], list[Generation]]:
-        """Prompt and sample for a batch of chunk steps (chunk ``i`` seen with memory ``i``)."""
+        """Prompt and sample for a batch of chunk steps (chunk ``i`` seen with memory ``i``); ``batch_size``
+        caps the rows of one model call (default: the policy's)."""
         if len(chunks) != len(memories):
             raise ValueError(f"got {len(chunks)} chunks for {len(memories)} memories")
         steps = [self.step_prompt(chunk, memory) for chunk, memory in zip(chunks, memories, strict=True)]
-        return steps, self.generate([s.ids for s in steps], sampling, seed)
+        rows = {"batch_size": batch_size} if batch_size else {}  # subclasses that generate otherwise need not take it
+        return steps, self.generate([s.ids for s in steps], sampling, seed, **rows)
 
 
 def id_style_for(style: str) -> str:

@@ -121,16 +121,10 @@ def user_prompt(
     )
 
 
-def build_messages(
-    chunk: str,
-    memory_view: Sequence[MemoryItem],
-    style: str,
-    sentences: Sequence[str] | None = None,
-    total: int | None = None,
-    numbering: str = "before",
-) -> list[dict[str, Any]]:
-    """The chat messages (system + user) of one chunk step."""
+def build_messages(chunk: str, memory_view: Sequence[MemoryItem], style: str, **layout: Any) -> list[dict[str, Any]]:
+    """The chat messages (system + user) of one chunk step; ``layout``: :func:`user_prompt`'s keywords
+    (``sentences``, ``total``, ``numbering``)."""
     return [
         {"role": "system", "content": system_prompt(style)},
-        {"role": "user", "content": user_prompt(chunk, memory_view, style, sentences, total, numbering)},
+        {"role": "user", "content": user_prompt(chunk, memory_view, style, **layout)},
     ]

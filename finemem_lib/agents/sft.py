@@ -107,7 +107,9 @@ def build_sft_examples(
         for step in steps:
             examples.append(
                 {
-                    "prompt": prompts.build_messages(step.chunk, step.view, style, step.sentences, None, numbering),
+                    "prompt": prompts.build_messages(
+                        step.chunk, step.view, style, sentences=step.sentences, numbering=numbering
+                    ),
                     "completion": [assistant_tool_message(step.ops, style)],
                     "tools": tools,
                     **extra,
@@ -134,6 +136,7 @@ def policy_settings(cfg: Mapping[str, Any]) -> dict[str, Any]:
         "chat_template_kwargs": dict(manager.get("chat_template_kwargs") or {}),
         "view_order": str(memory.get("view_order", "recency")),
         "engine": str(manager.get("engine", "native")),
+        "compile": str(manager.get("compile", "off")),
         "view_related": int(memory.get("view_related", 0)),
         "numbering": str(memory.get("sentence_numbers", "before")),
     }

@@ -1,6 +1,7 @@
 """Answer scoring: Mem-alpha's per-source rules, MemoryAgentBench's rules, and one router.
 
-Two scoring protocols (``scoring.protocol`` in the profiles; see ``docs/`` and the README's fidelity table):
+Two scoring protocols (``scoring.protocol`` in the profiles; rule by rule in ``docs/fidelity.md`` and the fidelity
+table of ``docs/design.md``):
 
 - ``memalpha`` (both profiles): the rules of Mem-alpha's evaluation scorer
   (``evaluate_agent_results.py``, ``AgentResultsEvaluator._compute_score``), and for the
@@ -149,11 +150,42 @@ KNOWN_SOURCES = (
 LEXICAL_FALLBACK = "substring_exact_match (lexical fallback, no judge)"
 
 
-def _protocol_of(cfg: Mapping[str, Any] | str | None) -> str:
+@dataclass(frozen=True)
+class ScoringSettings:
+    """A profile's ``scoring:`` section, read once: protocol, the judge's section, require_judge, the entity map."""
+
+    protocol: str = "memalpha"
+    judge: Mapping[str, Any] = field(default_factory=dict)  # backend (lexical: none), model, base_url, client
+    require_judge: bool = False
+    recsys_entity_map: str | None = None
+
+    def __post_init__(self) -> None:
+        _protocol_of(self.protocol)
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any] | ScoringSettings | None) -> ScoringSettings:
+        """The settings of a profile (settings given are returned as they are)."""
+        if isinstance(cfg, ScoringSettings):
+            return cfg
+        section = (cfg or {}).get("scoring") or {}
+        if not isinstance(section, Mapping) or not isinstance(section.get("judge") or {}, Mapping):
+            raise ValueError("scoring and scoring.judge must be mappings (see configs/default.yaml)")
+        entity_map = section.get("recsys_entity_map")
+        return cls(
+            protocol=str(section.get("protocol", "memalpha")),
+            judge=dict(section.get("judge") or {}),
+            require_judge=bool(section.get("require_judge", False)),
+            recsys_entity_map=str(entity_map) if entity_map else None,
+        )
+
+
+def _protocol_of(cfg: Mapping[str, Any] | ScoringSettings | str | None) -> str:
     if cfg is None:
         return "memalpha"
     if isinstance(cfg, str):
         protocol = cfg
+    elif isinstance(cfg, ScoringSettings):
+        protocol = cfg.protocol
     else:
         protocol = str((cfg.get("scoring") or {}).get("protocol", "memalpha"))
     if protocol not in PROTOCOLS:
@@ -173,7 +205,7 @@ def rule_for(source: str, cfg: Mapping[str, Any] | str | None = None) -> ScoreRu
     raise ValueError(f"unknown data source {source!r}; known sources: {KNOWN_SOURCES}")
 
 
-def scorer_name(source: str, cfg: Mapping[str, Any] | None = None) -> str:
+def scorer_name(source: str, cfg: Mapping[str, Any] | ScoringSettings | None = None) -> str:
     """The name of the scorer that produces ``source``'s column under a profile (for table captions)."""
     return build_scorer(cfg).rule_name(source)
 
@@ -271,21 +303,37 @@ class Scorer:
         return [float(v) for v in out]  # type: ignore[arg-type]
 
 
-def build_scorer(cfg: Mapping[str, Any] | None = None) -> Scorer:
-    """A :class:`Scorer` from a profile's ``scoring:`` section (protocol, judge, require_judge, recsys_entity_map)."""
-    section = dict((cfg or {}).get("scoring") or {})
-    judge_cfg = dict(section.get("judge") or {})
-    judge: Any = None
-    if str(judge_cfg.get("backend", "lexical")).lower() != "lexical":
-        from finemem_lib.agents.judge import judge_factory
+JudgeBackend = Callable[[Mapping[str, Any]], Callable[[], Judge]]
+"""Builds, from a ``scoring.judge`` section, a zero-argument factory of the judge (called on first use)."""
 
-        judge = judge_factory(judge_cfg)
-    entity_map = section.get("recsys_entity_map")
+JUDGE_BACKENDS: dict[str, JudgeBackend] = {}
+"""Judge backends by ``scoring.judge.backend`` name. The judges live above this layer (they call a model
+server); the package registers its OpenAI-compatible judge here (``finemem_lib/__init__.py``)."""
+
+
+def register_judge_backend(name: str, backend: JudgeBackend) -> None:
+    """Make ``scoring.judge.backend: <name>`` build its judge with ``backend(section)``."""
+    JUDGE_BACKENDS[name.lower()] = backend
+
+
+def build_scorer(cfg: Mapping[str, Any] | ScoringSettings | None = None) -> Scorer:
+    """A :class:`Scorer` from a profile's ``scoring:`` section or its :class:`ScoringSettings`.
+
+    The judge of ``scoring.judge`` is built by its registered backend (:data:`JUDGE_BACKENDS`); ``lexical``
+    (the default) means no judge.
+    """
+    settings = ScoringSettings.from_config(cfg)
+    judge: Any = None
+    backend = str(settings.judge.get("backend", "lexical")).lower()
+    if backend != "lexical":
+        if backend not in JUDGE_BACKENDS:
+            raise ValueError(f"unknown judge backend {backend!r}; choose lexical or {' or '.join(JUDGE_BACKENDS)}")
+        judge = JUDGE_BACKENDS[backend](dict(settings.judge))
     return Scorer(
-        protocol=_protocol_of(cfg),
+        protocol=settings.protocol,
         judge=judge,
-        require_judge=bool(section.get("require_judge", False)),
-        entities=EntityMap.load(entity_map) if entity_map else None,
+        require_judge=settings.require_judge,
+        entities=EntityMap.load(settings.recsys_entity_map) if settings.recsys_entity_map else None,
     )
 
 

@@ -28,18 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from finemem_lib.core.tokens import TokenCounter
+from finemem_lib.data import rows as row_io
 from finemem_lib.data.chunking import chunk_text, default_chunk_size
 from finemem_lib.data.instance import QA, Instance
-from finemem_lib.data.memalpha import (
-    DataNotAvailableError,
-    DataSchemaError,
-    LoadedInstances,
-    SkippedRow,
-    find_split_files,
-    hub_rows,
-    invalid_text_error,
-    read_parquet_rows,
-)
+from finemem_lib.data.rows import DataNotAvailableError, DataSchemaError, LoadedInstances, SkippedRow
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +97,7 @@ def mab_instance(
     missing = [c for c in ("context", "questions", "answers", "metadata") if c not in row]
     if missing:
         raise DataSchemaError(f"{where}: missing column(s) {missing}; have {sorted(row)}", missing[0])
-    invalid = invalid_text_error(row, where)
+    invalid = row_io.invalid_text_error(row, where)
     if invalid is not None:
         raise invalid
     metadata = _plain(row["metadata"])
@@ -134,7 +126,7 @@ def _matches(source: Any, patterns: Sequence[str] | None) -> bool:
 def _local_rows(data_dir: str | Path, split: str) -> Iterable[tuple[str, int, dict[str, Any]]]:
     """(file, row index in the file, row) of a local split; a file that is not readable parquet is a
     :class:`DataSchemaError`."""
-    files = find_split_files(data_dir, split)
+    files = row_io.find_split_files(data_dir, split)
     if not files:
         raise DataNotAvailableError(
             f"no parquet for MemoryAgentBench split {split!r} under {data_dir} (looked for {split}.parquet, "
@@ -142,7 +134,7 @@ def _local_rows(data_dir: str | Path, split: str) -> Iterable[tuple[str, int, di
             f"--local-dir {data_dir}`"
         )
     for path in files:
-        for i, row in enumerate(read_parquet_rows(path)):
+        for i, row in enumerate(row_io.read_parquet_rows(path)):
             yield str(path), i, row
 
 
@@ -171,7 +163,7 @@ def load_memoryagentbench(
         exclude: drop rows whose source matches one of these names or patterns (applied after ``sources``).
 
     Returns:
-        The instances, as a :class:`~finemem_lib.data.memalpha.LoadedInstances` list whose ``skipped``
+        The instances, as a :class:`~finemem_lib.data.rows.LoadedInstances` list whose ``skipped``
         names each row left out (file, row index, instance id, column, reason).
     """
     if split not in MAB_SPLITS:
@@ -184,7 +176,7 @@ def load_memoryagentbench(
         if data_dir is not None
         else (
             (f"{MAB_REPO} on the Hub", i, row)
-            for i, row in enumerate(hub_rows(MAB_REPO, split, profile_key="data.memoryagentbench.local_dir"))
+            for i, row in enumerate(row_io.hub_rows(MAB_REPO, split, profile_key="data.memoryagentbench.local_dir"))
         )
     )
     result = LoadedInstances()

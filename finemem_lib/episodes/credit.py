@@ -237,6 +237,30 @@ def credit_quality(
     return pd.DataFrame(rows)
 
 
+def rollout_batches(
+    instances: Sequence,
+    policy,
+    reasoner: Reasoner,
+    settings,
+    seeds: Sequence[int] = (0,),
+    all_questions: bool = True,
+    batch_instances: int = 8,
+) -> Iterator[tuple[list, list | None, list[str]]]:
+    """``(groups, questions, group ids)`` of each batch of instances rolled out, seed by seed (the credit measures).
+
+    ``questions`` holds each instance's questions with ``all_questions`` (the marginal values are then
+    measured on all of them), else None; a group's id is ``<instance id>@s<seed>``.
+    """
+    from finemem_lib.episodes.rollout import rollout
+
+    for seed in seeds:
+        for start in range(0, len(instances), batch_instances):
+            batch = list(instances[start : start + batch_instances])
+            groups = rollout(batch, policy, reasoner, settings, seed=seed)
+            questions = [inst.questions for inst in batch] if all_questions else None
+            yield groups, questions, [f"{inst.id}@s{seed}" for inst in batch]
+
+
 def measure_credit(
     instances: Sequence,
     policy,
@@ -253,14 +277,10 @@ def measure_credit(
     of the global questions); with ``all_questions`` the marginal values are measured on all of the
     instance's questions (the step's worth to the whole instance), else on the same subsample.
     """
-    from finemem_lib.episodes.rollout import rollout
-
-    frames = []
-    for seed in seeds:
-        for start in range(0, len(instances), batch_instances):
-            batch = list(instances[start : start + batch_instances])
-            groups = rollout(batch, policy, reasoner, settings, seed=seed)
-            questions = [inst.questions for inst in batch] if all_questions else None
-            ids = [f"{inst.id}@s{seed}" for inst in batch]
-            frames.append(credit_steps(groups, reasoner, variants, settings.top_k, questions, ids))
+    frames = [
+        credit_steps(groups, reasoner, variants, settings.top_k, questions, ids)
+        for groups, questions, ids in rollout_batches(
+            instances, policy, reasoner, settings, seeds, all_questions, batch_instances
+        )
+    ]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -24,7 +24,13 @@ import pandas as pd
 from finemem_lib.core import credit_schemes as cs
 from finemem_lib.core import rewards
 from finemem_lib.core.reward_spec import SCHEMES, RewardSpec
-from finemem_lib.episodes.credit import CreditVariant, credit_quality, credit_steps, paired_credit_differences
+from finemem_lib.episodes.credit import (
+    CreditVariant,
+    credit_quality,
+    credit_steps,
+    paired_credit_differences,
+    rollout_batches,
+)
 from finemem_lib.episodes.rollout import Episode
 
 KEYS = ("group", "rollout", "step")
@@ -117,17 +123,11 @@ def measure_schemes(
 ) -> pd.DataFrame:
     """Roll out as :func:`finemem_lib.episodes.credit.measure_credit` does (same seeds, same batches, so the
     same rollouts) and give its step table plus the scheme ingredients and ``A_<scheme>`` columns."""
-    from finemem_lib.episodes.rollout import rollout
-
     frames = []
-    for seed in seeds:
-        for start in range(0, len(instances), batch_instances):
-            batch = list(instances[start : start + batch_instances])
-            groups = rollout(batch, policy, reasoner, settings, seed=seed)
-            questions = [inst.questions for inst in batch] if all_questions else None
-            ids = [f"{inst.id}@s{seed}" for inst in batch]
-            house = credit_steps(groups, reasoner, variants, settings.top_k, questions, ids)
-            frames.append(house.merge(ingredient_rows(groups, ids), on=list(KEYS), how="left", validate="1:1"))
+    batches = rollout_batches(instances, policy, reasoner, settings, seeds, all_questions, batch_instances)
+    for groups, questions, ids in batches:
+        house = credit_steps(groups, reasoner, variants, settings.top_k, questions, ids)
+        frames.append(house.merge(ingredient_rows(groups, ids), on=list(KEYS), how="left", validate="1:1"))
     steps = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     return add_scheme_advantages(steps, schemes) if len(steps) else steps
 

@@ -140,6 +140,7 @@ class RolloutSettings:
     chunk_qas: bool = True
     qa: QAOptions | None = None
     subsample_min_questions: int = 0
+    one_call: bool = True  # a chunk step's prompts (instances x G) go to the manager in one call
 
     @property
     def qa_options(self) -> QAOptions:
@@ -164,6 +165,7 @@ def settings_from_config(cfg: dict, training: bool) -> RolloutSettings:
         chunk_qas=bool(section.get("chunk_qas", True)),
         qa=qa_options_from_config(cfg),
         subsample_min_questions=int(section.get("subsample_min_questions", 0)) if training else 0,
+        one_call=bool(section.get("one_call", True)),
     )
 
 
@@ -227,8 +229,9 @@ def _run_step(
     seed: int,
 ) -> None:
     chunks = [instances[i].chunks[t] for i, _ in live]
+    rows = {"batch_size": len(live)} if settings.one_call else {}  # else manager.batch_size rows per call
     step_prompts, generations = policy.act(
-        chunks, [memories[i][g] for i, g in live], settings.sampling, seed=seed * 100_003 + t
+        chunks, [memories[i][g] for i, g in live], settings.sampling, seed=seed * 100_003 + t, **rows
     )
     applied = []
     for (i, g), prompt, gen in zip(live, step_prompts, generations, strict=True):

@@ -4,6 +4,7 @@
   and managers given as model folders.
 - :mod:`~finemem_lib.evaluation.benchmarks`: the Memalpha test split and MemoryAgentBench (real, or the
   offline out-of-distribution analogue), plus bring-your-own parquet files.
+- :mod:`~finemem_lib.evaluation.settings`: the profile's ``evaluation:`` section, read once into typed settings.
 - :mod:`~finemem_lib.evaluation.records`: resumable per-question JSONL records.
 - :mod:`~finemem_lib.evaluation.tables`: bootstrap intervals and the two tables.
 - :mod:`~finemem_lib.evaluation.runner`: the stage itself (``python -m finemem_lib.evaluation``).

@@ -19,6 +19,7 @@ from pathlib import Path
 from finemem_lib.data.memoryagentbench import MAB_SPLITS
 from finemem_lib.evaluation.own_data import OwnDataError, check_rule_sources, own_data_profile, parse_rules
 from finemem_lib.evaluation.runner import EvaluationSetupError, preflight, run_evaluation
+from finemem_lib.evaluation.settings import evaluation_settings
 from finemem_lib.evaluation.sources import RULE_FUNCTIONS, UnknownSourceError
 from finemem_lib.evaluation.tables import AVERAGING_RULES, paper_tables
 from finemem_lib.infra.config import load_profile
@@ -89,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         paths = profile_paths(cfg, *here, create=False)  # folders on the command line: from the current one
         for folder in (paths.tables, paths.figures, *([] if args.parquet else [paths.data])):
             folder.mkdir(parents=True, exist_ok=True)  # an own parquet needs no prepared-data folder
-        plan = preflight(cfg, paths, args.methods, args.benchmarks)
+        settings = evaluation_settings(cfg)  # the evaluation section, read once for every step below
+        plan = preflight(cfg, paths, args.methods, args.benchmarks, settings=settings)
         if args.parquet:
             check_rule_sources(parse_rules(args.rule), sorted({i.source for b in plan.benchmarks for i in b.instances}))
     except UnknownSourceError as exc:
@@ -103,11 +105,13 @@ def main(argv: list[str] | None = None) -> int:
             reasons = "; ".join(f"row {r.row}: {r.reason}" for r in bench.skipped[:3])
             print(f"{bench.name}: skipped {len(bench.skipped)} broken row(s) ({reasons})", file=sys.stderr)
     try:
-        records = run_evaluation(cfg, paths, args.methods, args.benchmarks, progress=not args.no_progress, plan=plan)
+        records = run_evaluation(
+            cfg, paths, args.methods, args.benchmarks, progress=not args.no_progress, plan=plan, settings=settings
+        )
     except (EvaluationSetupError, UnknownSourceError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    for benchmark, (long, wide) in paper_tables(records, cfg).items():
+    for benchmark, (long, wide) in paper_tables(records, settings).items():
         long.to_csv(paths.tables / f"04_{benchmark}_long.csv", index=False)
         wide.to_csv(paths.tables / f"04_{benchmark}.csv")
         print(f"\n{benchmark}\n{wide.to_string()}\n{AVERAGING_RULES['memalpha' if benchmark == 'memalpha' else 'mab']}")

@@ -29,6 +29,7 @@ from finemem_lib.data.mab_synthetic import load_mab_synthetic
 from finemem_lib.data.memalpha import MEMALPHA_MAB_REPO, DataNotAvailableError, load_memalpha_mab
 from finemem_lib.data.memoryagentbench import MAB_REPO, load_memoryagentbench
 from finemem_lib.data.prepared import load_prepared
+from finemem_lib.evaluation.settings import EvaluationSettings, MabSettings, evaluation_settings
 from finemem_lib.infra.config import repo_root
 from finemem_lib.infra.paths import ProfilePaths, repo_relative
 
@@ -55,19 +56,17 @@ class Benchmark:
         return digest.hexdigest()[:16]
 
 
-def _section(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    return dict(cfg.get("evaluation") or {})
+def benchmark_names(cfg: Mapping[str, Any] | EvaluationSettings) -> list[str]:
+    """The benchmarks a profile (or its evaluation settings) evaluates by default: ``evaluation.benchmarks``
+    (every built-in one when unset) plus its custom ones."""
+    settings = evaluation_settings(cfg)
+    builtin = tuple(BENCHMARKS) if settings.benchmarks is None else settings.benchmarks
+    return [*builtin, *settings.custom_benchmarks]
 
 
-def benchmark_names(cfg: Mapping[str, Any]) -> list[str]:
-    """The benchmarks a profile evaluates by default: ``evaluation.benchmarks`` plus its custom ones."""
-    section = _section(cfg)
-    return list(section.get("benchmarks", tuple(BENCHMARKS))) + [n for n in (section.get("custom_benchmarks") or {})]
-
-
-def _limit(instances: Sequence[Instance], cfg: Mapping[str, Any]) -> tuple[Instance, ...]:
-    limit = _section(cfg).get("max_instances")
-    return tuple(instances if limit is None else instances[: int(limit)])
+def _limit(instances: Sequence[Instance], settings: EvaluationSettings) -> tuple[Instance, ...]:
+    limit = settings.max_instances
+    return tuple(instances if limit is None else instances[:limit])
 
 
 def _path(value: str | Path) -> Path:
@@ -76,32 +75,38 @@ def _path(value: str | Path) -> Path:
 
 
 # ---------------------------------------------------------------------------- MemoryAgentBench sources
-MabLoader = Callable[[Mapping[str, Any], ProfilePaths, Mapping[str, Any]], tuple[list[Instance], str]]
+# (profile, folders, evaluation settings) -> (instances, where they came from)
+MabLoader = Callable[[Mapping[str, Any], ProfilePaths, EvaluationSettings], tuple[list[Instance], str]]
 
 
-def _mab_synthetic(cfg: Mapping[str, Any], paths: ProfilePaths, mab: Mapping[str, Any]) -> tuple[list[Instance], str]:
+def _mab_synthetic(
+    cfg: Mapping[str, Any], paths: ProfilePaths, settings: EvaluationSettings
+) -> tuple[list[Instance], str]:
     seed = int(cfg.get("seed", 0))
     folder = paths.data / "mab_synthetic"
-    instances = load_mab_synthetic(_section(cfg).get("mab_synthetic"), seed, folder)
+    instances = load_mab_synthetic(settings.mab_synthetic, seed, folder)
     return instances, f"offline MemoryAgentBench analogue (seed {seed}), parquet in {repo_relative(folder)}"
 
 
-def _local(mab: Mapping[str, Any]) -> Path | None:
-    return _path(mab["local_dir"]) if mab.get("local_dir") else None
+def _local(mab: MabSettings) -> Path | None:
+    return _path(mab.local_dir) if mab.local_dir else None
 
 
-def _mab_memalpha(cfg: Mapping[str, Any], paths: ProfilePaths, mab: Mapping[str, Any]) -> tuple[list[Instance], str]:
-    split = mab.get("split", "test")
+def _mab_memalpha(
+    cfg: Mapping[str, Any], paths: ProfilePaths, settings: EvaluationSettings
+) -> tuple[list[Instance], str]:
+    mab = settings.mab
+    split = mab.split
     try:
         return load_memalpha_mab(split, data_dir=_local(mab)), f"{MEMALPHA_MAB_REPO} [{split}] (pre-chunked)"
     except DataNotAvailableError as exc:  # name the setting of this stage, not notebook 01's
         raise DataNotAvailableError(str(exc).replace("data.memalpha.local_dir", "evaluation.mab.local_dir")) from None
 
 
-def _mab_raw(cfg: Mapping[str, Any], paths: ProfilePaths, mab: Mapping[str, Any]) -> tuple[list[Instance], str]:
+def _mab_raw(cfg: Mapping[str, Any], paths: ProfilePaths, settings: EvaluationSettings) -> tuple[list[Instance], str]:
     count_tokens = make_token_counter((cfg.get("data") or {}).get("tokenizer"))
     raw = dict((cfg.get("data") or {}).get("memoryagentbench") or {})
-    local = _local(mab)
+    local = _local(settings.mab)
     instances: list[Instance] = []
     for split in raw.get("splits", ["Accurate_Retrieval", "Test_Time_Learning", "Long_Range_Understanding"]):
         instances += load_memoryagentbench(
@@ -120,13 +125,15 @@ def _mab_raw(cfg: Mapping[str, Any], paths: ProfilePaths, mab: Mapping[str, Any]
 MAB_SOURCES: dict[str, MabLoader] = {"synthetic": _mab_synthetic, "memalpha": _mab_memalpha, "raw": _mab_raw}
 
 
-def load_mab(cfg: Mapping[str, Any], paths: ProfilePaths) -> tuple[list[Instance], str]:
+def load_mab(
+    cfg: Mapping[str, Any], paths: ProfilePaths, settings: EvaluationSettings | None = None
+) -> tuple[list[Instance], str]:
     """MemoryAgentBench instances per ``evaluation.mab.source``, and a line saying where they came from."""
-    mab = dict(_section(cfg).get("mab") or {})
-    source = mab.get("source", "synthetic")
+    settings = evaluation_settings(settings or cfg)
+    source = settings.mab.source
     if source not in MAB_SOURCES:
         raise ValueError(f"evaluation.mab.source must be one of {tuple(MAB_SOURCES)}, got {source!r}")
-    return MAB_SOURCES[source](cfg, paths, mab)
+    return MAB_SOURCES[source](cfg, paths, settings)
 
 
 def load_custom(name: str, spec: Mapping[str, Any]) -> list[Instance]:
@@ -145,32 +152,41 @@ def load_custom(name: str, spec: Mapping[str, Any]) -> list[Instance]:
 
 
 # ---------------------------------------------------------------------------- benchmarks
-def _memalpha(name: str, cfg: Mapping[str, Any], paths: ProfilePaths) -> Benchmark:
+def _memalpha(name: str, cfg: Mapping[str, Any], paths: ProfilePaths, settings: EvaluationSettings) -> Benchmark:
     instances = load_prepared(paths.data, "test")
     where = f"Memalpha-layout test split from {repo_relative(paths.data)}"
-    return Benchmark(name, "memalpha", _limit(instances, cfg), where)
+    return Benchmark(name, "memalpha", _limit(instances, settings), where)
 
 
-def _mab(name: str, cfg: Mapping[str, Any], paths: ProfilePaths) -> Benchmark:
-    instances, where = load_mab(cfg, paths)
-    return Benchmark(name, "mab", _limit(instances, cfg), where)
+def _mab(name: str, cfg: Mapping[str, Any], paths: ProfilePaths, settings: EvaluationSettings) -> Benchmark:
+    instances, where = load_mab(cfg, paths, settings)
+    return Benchmark(name, "mab", _limit(instances, settings), where)
 
+
+# (name, profile, folders, evaluation settings) -> the benchmark
+BenchmarkLoader = Callable[[str, Mapping[str, Any], ProfilePaths, EvaluationSettings], Benchmark]
 
 # built-in benchmark name -> loader; ``evaluation.custom_benchmarks`` adds MAB-layout ones per profile
-BENCHMARKS: dict[str, Callable[[str, Mapping[str, Any], ProfilePaths], Benchmark]] = {
+BENCHMARKS: dict[str, BenchmarkLoader] = {
     "memalpha": _memalpha,
     "mab": _mab,
 }
 BUILTIN = tuple(BENCHMARKS)
 
 
-def load_benchmark(name: str, cfg: Mapping[str, Any], paths: ProfilePaths) -> Benchmark:
-    """One benchmark by name (a built-in one of :data:`BENCHMARKS`, or a custom one of the profile)."""
+def load_benchmark(
+    name: str, cfg: Mapping[str, Any], paths: ProfilePaths, settings: EvaluationSettings | None = None
+) -> Benchmark:
+    """One benchmark by name (a built-in one of :data:`BENCHMARKS`, or a custom one of the profile).
+
+    ``settings``: the profile's evaluation settings when already read (else read from ``cfg``).
+    """
+    settings = evaluation_settings(settings or cfg)
     if name in BENCHMARKS:
-        return BENCHMARKS[name](name, cfg, paths)
-    custom = _section(cfg).get("custom_benchmarks") or {}
+        return BENCHMARKS[name](name, cfg, paths, settings)
+    custom = settings.custom_benchmarks
     if name in custom:
         loaded = load_custom(name, custom[name])
         where = f"custom: {custom[name]['path']}"
-        return Benchmark(name, "mab", _limit(loaded, cfg), where, tuple(getattr(loaded, "skipped", ())))
-    raise ValueError(f"unknown benchmark {name!r}; this profile has: {', '.join(benchmark_names(cfg))}")
+        return Benchmark(name, "mab", _limit(loaded, settings), where, tuple(getattr(loaded, "skipped", ())))
+    raise ValueError(f"unknown benchmark {name!r}; this profile has: {', '.join(benchmark_names(settings))}")

@@ -36,6 +36,7 @@ from finemem_lib.evaluation.methods import (
     select_methods,
 )
 from finemem_lib.evaluation.records import RecordStore
+from finemem_lib.evaluation.settings import EvaluationSettings, evaluation_settings
 from finemem_lib.evaluation.sources import check_sources, register_sources
 from finemem_lib.infra.config import profile_argument
 from finemem_lib.infra.paths import ProfilePaths, repo_relative
@@ -135,25 +136,33 @@ def preflight(
     methods: Sequence[str] | None = None,
     benchmarks: Sequence[str] | None = None,
     check_endpoint: bool = True,
+    settings: EvaluationSettings | None = None,
 ) -> Plan:
-    """Load and check everything before any work: data, scoring rules, model folders, reasoner endpoint."""
+    """Load and check everything before any work: data, scoring rules, model folders, reasoner endpoint.
+
+    ``settings``: the profile's evaluation settings when already read (else read from ``cfg`` here).
+    """
     from finemem_lib.data.memalpha import DataNotAvailableError
 
-    section = cfg.get("evaluation") or {}
-    register_sources(section.get("source_rules"))
+    try:
+        settings = evaluation_settings(settings or cfg)
+    except ValueError as exc:
+        raise EvaluationSetupError(str(exc)) from None
+    register_sources(settings.source_rules)
     try:  # names first: a mistyped method fails before any data is read
         chosen = select_methods(discover_methods(cfg, paths), methods)
     except ValueError as exc:
         raise EvaluationSetupError(str(exc)) from None
-    names = list(benchmarks or benchmark_names(cfg))
-    unknown = [n for n in names if n not in benchmark_names(cfg) and n not in BUILTIN]
+    profile_names = benchmark_names(settings)
+    names = list(benchmarks or profile_names)
+    unknown = [n for n in names if n not in profile_names and n not in BUILTIN]
     if unknown:
-        known = ", ".join(dict.fromkeys([*benchmark_names(cfg), *BUILTIN]))
+        known = ", ".join(dict.fromkeys([*profile_names, *BUILTIN]))
         raise EvaluationSetupError(f"unknown benchmark(s) {unknown}; this profile has: {known}")
     loaded = []
     for name in names:
         try:
-            loaded.append(load_benchmark(name, cfg, paths))
+            loaded.append(load_benchmark(name, cfg, paths, settings))
         except DataNotAvailableError as exc:
             if name == "memalpha":
                 raise EvaluationSetupError(
@@ -179,6 +188,7 @@ def _header(cfg: Mapping[str, Any], benchmark: Benchmark, method: Method) -> dic
     from finemem_lib.infra.provenance import config_hash, loaded_git_state, package_versions
 
     relevant = {k: cfg.get(k) for k in CONFIG_KEYS}
+    # the section as written (not its typed settings): records are reused only under the same configuration
     relevant["evaluation"] = {k: v for k, v in (cfg.get("evaluation") or {}).items() if k != "bootstrap"}
     identity = method.identity()
     return {
@@ -273,10 +283,11 @@ def evaluate_pair(
     method: Method,
     reasoner: Reasoner,
     progress: bool = True,
+    settings: EvaluationSettings | None = None,
 ) -> RecordStore:
     """One method on one benchmark: the unfinished instances are evaluated and appended; returns the store."""
-    section = cfg.get("evaluation") or {}
-    custom = section.get("source_rules") or {}
+    settings = evaluation_settings(settings or cfg)
+    custom = settings.source_rules
     store = RecordStore(records_path(paths, benchmark.name, method.name), _header(cfg, benchmark, method))
     done = store.finished()
     todo = [inst for inst in benchmark.instances if inst.id not in done]
@@ -302,8 +313,8 @@ def evaluate_pair(
                 bar.update(1)
         else:
             policy = load_policy(method, cfg)
-            with torch_threads(section.get("num_threads") or (cfg.get("runtime") or {}).get("threads")):
-                for batch in _batches(todo, int(section.get("manager_batch", 8))):
+            with torch_threads(settings.num_threads or (cfg.get("runtime") or {}).get("threads")):
+                for batch in _batches(todo, settings.manager_batch):
                     for result in run_manager(policy, batch, reasoner, cfg, seed=int(cfg.get("seed", 0))):
                         store.append_instance(
                             _records(result, benchmark, method, custom, scored_by[result.instance.source])
@@ -322,14 +333,22 @@ def run_evaluation(
     reasoner: Reasoner | None = None,
     progress: bool = True,
     plan: Plan | None = None,
+    settings: EvaluationSettings | None = None,
 ) -> pd.DataFrame:
-    """Evaluate (after :func:`preflight`) and return every per-question record as a frame."""
-    plan = plan or preflight(cfg, paths, methods, benchmarks, check_endpoint=reasoner is None)
+    """Evaluate (after :func:`preflight`) and return every per-question record as a frame.
+
+    ``settings``: the profile's evaluation settings when already read (else read once here for every step).
+    """
+    try:
+        settings = evaluation_settings(settings or cfg)
+    except ValueError as exc:
+        raise EvaluationSetupError(str(exc)) from None
+    plan = plan or preflight(cfg, paths, methods, benchmarks, check_endpoint=reasoner is None, settings=settings)
     reasoner = reasoner or build_reasoner(cfg.get("reasoner"))
     frames = []
     for benchmark in plan.benchmarks:
         for method in plan.methods:
-            store = evaluate_pair(cfg, paths, benchmark, method, reasoner, progress)
+            store = evaluate_pair(cfg, paths, benchmark, method, reasoner, progress, settings)
             frames.append(pd.DataFrame(store.records))
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if not frame.empty:

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from finemem_lib.evaluation.columns import Column, column_for, layout
+from finemem_lib.evaluation.settings import EvaluationSettings, evaluation_settings
 
 AVERAGING_RULES = {
     "memalpha": "avg = unweighted mean of the source columns that have data; 95 % intervals: bootstrap over instances.",
@@ -134,16 +135,16 @@ def wide_table(long: pd.DataFrame, digits: int = 3, intervals: bool = True) -> p
 
 
 def paper_tables(
-    records: pd.DataFrame, cfg: Mapping[str, Any] | None = None
+    records: pd.DataFrame, cfg: Mapping[str, Any] | EvaluationSettings | None = None
 ) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
-    """``{benchmark: (long table, wide table)}`` for every benchmark in the records."""
-    section = dict((cfg or {}).get("evaluation") or {})
-    boot = dict(section.get("bootstrap") or {})
-    custom = section.get("source_rules") or {}
+    """``{benchmark: (long table, wide table)}`` for every benchmark in the records (``cfg``: a profile or its
+    evaluation settings: the bootstrap and the bring-your-own sources' columns)."""
+    settings = evaluation_settings(cfg)
+    boot, custom = settings.bootstrap, settings.source_rules
     out = {}
     per_instance = instance_scores(records)
     for benchmark, frame in per_instance.groupby("benchmark", sort=False):
         kind = "memalpha" if benchmark == "memalpha" else "mab"
-        long = bootstrap_table(frame, kind, int(boot.get("samples", 1000)), int(boot.get("seed", 0)), custom)
+        long = bootstrap_table(frame, kind, boot.samples, boot.seed, custom)
         out[str(benchmark)] = (long, wide_table(long))
     return out

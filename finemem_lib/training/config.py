@@ -81,6 +81,7 @@ class TrainingSettings:
     bf16: bool = True
     gradient_checkpointing: bool = False
     shared_prefix: bool = True  # the prompts' common prefix computed once per micro-batch (same loss, faster)
+    pack: bool = False  # log-prob passes skip padding: rows regrouped by length (same loss within float rounding)
     num_threads: int | None = None
     report_to: str = "none"  # TRL/transformers loggers: none | tensorboard (logs in <run output>/runs)
     heldout: HeldOutSettings = field(default_factory=HeldOutSettings)
@@ -161,6 +162,7 @@ class StepGRPOConfig(GRPOConfig):
     shared_prefix: bool = field(
         default=True, metadata={"help": "Compute the prompts' common prefix once per log-prob pass."}
     )
+    pack: bool = field(default=False, metadata={"help": "Log-prob passes without padding (rows grouped by length)."})
 
     def to_dict(self) -> dict[str, Any]:
         """TRL's dict of the arguments, the reward spec as a plain dict (JSON-able, for loggers)."""
@@ -242,6 +244,7 @@ def grpo_config(
         "instances_per_device": per_device,
         "reward": settings.reward,
         "shared_prefix": settings.shared_prefix,
+        "pack": settings.pack,
         "learning_rate": settings.learning_rate,
         "lr_scheduler_type": settings.lr_scheduler,
         "warmup_steps": settings.warmup,

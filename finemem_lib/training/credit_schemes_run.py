@@ -20,7 +20,6 @@ and writes, under the profile's results folder:
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -38,11 +37,16 @@ from finemem_lib.episodes.credit_schemes_study import (
     profile_schemes,
     schemes_quality,
 )
-from finemem_lib.infra.atomic import write_csv, write_json
-from finemem_lib.infra.config import load_profile
-from finemem_lib.infra.paths import ProfilePaths, profile_paths, repo_relative
-from finemem_lib.infra.provenance import provenance
-from finemem_lib.training.credit_study import MAIN_VARIANTS, credit_variants
+from finemem_lib.infra.atomic import write_csv
+from finemem_lib.infra.command_line import start_profile_command
+from finemem_lib.infra.paths import ProfilePaths
+from finemem_lib.training.credit_study import (
+    MAIN_VARIANTS,
+    CreditMeasure,
+    credit_rollouts,
+    write_credit_log,
+    write_credit_tables,
+)
 from finemem_lib.training.heldout import LOG_PREFIX
 
 STEP_COLUMNS = (*KEYS, "source", "value", "r_global", "r_chunk", "N", *INGREDIENTS)
@@ -68,36 +72,20 @@ def with_scheme_rows(house: pd.DataFrame, quality: pd.DataFrame, schemes: Sequen
     return rows.sort_values("source", key=lambda c: c.map(order), kind="stable").reset_index(drop=True)
 
 
-def measure_credit_schemes(
-    profile: Mapping[str, Any],
-    paths: ProfilePaths,
-    split: str = "train",
-    max_instances: int | None = None,
-    seeds: Sequence[int] = (0, 1),
-    n_boot: int = 1000,
-    command: str = "",
-    write: bool = True,
-) -> dict[str, Any]:
-    """Measure every house variant and scheme on the same SFT-start rollouts; write the 05_credit_quality* tables."""
-    import torch
+def measure_credit_schemes(profile: Mapping[str, Any], paths: ProfilePaths, **options: Any) -> dict[str, Any]:
+    """Measure every house variant and scheme on the same SFT-start rollouts; write the 05_credit_quality* tables.
 
-    from finemem_lib.agents.policy import load_manager
-    from finemem_lib.agents.reasoner_factory import build_reasoner
-    from finemem_lib.agents.sft import free_cpu_threads, policy_settings
-    from finemem_lib.episodes.rollout import settings_from_config
-    from finemem_lib.training.start import heldout_subset, load_training_data, start_model
-
-    threads = (profile.get("training") or {}).get("num_threads") or (profile.get("runtime") or {}).get("threads")
-    torch.set_num_threads(int(threads or free_cpu_threads()))
-    instances = heldout_subset(load_training_data(profile, paths)[split], max_instances)
-    sft_model = start_model(profile, paths)
-    policy = load_manager(sft_model, **policy_settings(profile))
-    reasoner = build_reasoner(profile.get("reasoner"))
-    settings = settings_from_config(dict(profile), training=True)
-    variants = credit_variants(profile)
+    ``options`` are those of :class:`~finemem_lib.training.credit_study.CreditMeasure` (``split``,
+    ``max_instances``, ``seeds``, ``n_boot``, ``command``, ``write``).
+    """
+    measure = CreditMeasure(**options)
+    seeds, n_boot = measure.seeds, measure.n_boot
+    setup = credit_rollouts(profile, paths, measure)
     schemes = profile_schemes(profile)
     started = time.perf_counter()
-    steps = measure_schemes(instances, policy, reasoner, settings, variants, schemes, seeds=seeds)
+    steps = measure_schemes(
+        setup.instances, setup.policy, setup.reasoner, setup.settings, setup.variants, schemes, seeds=seeds
+    )
     wall = time.perf_counter() - started
     compared = [*MAIN_VARIANTS, *(s.name for s in schemes)]
     quality, differences = schemes_quality(steps, compared, n_boot=n_boot)
@@ -106,39 +94,26 @@ def measure_credit_schemes(
     kept = [*STEP_COLUMNS, *(f"A_{n}" for n in REFERENCES), *(f"A_{s.name}" for s in schemes)]
     out: dict[str, Any] = {"steps": steps[kept], "quality": quality, "differences": differences, "wall_s": wall,
                            "house_check": check}  # fmt: skip
-    if not write:
+    if not measure.write:
         return out
-    files = {
-        "steps": paths.tables / f"{LOG_PREFIX}_credit_quality_steps.csv",
-        "quality": paths.tables / f"{LOG_PREFIX}_credit_quality_schemes.csv",
-        "differences": paths.tables / f"{LOG_PREFIX}_credit_quality_differences.csv",
-    }
-    write_csv(out["steps"], files["steps"], index=False)
-    write_csv(quality, files["quality"], index=False)
-    write_csv(differences, files["differences"], index=False)
+    files = write_credit_tables(
+        paths, {"steps": ("credit_quality_steps", out["steps"]), "quality": ("credit_quality_schemes", quality),
+                "differences": ("credit_quality_differences", differences)}
+    )  # fmt: skip
     house_quality = paths.tables / f"{LOG_PREFIX}_credit_quality.csv"
     if check.get("same_rollouts") and house_quality.is_file():
         files["house_quality"] = house_quality
         write_csv(with_scheme_rows(pd.read_csv(house_quality), quality, schemes), house_quality, index=False)
-    write_json(
+    write_credit_log(
         paths.runs / f"{LOG_PREFIX}_credit_schemes.json",
-        provenance(
-            profile,
-            int(seeds[0]) if seeds else 0,
-            command=command,
-            split=split,
-            instances=len(instances),
-            rollout_seeds=list(seeds),
-            num_generations=settings.num_generations,
-            question_ratio=settings.question_ratio,
-            sft_model=repo_relative(sft_model),
-            variants=[v.to_dict() for v in variants],
-            schemes=[s.to_dict() for s in schemes],
-            n_boot=n_boot,
-            house_check=check,
-            wall_s=round(wall, 1),
-            outputs={k: repo_relative(v) for k, v in files.items()},
-        ),
+        profile,
+        setup,
+        measure,
+        wall,
+        files,
+        schemes=[s.to_dict() for s in schemes],
+        n_boot=n_boot,
+        house_check=check,
     )
     out["files"] = files
     return out
@@ -158,15 +133,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("bm25s").setLevel(logging.WARNING)
-    profile = load_profile(args.profile)
-    given = list(argv) if argv is not None else sys.argv[1:]
-    command = " ".join(["python", "-m", "finemem_lib.training.credit_schemes_run", *given])
-    paths = profile_paths(profile, args.results_dir, args.data_dir)
+    start = start_profile_command(build_parser(), "finemem_lib.training.credit_schemes_run", argv, relative_args=False)
+    args = start.args
     out = measure_credit_schemes(
-        profile, paths, max_instances=args.instances, seeds=args.seeds, n_boot=args.n_boot, command=command
+        start.profile,
+        start.paths,
+        max_instances=args.instances,
+        seeds=args.seeds,
+        n_boot=args.n_boot,
+        command=start.command,
     )
     pooled = out["quality"][out["quality"]["source"] == "all"]
     print(pooled.round(3).to_string(index=False))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from finemem_lib.episodes.credit import (
 )
 from finemem_lib.episodes.rollout import settings_from_config
 from finemem_lib.infra.atomic import write_csv, write_json
+from finemem_lib.infra.determinism import runtime_threads
 from finemem_lib.infra.paths import ProfilePaths, repo_relative
 from finemem_lib.infra.provenance import provenance
 from finemem_lib.training.heldout import LOG_PREFIX
@@ -72,38 +73,102 @@ def advantage_matrices_from_steps(steps: pd.DataFrame, group: str | None = None)
     return pivot, values, group
 
 
-def measure_credit_quality(
-    profile: Mapping[str, Any],
-    paths: ProfilePaths,
-    split: str = "train",
-    max_instances: int | None = None,
-    seeds: Sequence[int] = (0, 1),
-    n_boot: int = 1000,
-    command: str = "",
-    write: bool = True,
-    draw: FigureWriter | None = None,
-) -> dict[str, Any]:
-    """Credit quality of every variant on rollouts of the SFT start; writes ``05_credit_*`` tables and the log.
+@dataclass(frozen=True)
+class CreditMeasure:
+    """What a credit measure samples and how it reports: the training split (its first ``max_instances``
+    instances, all by default), the rollout seeds, bootstrap draws, the command logged, whether to write."""
 
-    The rollouts are training rollouts (G samples at the training temperature, the training share of
-    global questions for A_t); the marginal values use all of an instance's questions. ``draw`` writes
-    the figures (``draw(quality, steps, files)``, e.g. :func:`finemem_lib.report.study_figures.write_credit_figures`).
-    """
-    threads = (
-        (profile.get("training") or {}).get("num_threads")
-        or (profile.get("runtime") or {}).get("threads")  # a fixed count: the same numbers on every rerun
-        or free_cpu_threads()
-    )
-    torch.set_num_threads(int(threads))  # more threads than free cores makes generation far slower on a shared CPU
+    split: str = "train"
+    max_instances: int | None = None
+    seeds: Sequence[int] = (0, 1)
+    n_boot: int = 1000
+    command: str = ""
+    write: bool = True
+
+
+@dataclass(frozen=True)
+class CreditRollouts:
+    """What the credit measures roll out with: instances, the SFT start (path and policy), reasoner, settings."""
+
+    instances: list
+    sft_model: Path | str
+    policy: Any
+    reasoner: Any
+    settings: Any  # rollout settings of training (``settings_from_config(..., training=True)``)
+    variants: list[CreditVariant]
+
+
+def credit_rollouts(profile: Mapping[str, Any], paths: ProfilePaths, measure: CreditMeasure) -> CreditRollouts:
+    """Load the SFT start and the training instances the credit measures roll out, with the variants they score."""
+    # training.num_threads, else runtime.threads (a fixed count: the same numbers on every rerun), else free cores
+    threads = runtime_threads(profile, "training") or free_cpu_threads()
+    torch.set_num_threads(threads)  # more threads than free cores makes generation far slower on a shared CPU
     data = load_training_data(profile, paths)
-    instances = heldout_subset(data[split], max_instances)
+    instances = heldout_subset(data[measure.split], measure.max_instances)
     sft_model = start_model(profile, paths)
     policy = load_manager(sft_model, **policy_settings(profile))
     reasoner = build_reasoner(profile.get("reasoner"))
     settings = settings_from_config(dict(profile), training=True)
-    variants = credit_variants(profile)
+    return CreditRollouts(instances, sft_model, policy, reasoner, settings, credit_variants(profile))
+
+
+def write_credit_log(
+    path: Path,
+    profile: Mapping[str, Any],
+    setup: CreditRollouts,
+    measure: CreditMeasure,
+    wall: float,
+    files: Mapping[str, Path],
+    **extra: Any,
+) -> None:
+    """The provenance log of a credit measure: its rollouts, variants, ``extra`` fields, time and outputs."""
+    seeds = measure.seeds
+    write_json(
+        path,
+        provenance(
+            profile,
+            int(seeds[0]) if seeds else 0,
+            command=measure.command,
+            split=measure.split,
+            instances=len(setup.instances),
+            rollout_seeds=list(seeds),
+            num_generations=setup.settings.num_generations,
+            question_ratio=setup.settings.question_ratio,
+            sft_model=repo_relative(setup.sft_model),
+            variants=[v.to_dict() for v in setup.variants],
+            **extra,
+            wall_s=round(wall, 1),
+            outputs={k: repo_relative(v) for k, v in files.items()},
+        ),
+    )
+
+
+def write_credit_tables(paths: ProfilePaths, tables: Mapping[str, tuple[str, pd.DataFrame]]) -> dict[str, Path]:
+    """Write each ``{key: (name, frame)}`` to ``<tables>/05_<name>.csv``; returns ``{key: path}`` in that order."""
+    files = {}
+    for key, (name, frame) in tables.items():
+        files[key] = paths.tables / f"{LOG_PREFIX}_{name}.csv"
+        write_csv(frame, files[key], index=False)
+    return files
+
+
+def measure_credit_quality(
+    profile: Mapping[str, Any], paths: ProfilePaths, *, draw: FigureWriter | None = None, **options: Any
+) -> dict[str, Any]:
+    """Credit quality of every variant on rollouts of the SFT start; writes ``05_credit_*`` tables and the log.
+
+    ``options`` are those of :class:`CreditMeasure` (``split``, ``max_instances``, ``seeds``, ``n_boot``,
+    ``command``, ``write``). The rollouts are training rollouts (G samples at the training temperature,
+    the training share of global questions for A_t); the marginal values use all of an instance's
+    questions. ``draw`` writes the figures (``draw(quality, steps, files)``, e.g.
+    :func:`finemem_lib.report.study_figures.write_credit_figures`).
+    """
+    measure = CreditMeasure(**options)
+    seeds, n_boot = measure.seeds, measure.n_boot
+    setup = credit_rollouts(profile, paths, measure)
+    variants = setup.variants
     started = time.perf_counter()
-    steps = measure_credit(instances, policy, reasoner, settings, variants, seeds=seeds)
+    steps = measure_credit(setup.instances, setup.policy, setup.reasoner, setup.settings, variants, seeds=seeds)
     wall = time.perf_counter() - started
     quality = credit_quality(steps, variants, n_boot=n_boot).assign(source="all")
     by_source = [
@@ -113,40 +178,19 @@ def measure_credit_quality(
     quality = pd.concat([quality, *by_source], ignore_index=True)
     differences = paired_credit_differences(steps, [v for v in variants if v.name != "or_only"], n_boot=n_boot)
     out: dict[str, Any] = {"steps": steps, "quality": quality, "differences": differences, "wall_s": wall}
-    if not write:
+    if not measure.write:
         return out
-    files = {
-        "steps": paths.tables / f"{LOG_PREFIX}_credit_steps.csv",
-        "quality": paths.tables / f"{LOG_PREFIX}_credit_quality.csv",
-        "differences": paths.tables / f"{LOG_PREFIX}_credit_differences.csv",
-    }
+    files = write_credit_tables(
+        paths, {"steps": ("credit_steps", steps), "quality": ("credit_quality", quality),
+                "differences": ("credit_differences", differences)}
+    )  # fmt: skip
     if draw is not None:
         files |= {
             "figure": paths.figures / f"{LOG_PREFIX}_credit_quality.png",
             "ablations": paths.figures / f"{LOG_PREFIX}_credit_ablations.png",
             "matrices": paths.figures / f"{LOG_PREFIX}_advantage_matrices.png",
         }
-    write_csv(steps, files["steps"], index=False)
-    write_csv(quality, files["quality"], index=False)
-    write_csv(differences, files["differences"], index=False)
-    if draw is not None:
         draw(quality, steps, files)
-    write_json(
-        paths.runs / f"{LOG_PREFIX}_credit.json",
-        provenance(
-            profile,
-            int(seeds[0]) if seeds else 0,
-            command=command,
-            split=split,
-            instances=len(instances),
-            rollout_seeds=list(seeds),
-            num_generations=settings.num_generations,
-            question_ratio=settings.question_ratio,
-            sft_model=repo_relative(sft_model),
-            variants=[v.to_dict() for v in variants],
-            wall_s=round(wall, 1),
-            outputs={k: repo_relative(v) for k, v in files.items()},
-        ),
-    )
+    write_credit_log(paths.runs / f"{LOG_PREFIX}_credit.json", profile, setup, measure, wall, files)
     out["files"] = files
     return out

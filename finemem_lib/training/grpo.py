@@ -45,7 +45,7 @@ and ``tests/test_vllm_rollout.py``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -57,6 +57,7 @@ from trl import GRPOTrainer
 from trl.models import unwrap_model_for_generation
 from trl.models.utils import disable_gradient_checkpointing
 
+from finemem_lib.agents.compiled_decoding import resolve_compile
 from finemem_lib.agents.policy import ManagerPolicy
 from finemem_lib.agents.reasoner import Reasoner
 from finemem_lib.core.tokens import TokenCounter, regex_token_count
@@ -66,6 +67,7 @@ from finemem_lib.episodes.rollout import Episode, RolloutSettings, rollout
 from finemem_lib.training import shared_prefix
 from finemem_lib.training.config import StepGRPOConfig
 from finemem_lib.training.diagnostics import round_stats
+from finemem_lib.training.round_sampler import InstanceRoundSampler
 from finemem_lib.training.samples import (
     collate_step_samples,
     episode_metrics,
@@ -97,51 +99,6 @@ TRL_INTERNALS = {
 def _episode_rewards_placeholder(*args: Any, **kwargs: Any) -> list[float]:
     """GRPOTrainer requires a reward function; rewards here come from whole episodes, never from this."""
     raise RuntimeError("step-credit GRPO computes rewards from episodes; this reward function is never called")
-
-
-class InstanceRoundSampler(Sampler[int]):
-    """Per round, ``instances_per_round`` distinct instances, the block repeated ``repeat_count`` times.
-
-    The order is a permutation drawn from (seed, epoch) alone; incomplete last rounds are dropped.
-    """
-
-    def __init__(
-        self, num_instances: int, instances_per_round: int, repeat_count: int = 1, shuffle: bool = True, seed: int = 0
-    ) -> None:
-        if instances_per_round < 1 or repeat_count < 1:
-            raise ValueError("instances_per_round and repeat_count must be >= 1")
-        if num_instances < instances_per_round:
-            raise ValueError(
-                f"{num_instances} training instances cannot fill one round of {instances_per_round} instances; "
-                "lower training.instances_per_step or add training data"
-            )
-        self.num_instances = num_instances
-        self.instances_per_round = instances_per_round
-        self.repeat_count = repeat_count
-        self.shuffle = shuffle
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    @property
-    def rounds(self) -> int:
-        return self.num_instances // self.instances_per_round
-
-    def __iter__(self) -> Iterator[int]:
-        if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed * 10_007 + self.epoch)
-            order = torch.randperm(self.num_instances, generator=generator).tolist()
-        else:
-            order = list(range(self.num_instances))
-        for r in range(self.rounds):
-            block = order[r * self.instances_per_round : (r + 1) * self.instances_per_round]
-            for _ in range(self.repeat_count):
-                yield from block
-
-    def __len__(self) -> int:
-        return self.rounds * self.instances_per_round * self.repeat_count
 
 
 class StepCreditGRPOTrainer(GRPOTrainer):
@@ -198,7 +155,8 @@ class StepCreditGRPOTrainer(GRPOTrainer):
         self.train_instances = list(train_instances)
         self.reasoner = reasoner
         self.rollout_settings = rollout_settings
-        self.policy_settings = policy.settings()
+        steps = args.max_steps if args.max_steps > 0 else 0  # epochs-based runs: auto stays eager
+        self.policy_settings = {**policy.settings(), "compile": resolve_compile(policy.compile, steps)}
         self.token_counter = token_counter
         dataset = Dataset.from_dict({"instance_index": list(range(len(self.train_instances)))})
         super().__init__(
@@ -323,7 +281,8 @@ class StepCreditGRPOTrainer(GRPOTrainer):
         compute_aux_loss: bool = False,
         **model_inputs: Any,
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """TRL's per-token log-probs, with the prompts' common prefix computed once per chunk of rows.
+        """TRL's per-token log-probs, with the prompts' common prefix computed once per chunk of rows
+        (:func:`finemem_lib.training.shared_prefix.chunked_logps`; ``pack``: no compute on padding).
 
         Falls back to TRL's pass when ``shared_prefix`` is off, for models or inputs the shared pass does
         not cover (:func:`finemem_lib.training.shared_prefix.unsupported_reason`, MoE auxiliary losses,
@@ -335,8 +294,9 @@ class StepCreditGRPOTrainer(GRPOTrainer):
             or any(value is not None for value in model_inputs.values())
             or shared_prefix.unsupported_reason(model) is not None
         )
+        trl_pass = super()._get_per_token_logps_and_entropies
         if fallback:
-            return super()._get_per_token_logps_and_entropies(
+            return trl_pass(
                 model,
                 input_ids,
                 attention_mask,
@@ -346,24 +306,21 @@ class StepCreditGRPOTrainer(GRPOTrainer):
                 compute_aux_loss,
                 **model_inputs,
             )
-        batch_size = batch_size or input_ids.size(0)
-        prompt_columns = input_ids.size(1) - logits_to_keep
-        logps, entropies = [], []
-        for start in range(0, input_ids.size(0), batch_size):
-            ids, mask = input_ids[start : start + batch_size], attention_mask[start : start + batch_size]
-            length = shared_prefix.common_prefix_length(ids, mask, prompt_columns)
-            if length < shared_prefix.MIN_PREFIX:
-                part, entropy, _ = super()._get_per_token_logps_and_entropies(
-                    model, ids, mask, logits_to_keep, compute_entropy=compute_entropy
-                )
-            else:
-                with self.accelerator.autocast():
-                    part, entropy = shared_prefix.prefix_shared_logps(
-                        model, ids, mask, logits_to_keep, length, self.temperature, compute_entropy
-                    )
-            logps.append(part)
-            entropies.append(entropy)
-        return torch.cat(logps), (torch.cat(entropies) if compute_entropy else None), None
+        frozen = model is self.ref_model and not torch.is_grad_enabled()  # the reference's prefix computed once
+        logps, entropies = shared_prefix.chunked_logps(
+            model,
+            input_ids,
+            attention_mask,
+            logits_to_keep,
+            batch_size,
+            self.temperature,
+            compute_entropy,
+            lambda ids, mask: trl_pass(model, ids, mask, logits_to_keep, compute_entropy=compute_entropy)[:2],
+            self.accelerator.autocast,
+            self.args.pack,
+            self.__dict__.setdefault("_ref_prefix", {}) if frozen else None,
+        )
+        return logps, entropies, None
 
     def _prepare_inputs(self, generation_batch: list[dict[str, Any]]) -> dict[str, torch.Tensor | Any]:
         """TRL's buffering, with rounds of step samples cut into near-equal micro-batches (not equal slices)."""

@@ -19,7 +19,9 @@ scaling); :func:`unsupported_reason` says when it does not, and the caller falls
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -30,6 +32,8 @@ from trl.kernels import ChunkedLogProbFunction
 MIN_PREFIX = 8
 # Vocabulary tile of the chunked log-prob function (TRL's fused head uses the same).
 CHUNK_SIZE = 32768
+# Cost of one more model call in the packed pass, in token slots (length_buckets).
+BUCKET_OVERHEAD = 256
 _SCALING_ATTRIBUTES = (
     "final_logit_softcapping",
     "logit_scale",
@@ -91,6 +95,45 @@ def _broadcast_cache(cache: Any, rows: int) -> DynamicCache:
     return out
 
 
+def prefix_cache(backbone: Any, prefix_ids: torch.Tensor, store: dict | None = None) -> Any:
+    """Keys/values of ``prefix_ids`` ``[1, P]`` (batch 1); with ``store``, kept there for a frozen model's later calls.
+
+    ``store`` may only be given for a model whose weights do not change between calls (the reference model)
+    and without gradients: its entries are keyed by the prefix's tokens.
+    """
+    key = tuple(prefix_ids[0].tolist()) if store is not None else None
+    if key is not None and key in store:
+        return store[key]
+    keyword = _cache_keyword(backbone)
+    output = backbone(input_ids=prefix_ids, use_cache=True)
+    cache = output.get(keyword)
+    if cache is None:
+        cache = output.get("past_key_values")
+    if key is not None:
+        store.clear()  # one prefix per run in practice (system prompt and tools); keep memory bounded
+        store[key] = cache
+    return cache
+
+
+def _scored_logps(
+    model: Any, hidden: torch.Tensor, targets: torch.Tensor, temperature: float, compute_entropy: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Log-probs (and entropies) of ``targets`` ``[N]`` given ``hidden`` ``[N, H]``, through TRL's chunked head."""
+    head = model.get_output_embeddings()
+    logps, entropy, *_ = ChunkedLogProbFunction.apply(
+        hidden,
+        head.weight,
+        head.bias,
+        targets,
+        temperature,
+        CHUNK_SIZE,
+        None,
+        1.0,
+        ("entropy",) if compute_entropy else (),
+    )
+    return logps, entropy
+
+
 def prefix_shared_logps(
     model: Any,
     input_ids: torch.Tensor,
@@ -99,12 +142,14 @@ def prefix_shared_logps(
     prefix_length: int,
     temperature: float = 1.0,
     compute_entropy: bool = False,
+    store: dict | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-probs (and entropies) of the last ``logits_to_keep`` tokens of each row, as TRL's pass computes them.
 
     ``input_ids``/``attention_mask``: ``[B, L]`` rows of a left-padded prompt followed by a right-padded
     completion of ``logits_to_keep`` columns; the first ``prefix_length`` real tokens of every prompt are
     the same (:func:`common_prefix_length`). Padded completion positions hold 0, as in TRL.
+    ``store``: see :func:`prefix_cache` (a frozen model's prefix computed once).
     """
     rows, columns = input_ids.shape
     prompt_columns = columns - logits_to_keep
@@ -113,10 +158,7 @@ def prefix_shared_logps(
     lengths = attention_mask[:, :prompt_columns].sum(dim=1)
     starts = prompt_columns - lengths
     prefix_ids = input_ids[:1, int(starts[0]) : int(starts[0]) + prefix_length]
-    prefix = backbone(input_ids=prefix_ids, use_cache=True)
-    cache = prefix.get(keyword)
-    if cache is None:
-        cache = prefix.get("past_key_values")
+    cache = prefix_cache(backbone, prefix_ids, store)
 
     # Drop each row's prefix columns: [pad][prefix][rest] -> [pad][rest] (width L - P for every row).
     width = columns - prefix_length
@@ -137,21 +179,143 @@ def prefix_shared_logps(
     hidden = hidden[:, -logits_to_keep - 1 : -1]
     # TRL's chunked head (the one its fused forward uses): tiles of the vocabulary, never the [N, V] logits.
     scored = attention_mask[:, -logits_to_keep:].bool()
-    head = model.get_output_embeddings()
-    logps, entropy, *_ = ChunkedLogProbFunction.apply(
-        hidden[scored],
-        head.weight,
-        head.bias,
-        input_ids[:, -logits_to_keep:][scored],
-        temperature,
-        CHUNK_SIZE,
-        None,
-        1.0,
-        ("entropy",) if compute_entropy else (),
-    )
+    targets = input_ids[:, -logits_to_keep:][scored]
+    logps, entropy = _scored_logps(model, hidden[scored], targets, temperature, compute_entropy)
     # masked_scatter keeps the output connected to the model even when no position is scored (as TRL).
     logps = logps.new_zeros(scored.shape).masked_scatter(scored, logps)
     if not compute_entropy:
         return logps, None
     # The entropy is logged and masks tokens (TRL's top-entropy quantile); it carries no gradient there.
     return logps, entropy.detach().new_zeros(scored.shape).masked_scatter(scored, entropy.detach())
+
+
+def length_buckets(lengths: list[int], overhead: int = BUCKET_OVERHEAD) -> list[list[int]]:
+    """Rows grouped by length so that padding costs little: contiguous runs of the rows sorted by length.
+
+    Minimises the sum over groups of ``rows x longest + overhead`` (token slots, plus a cost per extra
+    model call) by dynamic programming over the sorted lengths.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    ordered = [lengths[i] for i in order]
+    best = [0.0] + [float("inf")] * len(order)  # best[j]: cost of the first j sorted rows
+    cut = [0] * (len(order) + 1)
+    for end in range(1, len(order) + 1):
+        for start in range(end):
+            cost = best[start] + (end - start) * ordered[end - 1] + overhead
+            if cost < best[end]:
+                best[end], cut[end] = cost, start
+    groups, end = [], len(order)
+    while end > 0:
+        groups.append(order[cut[end] : end])
+        end = cut[end]
+    return groups[::-1]
+
+
+def packable(attention_mask: torch.Tensor, logits_to_keep: int) -> bool:
+    """Whether every row's scored completion positions are one run from the completion's first token."""
+    completion = attention_mask[:, -logits_to_keep:].bool()
+    lengths = completion.sum(dim=1, keepdim=True)
+    expected = torch.arange(logits_to_keep, device=completion.device).unsqueeze(0) < lengths
+    return bool((completion == expected).all()) and bool((lengths > 0).any())
+
+
+def packed_logps(
+    model: Any,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    logits_to_keep: int,
+    prefix_length: int,
+    temperature: float,
+    compute_entropy: bool,
+    store: dict | None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`prefix_shared_logps` without compute on padding: the same values, rows regrouped by length.
+
+    Each row keeps only its own tokens after the prefix (the rest of its prompt, then its scored completion
+    tokens), left-aligned; rows are cut into groups of similar length (:func:`length_buckets`), each group
+    one pass over the shared prefix's keys/values. Rows without a scored token are skipped. The inputs must
+    be :func:`packable`. Equal to the padded pass within float rounding (not bit for bit: the padding
+    changes how sums are blocked).
+    """
+    rows, columns = input_ids.shape
+    device = input_ids.device
+    prompt_columns = columns - logits_to_keep
+    backbone = model.get_decoder()
+    keyword = _cache_keyword(backbone)
+    prompt_lengths = attention_mask[:, :prompt_columns].sum(dim=1)
+    completion_lengths = attention_mask[:, prompt_columns:].sum(dim=1)
+    starts = prompt_columns - prompt_lengths + prefix_length  # first own token of each row
+    own_prompt = prompt_lengths - prefix_length
+    own = (own_prompt + completion_lengths).tolist()
+    first = int(starts[0]) - prefix_length
+    cache = prefix_cache(backbone, input_ids[:1, first : first + prefix_length], store)
+
+    live = [r for r in range(rows) if int(completion_lengths[r]) > 0]
+    parts_hidden, parts_targets, parts_rows, parts_columns = [], [], [], []
+    for group in length_buckets([own[r] for r in live]):
+        chosen = torch.tensor([live[i] for i in group], device=device)
+        n, width = len(group), max(own[live[i]] for i in group)
+        span = torch.arange(width, device=device).unsqueeze(0)
+        real = span < torch.tensor([own[live[i]] for i in group], device=device).unsqueeze(1)
+        index = (starts[chosen].unsqueeze(1) + span).clamp(max=columns - 1)
+        ids = input_ids[chosen].gather(1, index).masked_fill(~real, 0)
+        mask = torch.cat([real.new_ones(n, prefix_length), real], dim=1).long()
+        positions = (prefix_length + span).expand(n, -1)
+        hidden = backbone(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            use_cache=True,
+            **{keyword: _broadcast_cache(cache, n)},
+        ).last_hidden_state
+        # completion token j of a row sits at own column own_prompt + j; the hidden state before it predicts it
+        scored = (span >= own_prompt[chosen].unsqueeze(1)) & real
+        group_rows, group_columns = scored.nonzero(as_tuple=True)
+        parts_hidden.append(hidden[group_rows, group_columns - 1])
+        parts_targets.append(ids[group_rows, group_columns])
+        parts_rows.append(chosen[group_rows])
+        parts_columns.append(group_columns - own_prompt[chosen][group_rows])
+    logps, entropy = _scored_logps(
+        model, torch.cat(parts_hidden), torch.cat(parts_targets), temperature, compute_entropy
+    )
+    where = (torch.cat(parts_rows), torch.cat(parts_columns))
+    out = logps.new_zeros(rows, logits_to_keep).index_put(where, logps)
+    if not compute_entropy:
+        return out, None
+    return out, entropy.detach().new_zeros(rows, logits_to_keep).index_put(where, entropy.detach())
+
+
+def chunked_logps(
+    model: Any,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    logits_to_keep: int,
+    batch_size: int | None,
+    temperature: float,
+    compute_entropy: bool,
+    full_pass: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]],
+    context: Callable[[], Any] = contextlib.nullcontext,
+    pack: bool = False,
+    store: dict | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Log-probs (and entropies) of a batch, ``batch_size`` rows at a time, each chunk's common prefix once.
+
+    A chunk whose prompts share fewer than :data:`MIN_PREFIX` tokens goes through ``full_pass(ids, mask)``
+    (TRL's own); the others through :func:`packed_logps` (``pack`` and :func:`packable`) or
+    :func:`prefix_shared_logps`, inside ``context()`` (the trainer's autocast).
+    """
+    batch_size = batch_size or input_ids.size(0)
+    prompt_columns = input_ids.size(1) - logits_to_keep
+    logps, entropies = [], []
+    for start in range(0, input_ids.size(0), batch_size):
+        ids, mask = input_ids[start : start + batch_size], attention_mask[start : start + batch_size]
+        length = common_prefix_length(ids, mask, prompt_columns)
+        if length < MIN_PREFIX:
+            part, entropy = full_pass(ids, mask)
+        else:
+            shared = packed_logps if pack and packable(mask, logits_to_keep) else prefix_shared_logps
+            with context():
+                part, entropy = shared(model, ids, mask, logits_to_keep, length, temperature, compute_entropy, store)
+        logps.append(part)
+        entropies.append(entropy)
+    return torch.cat(logps), (torch.cat(entropies) if compute_entropy else None)

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import logging
 import sys
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from finemem_lib.infra.config import load_profile
-from finemem_lib.infra.paths import ProfilePaths, profile_paths, repo_relative
+from finemem_lib.infra.command_line import start_profile_command
+from finemem_lib.infra.paths import ProfilePaths
 from finemem_lib.report.study_figures import write_credit_figures, write_study_figures
 from finemem_lib.training import credit_study, study_run
 from finemem_lib.training.credit_study import MAIN_VARIANTS, advantage_matrices_from_steps, credit_variants
@@ -89,11 +88,9 @@ def run_plan(
     return study_run.run_plan(profile, runs, paths, *args, write_figures=write_study_figures, **kwargs)
 
 
-def measure_credit_quality(
-    profile: Mapping[str, Any], paths: ProfilePaths, *args: Any, **kwargs: Any
-) -> dict[str, Any]:
-    """:func:`finemem_lib.training.credit_study.measure_credit_quality` (same arguments), with its figures."""
-    return credit_study.measure_credit_quality(profile, paths, *args, draw=write_credit_figures, **kwargs)
+def measure_credit_quality(profile: Mapping[str, Any], paths: ProfilePaths, **options: Any) -> dict[str, Any]:
+    """:func:`finemem_lib.training.credit_study.measure_credit_quality` (same options), with its figures."""
+    return credit_study.measure_credit_quality(profile, paths, draw=write_credit_figures, **options)
 
 
 # ---------------------------------------------------------------------------- command line
@@ -128,13 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("bm25s").setLevel(logging.WARNING)
-    profile = load_profile(args.profile)
-    given = list(argv) if argv is not None else sys.argv[1:]
-    command = " ".join(["python", "-m", "finemem_lib.training.study", *(repo_relative(a) or a for a in given)])
-    paths = profile_paths(profile, args.results_dir, args.data_dir)
+    start = start_profile_command(build_parser(), "finemem_lib.training.study", argv)
+    args, profile, paths, command = start.args, start.profile, start.paths, start.command
     if args.credit:
         credit = measure_credit_quality(
             profile, paths, max_instances=args.credit_instances, seeds=args.credit_seeds, command=command
