@@ -341,14 +341,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     sft = args.sft_model or str(sft_manager_dir(profile_paths(cfg)))
     command = "python -m finemem_lib.training.can_learn " + " ".join(argv if argv is not None else sys.argv[1:])
     if args.grad_cos:
+        overrides = parse_overrides(args.overrides)
+        per_round = int(overrides.pop("instances_per_step", 2))  # instances per round of the gradient estimate
         report = gradient_cosines(
-            cfg,
-            sft,
-            data["train"],
-            args.grad_cos,
-            target=args.target,
-            seed=args.seed,
-            **parse_overrides(args.overrides),
+            cfg, sft, data["train"], args.grad_cos, per_round, args.target, args.seed, **overrides
         )
         report["command"] = command
         print(json.dumps(report))
