@@ -53,6 +53,7 @@ reuse = "auto"  # finished runs: "auto" reuses only identical ones (same config,
 # %%
 import logging
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
@@ -63,8 +64,10 @@ from finemem_lib.episodes.rollout import settings_from_config
 from finemem_lib.infra.config import load_profile
 from finemem_lib.infra.paths import profile_paths, repo_relative
 from finemem_lib.training.config import training_settings
+from finemem_lib.training.diagnostics import plot_diagnostics
 from finemem_lib.training.runner import heldout_table, load_training_data, run_study, start_model, write_study_report
 from finemem_lib.training.samples import step_samples
+from finemem_lib.training.study_tables import curves_table
 from finemem_lib.training.update_by_hand import (
     completion_logps,
     gradient_gap,
@@ -211,6 +214,19 @@ table
 
 # %%
 display(Image(filename=files["curves_figure"]))
+
+# %% [markdown]
+# ## What drives the gradient
+#
+# Per optimizer round: the spread within GRPO groups of each reward term and how closely the advantages follow
+# it, the share of groups whose rewards are all equal (no gradient), the store rates of fact and filler
+# sentences, and UPDATEs per episode. When the format term's spread dominates the QA terms', the update mostly
+# teaches "emit valid calls" (docs/miniature.md).
+
+# %%
+diagnostics_figure = paths.figures / f"03_{cfg['name']}_diagnostics.png"
+plt.close(plot_diagnostics(curves_table(results), path=diagnostics_figure))
+display(Image(filename=str(diagnostics_figure)))
 
 # %% [markdown]
 # ## Held-out global QA and memory length after training
