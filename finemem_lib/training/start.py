@@ -18,7 +18,7 @@ from finemem_lib.agents.policy import MANAGER_META_FILE
 from finemem_lib.agents.sft import OFFLINE, train_sft_manager
 from finemem_lib.data.instance import Instance
 from finemem_lib.data.prepared import load_prepared, prepared_splits
-from finemem_lib.data.synthetic import build_synthetic
+from finemem_lib.data.synthetic import SyntheticConfig, build_synthetic, synthetic_instance
 from finemem_lib.infra.atomic import CorruptFileError, read_json
 from finemem_lib.infra.config import repo_root
 from finemem_lib.infra.identity import check_reuse, identity_changes, run_identity
@@ -134,5 +134,29 @@ def ensure_sft_manager(cfg: Mapping[str, Any], paths: ProfilePaths, reuse: str =
     ok, why = sft_reuse_decision(folder, identity, reuse)
     logger.info(why)
     if not ok:
-        train_sft_manager(cfg, train, folder, identity=identity)
+        train_sft_manager(cfg, sft_instances(cfg, train), folder, identity=identity)
     return folder
+
+
+def sft_instances(cfg: Mapping[str, Any], train: Sequence[Instance]) -> list[Instance]:
+    """The instances the SFT teacher is replayed on: the train split, plus ``sft.extra_instances`` per source.
+
+    Teacher episodes cost nothing on the synthetic benchmark, so the cold start may see more text than RL
+    trains on: the extra instances continue the train split's numbering (``synth_factoid/32``, ...; people
+    from the train surnames, never the test ones) and are never rolled out by GRPO. Only for
+    ``data.kind: synthetic``; the hub profiles have no generator to draw from and must leave it at 0.
+    """
+    extra = int((cfg.get("sft") or {}).get("extra_instances", 0) or 0)
+    if extra <= 0:
+        return list(train)
+    data = cfg.get("data") or {}
+    if data.get("kind", "synthetic") != "synthetic":
+        raise ValueError("sft.extra_instances needs data.kind: synthetic (teacher episodes are drawn from its generator)")
+    synth = SyntheticConfig.from_mapping(data)
+    seed = int(cfg.get("seed", 0))
+    more = [
+        synthetic_instance(source, "train", synth.train_instances + index, synth, seed)
+        for source in synth.sources
+        for index in range(extra)
+    ]
+    return [*train, *more]
