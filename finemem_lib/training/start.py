@@ -151,7 +151,9 @@ def sft_instances(cfg: Mapping[str, Any], train: Sequence[Instance]) -> list[Ins
         return list(train)
     data = cfg.get("data") or {}
     if data.get("kind", "synthetic") != "synthetic":
-        raise ValueError("sft.extra_instances needs data.kind: synthetic (teacher episodes are drawn from its generator)")
+        raise ValueError(
+            "sft.extra_instances needs data.kind: synthetic (teacher episodes are drawn from its generator)"
+        )
     synth = SyntheticConfig.from_mapping(data)
     seed = int(cfg.get("seed", 0))
     more = [
