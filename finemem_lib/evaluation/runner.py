@@ -26,6 +26,7 @@ from finemem_lib.agents.reasoner_factory import build_reasoner
 from finemem_lib.core import metrics
 from finemem_lib.evaluation.benchmarks import BUILTIN, Benchmark, benchmark_names, load_benchmark
 from finemem_lib.evaluation.columns import column_for, layout
+from finemem_lib.evaluation.memory_length import DEFINITION as MEMORY_LENGTH_DEFINITION
 from finemem_lib.evaluation.methods import (
     InstanceResult,
     Method,
@@ -190,6 +191,8 @@ def _header(cfg: Mapping[str, Any], benchmark: Benchmark, method: Method) -> dic
     relevant = {k: cfg.get(k) for k in CONFIG_KEYS}
     # the section as written (not its typed settings): records are reused only under the same configuration
     relevant["evaluation"] = {k: v for k, v in (cfg.get("evaluation") or {}).items() if k != "bootstrap"}
+    if method.kind == "baseline":  # records counted under another memory-length definition are redone
+        relevant["memory_length"] = MEMORY_LENGTH_DEFINITION
     identity = method.identity()
     return {
         "benchmark": benchmark.name,
