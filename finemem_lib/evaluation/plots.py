@@ -47,7 +47,14 @@ def plot_score_vs_memory(per_instance: pd.DataFrame, path: str | Path | None = N
         ax.set_ylabel("score (mean over instances)")
         ax.set_title(benchmark)
         ax.set_ylim(-0.05, 1.05)
-    axes[0][-1].legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+    labelled: dict[str, object] = {}  # every panel's methods and ceilings in one legend (a ceiling may be on one)
+    for ax in axes[0]:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            labelled.setdefault(label, handle)
+    ordered = sorted(labelled, key=lambda label: label.endswith("(ceiling)"))
+    axes[0][-1].legend(
+        [labelled[k] for k in ordered], ordered, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8
+    )
     fig.tight_layout()
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
