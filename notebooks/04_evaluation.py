@@ -24,6 +24,13 @@
 # store-everything, closed-book with no memory at all) and the managers: the SFT start and the final
 # model of every variant trained in notebook 03.
 #
+# Beside the methods, **ceilings**: scripted reference policies (`finemem_lib.episodes.ceilings`) that
+# write a memory with the generator's knowledge of what each sentence is (a fact, an update, filler, a
+# lure), answered through the same memory, retrieval, reader and scorers. They say how far a manager could
+# go, not what a method reached: the tables list them in a block of their own (`kind: ceiling`) and they
+# take no part in comparing the methods. Only the synthetic held-out split carries the sentence roles
+# they need, so they run there and are skipped (one log line) on MemoryAgentBench and on real data.
+#
 # **In distribution** (Memalpha): held-out instances drawn like the training data: the same sources,
 # lengths and templates, new people. **Out of distribution** (MemoryAgentBench): other kinds of text,
 # contexts several times longer than any training instance, and tasks the manager never trained on
@@ -51,7 +58,7 @@ from finemem_lib.data.prepared import load_prepared
 from finemem_lib.evaluation.inspect import benchmark_overview, describe_example, example_pair
 from finemem_lib.evaluation.plots import plot_score_vs_memory
 from finemem_lib.evaluation.runner import preflight, run_evaluation
-from finemem_lib.evaluation.tables import AVERAGING_RULES, instance_scores, paper_tables
+from finemem_lib.evaluation.tables import AVERAGING_RULES, instance_scores, paper_tables, rows_of_kind
 from finemem_lib.infra.config import load_profile
 from finemem_lib.infra.paths import profile_paths
 
@@ -63,7 +70,12 @@ paths = profile_paths(cfg, results_dir, data_dir)
 plan = preflight(cfg, paths)  # data, scoring rules, model folders, reasoner endpoint: checked before any work
 for bench in plan.benchmarks:
     print(f"{bench.name}: {len(bench.instances)} instances ({bench.description})")
-print("methods:", ", ".join(m.name for m in plan.methods))
+print("methods:", ", ".join(m.name for m in plan.methods if m.role != "ceiling"))
+ceiling_plan = plan.ceilings()
+if ceiling_plan["requested"]:
+    print("ceilings:", ", ".join(ceiling_plan["requested"]), "on", ", ".join(ceiling_plan["applied"]) or "no benchmark")
+    for name, reason in ceiling_plan["skipped"].items():
+        print(f"  skipped on {name}: {reason}")
 
 # %% [markdown]
 # ## What is out of distribution here
@@ -98,8 +110,25 @@ print(f"{len(records)} question records, {len(per_instance)} (method, instance) 
 
 # %%
 if "memalpha" in tables:
-    display(tables["memalpha"][1])
+    display(rows_of_kind(tables["memalpha"][1], "method"))
     print(AVERAGING_RULES["memalpha"])
+
+# %% [markdown]
+# ### Ceilings on the Memalpha split (reference policies, not methods)
+#
+# `oracle` stores every sentence that states a fact, UPDATEs a fact's item when its value changes and skips
+# filler and lures, without ever seeing the questions; `oracle_view` is the same limited to the items the
+# manager is shown; `skip_filler` stores all but filler and lures and never updates; `oracle_questions`
+# knows the questions and stores only what they ask; `teacher` is the SFT start's imperfect teacher. The
+# gap between a manager and `oracle` is what choosing what to store (and updating it) could still add.
+
+# %%
+if "memalpha" in tables:
+    ceiling_rows = rows_of_kind(tables["memalpha"][1], "ceiling")
+    if len(ceiling_rows):
+        display(ceiling_rows)
+    else:
+        print("no ceilings on this benchmark (see above)")
 
 # %% [markdown]
 # ## MemoryAgentBench layout (out of distribution)
@@ -111,14 +140,15 @@ if "memalpha" in tables:
 
 # %%
 if "mab" in tables:
-    display(tables["mab"][1])
+    display(rows_of_kind(tables["mab"][1], "method"))
     print(AVERAGING_RULES["mab"])
 
 # %% [markdown]
 # ## Score against memory length
 #
-# A good manager sits high and to the left: high scores from a short memory. Store-everything and RAG
-# keep the whole context; closed-book keeps nothing.
+# A good manager sits high and to the left: high scores from a short memory. The memory length is the text
+# the reader is given: store-everything keeps the whole context, RAG is given its top-k chunks per question,
+# long-context its window, closed-book nothing. Ceilings are the hollow grey markers labelled `(ceiling)`.
 
 # %%
 figure = paths.figures / "04_score_vs_memory.png"

@@ -137,3 +137,75 @@ def test_manager_view_adds_the_items_the_chunk_is_about():
     assert len(shown) <= 7
     with pytest.raises(ValueError):
         manager_view(memory, -1)
+
+
+# ---------------------------------------------------------------------------- ceilings in the evaluation stage
+@pytest.fixture
+def smoke(tmp_path):
+    from finemem_lib.data.prepared import save_prepared
+    from finemem_lib.infra.config import load_profile
+
+    cfg = load_profile("smoke")
+    paths = profile_paths(cfg, tmp_path / "results", tmp_path / "data")
+    save_prepared(build_synthetic(cfg["data"], cfg["seed"]), paths.data)
+    return cfg, paths
+
+
+def test_ceilings_run_where_the_instances_carry_roles_and_skip_mab_in_one_line(smoke, caplog):
+    import json
+
+    from finemem_lib.evaluation.plots import plot_score_vs_memory
+    from finemem_lib.evaluation.runner import ceilings_log_path, run_evaluation
+    from finemem_lib.evaluation.tables import instance_scores, paper_tables, rows_of_kind
+
+    cfg, paths = smoke
+    assert cfg["evaluation"]["ceilings"] == list(ceilings.CEILINGS)  # the default profile's, inherited
+    methods = ["rag_bm25", "oracle", "teacher"]
+    with caplog.at_level("INFO", logger="finemem_lib.evaluation.runner"):
+        records = run_evaluation(cfg, paths, methods=methods, progress=False)
+    per_benchmark = records.groupby("benchmark")["method"].unique()
+    assert set(per_benchmark["memalpha"]) == {"rag_bm25", "oracle", "teacher"}
+    assert set(per_benchmark["mab"]) == {"rag_bm25"}  # skipped, not an error
+    skipped = [r for r in caplog.records if "skipped on mab" in r.getMessage()]
+    assert len(skipped) == 1 and "no per-sentence roles" in skipped[0].getMessage()
+    assert set(records.loc[records["method"] == "oracle", "role"]) == {"ceiling"}
+    log = json.loads(ceilings_log_path(paths).read_text())
+    assert log["applied"] == {"memalpha": ["oracle", "teacher"]} and list(log["skipped"]) == ["mab"]
+
+    tables = paper_tables(records, cfg)
+    long, wide = tables["memalpha"]
+    assert list(dict.fromkeys(long["method"])) == ["rag_bm25", "oracle", "teacher"]  # ceilings after the methods
+    assert set(long.loc[long["method"] != "rag_bm25", "kind"]) == {"ceiling"}
+    assert list(wide.iloc[:, 0]) == ["method", "ceiling", "ceiling"]
+    assert list(rows_of_kind(wide, "ceiling").index) == ["oracle", "teacher"]
+    assert list(rows_of_kind(wide, "method").index) == ["rag_bm25"]
+    assert "ceiling" not in set(tables["mab"][0]["kind"])
+    cells = long.set_index(["method", "column"])["mean"]
+    assert cells[("oracle", "squad")] == cells[("oracle", "lme")] == 1.0  # facts kept, updates made, same reader
+    figure = plot_score_vs_memory(instance_scores(records))  # panels memalpha, mab; one legend for both
+    legend = [text.get_text() for text in figure.axes[-1].get_legend().get_texts()]
+    assert legend == ["rag_bm25", "oracle (ceiling)", "teacher (ceiling)"]
+
+
+def test_ceilings_where_no_benchmark_carries_roles_leave_the_tables_without_them(smoke, caplog):
+    from finemem_lib.evaluation.runner import run_evaluation
+
+    cfg, paths = smoke
+    with caplog.at_level("INFO", logger="finemem_lib.evaluation.runner"):
+        records = run_evaluation(cfg, paths, methods=["closed_book", "oracle"], benchmarks=["mab"], progress=False)
+    assert set(records["method"]) == {"closed_book"}
+    assert any(r.levelname == "WARNING" and "no ceiling" in r.getMessage() for r in caplog.records)
+
+
+def test_asking_for_ceilings_leaves_the_other_methods_records_valid(smoke):
+    from finemem_lib.evaluation.methods import Method
+    from finemem_lib.evaluation.runner import _header, preflight
+
+    cfg, paths = smoke
+    bench = preflight(cfg, paths, methods=["rag_bm25"], benchmarks=["memalpha"]).benchmarks[0]
+    without = {**cfg, "evaluation": {**cfg["evaluation"], "ceilings": []}}
+    rag = Method("rag_bm25", "baseline")
+    assert _header(cfg, bench, rag)["config_hash"] == _header(without, bench, rag)["config_hash"]
+    teacher = Method("teacher", "baseline", role="ceiling")
+    other = {**cfg, "sft": {**cfg["sft"], "teacher": {"p_store_fact": 0.5}}}
+    assert _header(cfg, bench, teacher)["config_hash"] != _header(other, bench, teacher)["config_hash"]

@@ -127,7 +127,8 @@ def test_bootstrap_intervals_and_the_unweighted_average_without_cr():
     assert again.loc["avg", "lo"] == long.loc["avg", "lo"]
     wide = wide_table(bootstrap_table(frame, "mab", samples=200))
     assert wide.loc["m", ("TTL", "NLU")] == "–" and wide.loc["m", ("AR", "SH-Doc")].startswith("0.750 [")
-    assert list(wide.columns.get_level_values(1))[:3] == ["SH-Doc", "MH-Doc", "LME"]
+    assert list(wide.columns.get_level_values(1))[:4] == ["kind", "SH-Doc", "MH-Doc", "LME"]
+    assert wide.loc["m", ("", "kind")] == "method"  # a method, not a ceiling (scripted reference policy)
 
 
 # ---------------------------------------------------------------------------- baselines and managers

@@ -54,6 +54,7 @@ def test_numbers_as_strings_are_read_and_an_empty_benchmark_list_stays_empty():
         ({"bootstrap": {"samples": [1]}}, "evaluation.bootstrap.samples"),
         ({"bootstrap": 5}, "evaluation.bootstrap"),
         ({"benchmarks": "mab"}, "evaluation.benchmarks"),
+        ({"ceilings": "oracle"}, "evaluation.ceilings"),
         ({"source_rules": ["x"]}, "evaluation.source_rules"),
     ],
 )

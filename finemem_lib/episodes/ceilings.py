@@ -33,7 +33,7 @@ from finemem_lib.core.memory import Memory, Operation, OpKind
 from finemem_lib.core.sentences import split_sentences
 from finemem_lib.core.tokens import TokenCounter, regex_token_count
 from finemem_lib.data.instance import Instance
-from finemem_lib.data.roles import FACT_KINDS, sentence_kinds
+from finemem_lib.data.roles import FACT_KINDS, has_roles, sentence_kinds
 from finemem_lib.episodes.qa import QAResult, answer_over_memory, qa_options_from_config
 
 logger = logging.getLogger(__name__)
@@ -47,6 +47,22 @@ def checked(names: Sequence[str] | None) -> list[str]:
     if unknown:
         raise ValueError(f"evaluation.ceilings: unknown {unknown}; choose from {CEILINGS}")
     return list(names or ())
+
+
+def missing_roles(instances: Sequence[Instance]) -> str | None:
+    """Why the ceilings cannot run on ``instances`` (None: every one carries the generator's sentence roles).
+
+    Only the synthetic generator records what each sentence is; real data and the MemoryAgentBench
+    analogue do not, so a benchmark gets the ceilings only when all its instances carry the roles.
+    """
+    lacking = [inst for inst in instances if not has_roles(inst)]
+    if not lacking:
+        return None
+    first = lacking[0]
+    return (
+        f"{len(lacking)} of {len(instances)} instances carry no per-sentence roles "
+        f"(e.g. {first.id!r}, source {first.source}); only the synthetic benchmark's instances do"
+    )
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,20 @@
-"""The memory length a method holds for an instance, in tokens: the ``memory`` of every summary row.
+"""The memory length a method holds for an instance, in tokens: the ``memory`` of every table and summary row.
 
-- managers and ``store_everything``: the final memory's tokens;
+One definition, "the text the reader is given to answer from", used by notebook 02's summary
+(:func:`finemem_lib.evaluation.per_instance.evaluate_baselines`) and notebook 04's recorded tables
+(:func:`finemem_lib.evaluation.methods.baseline_result`) alike, through :func:`baseline_memory`:
+
+- managers, ceilings and ``store_everything``: the final memory's tokens (what retrieval picks from);
 - ``long_context``: the window the reasoner reads (the last ``baselines.long_context_tokens`` of the text);
-- ``rag_bm25``: the text retrieved for a question (its top-k chunks), averaged over the questions;
+- ``rag_bm25``: the text retrieved for a question (its top-k chunks), averaged over the questions; it keeps
+  no memory of its own, so its stored chunks (the whole context) are not counted;
 - ``closed_book``: nothing (0).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from finemem_lib.core.sentences import split_sentences
@@ -16,6 +22,18 @@ from finemem_lib.core.tokens import TokenCounter, regex_token_count
 from finemem_lib.data.instance import Instance
 from finemem_lib.episodes import baselines
 from finemem_lib.episodes.qa import QAResult
+
+DEFINITION = "reader input: memories final; long_context window; rag_bm25 retrieved text per question; closed_book 0"
+"""A tag of the definition above; evaluation records made under another one are redone, not reused."""
+
+
+@dataclass(frozen=True)
+class BaselineMemory:
+    """What a baseline holds for one instance: tokens, items, and the text of every item id it can cite."""
+
+    tokens: int
+    items: int
+    texts: dict[str, str] = field(default_factory=dict)
 
 
 def raw_item_texts(instance: Instance) -> dict[str, str]:
@@ -39,6 +57,31 @@ def retrieved_memory(
     return round(sum(tokens) / len(tokens)), round(sum(items) / len(items))
 
 
+def baseline_memory(
+    name: str,
+    instance: Instance,
+    results: Sequence[QAResult],
+    cfg: Mapping[str, Any] | None = None,
+    token_counter: TokenCounter = regex_token_count,
+) -> BaselineMemory:
+    """The memory length of baseline ``name`` on one instance (see the module docstring), given its answers."""
+    texts = raw_item_texts(instance)
+    if name == "store_everything":
+        memory = baselines.store_everything_memory(instance, token_counter)
+        texts.update({item.id: item.content for item in memory.items})
+        return BaselineMemory(memory.num_tokens(), len(memory), texts)
+    if name == "long_context":
+        window = baselines.tail_window(instance, baselines.long_context_window(cfg), token_counter)
+        texts.update({item.id: item.content for item in window})
+        return BaselineMemory(sum(token_counter(item.content) for item in window), len(window), texts)
+    if name == "rag_bm25":
+        tokens, items = retrieved_memory(results, texts, token_counter)
+        return BaselineMemory(tokens, items, texts)
+    if name == "closed_book":
+        return BaselineMemory(0, 0, texts)
+    raise ValueError(f"unknown baseline {name!r}; choose one of {sorted(baselines.BASELINES)}")
+
+
 def baseline_memory_tokens(
     name: str,
     instance: Instance,
@@ -46,14 +89,5 @@ def baseline_memory_tokens(
     cfg: Mapping[str, Any] | None = None,
     token_counter: TokenCounter = regex_token_count,
 ) -> int:
-    """The memory length of baseline ``name`` on one instance (see the module docstring)."""
-    if name == "store_everything":
-        return baselines.store_everything_memory(instance, token_counter).num_tokens()
-    if name == "long_context":
-        window = baselines.long_context_window(cfg)
-        return sum(token_counter(item.content) for item in baselines.tail_window(instance, window, token_counter))
-    if name == "rag_bm25":
-        return retrieved_memory(results, raw_item_texts(instance), token_counter)[0]
-    if name == "closed_book":
-        return 0
-    raise ValueError(f"unknown baseline {name!r}; choose one of {sorted(baselines.BASELINES)}")
+    """The memory length in tokens of baseline ``name`` on one instance (:func:`baseline_memory`)."""
+    return baseline_memory(name, instance, results, cfg, token_counter).tokens

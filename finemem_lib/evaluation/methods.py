@@ -1,9 +1,10 @@
 """The methods under evaluation: memory-free baselines and managers given as model folders.
 
 Each method turns instances into :class:`InstanceResult` objects (the answered questions with their
-evidence, and the memory the method kept). ``memory_tokens`` is what the method holds for an instance:
-the final memory (managers, store-everything), the window it reads (long-context), the text it retrieves
-per question (RAG-BM25, averaged over the questions) or nothing (closed-book).
+evidence, and the memory the method kept). ``memory_tokens`` is the text the reader is given
+(:mod:`~finemem_lib.evaluation.memory_length`, one definition for every table): the final memory (managers,
+ceilings, store-everything), the window it reads (long-context), the text it retrieves per question
+(RAG-BM25, averaged over the questions) or nothing (closed-book).
 
 Managers found for a profile (:func:`discover_methods`): the GRPO start (the SFT manager, or
 ``manager.model`` where SFT is off) and the final model of every trained (variant, seed) of notebook 03
@@ -23,7 +24,8 @@ from finemem_lib.core.tokens import TokenCounter, regex_token_count
 from finemem_lib.data.instance import Instance
 from finemem_lib.episodes import baselines, ceilings
 from finemem_lib.episodes.qa import QAResult
-from finemem_lib.evaluation.memory_length import raw_item_texts, retrieved_memory
+from finemem_lib.evaluation.memory_length import baseline_memory
+from finemem_lib.evaluation.settings import evaluation_settings
 from finemem_lib.infra.config import repo_root
 from finemem_lib.infra.identity import model_hash
 from finemem_lib.infra.paths import FINAL_MODEL, ProfilePaths, run_dirs, run_name, sft_manager_dir
@@ -39,7 +41,7 @@ class Method:
     name: str
     kind: str  # "baseline" | "manager"
     model: str | None = None
-    role: str = ""  # managers: "start" (SFT / base) or "trained"
+    role: str = ""  # managers: "start" (SFT / base) or "trained"; scripted reference policies: "ceiling"
 
     def identity(self) -> dict[str, Any]:
         """What decides whether earlier records of this method can be reused."""
@@ -73,7 +75,8 @@ def discover_methods(cfg: Mapping[str, Any], paths: ProfilePaths) -> list[Method
     unknown = [m.name for m in methods if m.name not in BASELINE_NAMES]
     if unknown:
         raise ValueError(f"evaluation.baselines: unknown {unknown}; choose from {BASELINE_NAMES}")
-    methods += [Method(name, "baseline", role="ceiling") for name in ceilings.checked(section.get("ceilings"))]
+    ceiling_names = ceilings.checked(evaluation_settings(cfg).ceilings)  # run where the instances carry roles
+    methods += [Method(name, "baseline", role="ceiling") for name in ceiling_names]
     if not section.get("trained_managers", True):  # no trained or SFT manager needed: baselines (+ extra managers)
         extra = (section.get("extra_managers") or {}).items()
         return methods + [Method(str(name), "manager", str(model), "trained") for name, model in extra]
@@ -126,21 +129,9 @@ def baseline_result(
         texts = [[lookup.get(i, "") for i in r.evidence_ids] for r in results]
         return InstanceResult(instance, results, texts, memory.num_tokens(), len(memory))
     (results,) = baselines.run_baseline(name, [instance], reasoner, cfg, token_counter)
-    lookup = raw_item_texts(instance)
-    if name == "store_everything":
-        memory = baselines.store_everything_memory(instance, token_counter)
-        lookup = {item.id: item.content for item in memory.items}
-        tokens, items = memory.num_tokens(), len(memory)
-    elif name == "long_context":
-        window = baselines.tail_window(instance, baselines.long_context_window(cfg))
-        lookup.update({item.id: item.content for item in window})
-        tokens, items = sum(token_counter(item.content) for item in window), len(window)
-    elif name == "rag_bm25":  # the text retrieved per question, averaged over the questions
-        tokens, items = retrieved_memory(results, lookup, token_counter)
-    else:
-        tokens, items = 0, 0
-    texts = [[lookup.get(i, "") for i in r.evidence_ids] for r in results]
-    return InstanceResult(instance, results, texts, tokens, items)
+    memory = baseline_memory(name, instance, results, cfg, token_counter)  # the one definition of memory length
+    texts = [[memory.texts.get(i, "") for i in r.evidence_ids] for r in results]
+    return InstanceResult(instance, results, texts, memory.tokens, memory.items)
 
 
 # ---------------------------------------------------------------------------- managers

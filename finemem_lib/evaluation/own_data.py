@@ -87,6 +87,7 @@ def own_data_profile(
         custom_benchmarks={bench: spec},
         source_rules={**(section.get("source_rules") or {}), **source_rules},
         trained_managers=False,
+        ceilings=[],  # a user's own data carries no synthetic sentence roles: no ceiling can run on it
         extra_managers={**(section.get("extra_managers") or {}), **extra},
     )
     out["evaluation"] = section

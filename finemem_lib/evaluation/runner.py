@@ -7,6 +7,9 @@ evaluates (benchmark, method) pairs, appending each instance's records as soon a
 skips instances already recorded under the same configuration.
 
 Records go to ``<results>/eval/04_<benchmark>_<method>.jsonl`` (see :mod:`~finemem_lib.evaluation.records`).
+The ceilings (``evaluation.ceilings``, scripted reference policies) run on every benchmark whose instances
+carry the synthetic generator's sentence roles and skip the others with one log line;
+``<results>/eval/04_ceilings.json`` says which benchmarks got them.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +27,10 @@ from tqdm import tqdm
 from finemem_lib.agents.reasoner import Reasoner
 from finemem_lib.agents.reasoner_factory import build_reasoner
 from finemem_lib.core import metrics
+from finemem_lib.episodes.ceilings import missing_roles
 from finemem_lib.evaluation.benchmarks import BUILTIN, Benchmark, benchmark_names, load_benchmark
 from finemem_lib.evaluation.columns import column_for, layout
+from finemem_lib.evaluation.memory_length import DEFINITION as MEMORY_LENGTH_DEFINITION
 from finemem_lib.evaluation.methods import (
     InstanceResult,
     Method,
@@ -52,10 +57,26 @@ class EvaluationSetupError(RuntimeError):
 
 @dataclass
 class Plan:
-    """What will be evaluated: benchmarks and methods, checked."""
+    """What will be evaluated: benchmarks and methods, checked.
+
+    ``ceilings_skipped``: benchmark -> why the ceilings (methods of role ``ceiling``) do not run on it
+    (its instances carry no sentence roles); every other (benchmark, method) pair is evaluated.
+    """
 
     benchmarks: list[Benchmark]
     methods: list[Method]
+    ceilings_skipped: dict[str, str] = field(default_factory=dict)
+
+    def methods_for(self, benchmark: str) -> list[Method]:
+        """The methods evaluated on ``benchmark``: all, less the ceilings where they cannot run."""
+        skip = benchmark in self.ceilings_skipped
+        return [m for m in self.methods if not (skip and m.role == "ceiling")]
+
+    def ceilings(self) -> dict[str, Any]:
+        """Which benchmarks got which ceilings, and why the others got none (kept with the records)."""
+        names = [m.name for m in self.methods if m.role == "ceiling"]
+        applied = {b.name: names for b in self.benchmarks if names and b.name not in self.ceilings_skipped}
+        return {"requested": names, "applied": applied, "skipped": dict(self.ceilings_skipped)}
 
 
 def records_path(paths: ProfilePaths, benchmark: str, method: str) -> Path:
@@ -180,7 +201,27 @@ def preflight(
     _check_models(chosen, cfg)
     if check_endpoint:
         _check_reasoner(cfg)
-    return Plan(loaded, chosen)
+    return Plan(loaded, chosen, _ceilings_skipped(loaded, chosen))
+
+
+def _ceilings_skipped(benchmarks: Sequence[Benchmark], methods: Sequence[Method]) -> dict[str, str]:
+    """Benchmark -> why the ceilings skip it; one log line each, a warning when no benchmark gets them."""
+    names = [m.name for m in methods if m.role == "ceiling"]
+    if not names:
+        return {}
+    skipped = {}
+    for bench in benchmarks:
+        reason = missing_roles(bench.instances)
+        if reason is not None:
+            skipped[bench.name] = reason
+            logger.info("ceilings %s skipped on %s: %s", ", ".join(names), bench.name, reason)
+    if benchmarks and len(skipped) == len(benchmarks):
+        logger.warning(
+            "evaluation.ceilings %s: no benchmark evaluated here carries the synthetic generator's sentence "
+            "roles, so the tables hold no ceiling (they run on the synthetic held-out split only)",
+            names,
+        )
+    return skipped
 
 
 def _header(cfg: Mapping[str, Any], benchmark: Benchmark, method: Method) -> dict[str, Any]:
@@ -190,11 +231,17 @@ def _header(cfg: Mapping[str, Any], benchmark: Benchmark, method: Method) -> dic
     relevant = {k: cfg.get(k) for k in CONFIG_KEYS}
     # the section as written (not its typed settings): records are reused only under the same configuration
     relevant["evaluation"] = {k: v for k, v in (cfg.get("evaluation") or {}).items() if k != "bootstrap"}
+    relevant["evaluation"].pop("ceilings", None)  # which ceilings run leaves every other method's records valid
+    if method.kind == "baseline":  # records counted under another memory-length definition are redone
+        relevant["memory_length"] = MEMORY_LENGTH_DEFINITION
+    if method.role == "ceiling":  # the teacher ceiling replays the SFT teacher
+        relevant["teacher"] = (cfg.get("sft") or {}).get("teacher")
     identity = method.identity()
     return {
         "benchmark": benchmark.name,
         "method": method.name,
         "model": repo_relative(method.model),
+        "role": method.role or "baseline",
         "model_fingerprint": identity["fingerprint"],
         "reasoner": cfg.get("reasoner"),
         "profile": cfg.get("name"),
@@ -230,6 +277,7 @@ def _records(
         {
             "benchmark": benchmark.name,
             "method": method.name,
+            "role": method.role or "baseline",
             "instance_id": inst.id,
             "source": inst.source,
             "column": column.name,
@@ -345,12 +393,32 @@ def run_evaluation(
         raise EvaluationSetupError(str(exc)) from None
     plan = plan or preflight(cfg, paths, methods, benchmarks, check_endpoint=reasoner is None, settings=settings)
     reasoner = reasoner or build_reasoner(cfg.get("reasoner"))
+    if any(m.role == "ceiling" for m in plan.methods):
+        write_ceilings_log(cfg, paths, plan)
     frames = []
     for benchmark in plan.benchmarks:
-        for method in plan.methods:
+        for method in plan.methods_for(benchmark.name):
             store = evaluate_pair(cfg, paths, benchmark, method, reasoner, progress, settings)
             frames.append(pd.DataFrame(store.records))
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    if not frame.empty:
-        frame["role"] = frame["method"].map({m.name: (m.role or "baseline") for m in plan.methods})
+    if not frame.empty:  # records written before roles were recorded get theirs from the plan
+        roles = frame["method"].map({m.name: (m.role or "baseline") for m in plan.methods})
+        frame["role"] = frame["role"].fillna(roles) if "role" in frame else roles
     return frame
+
+
+def ceilings_log_path(paths: ProfilePaths) -> Path:
+    return paths.results / "eval" / "04_ceilings.json"
+
+
+def write_ceilings_log(cfg: Mapping[str, Any], paths: ProfilePaths, plan: Plan) -> Path:
+    """``<results>/eval/04_ceilings.json``: the ceilings asked for, the benchmarks that got them, why others did not."""
+    import json
+
+    from finemem_lib.infra.provenance import loaded_git_state
+
+    path = ceilings_log_path(paths)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    log = {"profile": cfg.get("name"), **plan.ceilings(), "git": loaded_git_state()}
+    path.write_text(json.dumps(log, indent=2) + "\n", encoding="utf-8")
+    return path

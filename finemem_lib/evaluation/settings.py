@@ -40,6 +40,7 @@ class EvaluationSettings:
     benchmarks: tuple[str, ...] | None = None  # None: every built-in benchmark
     custom_benchmarks: Mapping[str, Any] = field(default_factory=dict)
     baselines: tuple[str, ...] | None = None  # None: every baseline
+    ceilings: tuple[str, ...] = ()  # scripted reference policies, on the benchmarks whose instances carry roles
     trained_managers: bool = True
     extra_managers: Mapping[str, Any] = field(default_factory=dict)
     manager_batch: int = 8
@@ -96,6 +97,7 @@ def evaluation_settings(cfg: Mapping[str, Any] | EvaluationSettings | None) -> E
         benchmarks=_names(section.get("benchmarks"), "evaluation.benchmarks"),
         custom_benchmarks=_section(section.get("custom_benchmarks"), "evaluation.custom_benchmarks"),
         baselines=_names(section.get("baselines"), "evaluation.baselines"),
+        ceilings=_names(section.get("ceilings"), "evaluation.ceilings") or (),
         trained_managers=bool(section.get("trained_managers", True)),
         extra_managers=_section(section.get("extra_managers"), "evaluation.extra_managers"),
         manager_batch=_int(section.get("manager_batch"), "evaluation.manager_batch", 8),

@@ -5,6 +5,10 @@ Intervals: percentile bootstrap, resampling each column's instances with replace
 (``evaluation.bootstrap.samples`` replicates, seeded). ``avg`` is the unweighted mean of the columns that
 have data (CR excluded in the MemoryAgentBench layout), its interval from the same replicates (columns
 resampled independently). ``memory`` is the mean memory length in tokens over all instances of the table.
+
+Every row has a ``kind``: ``method`` (baselines and managers, the compared methods) or ``ceiling`` (a scripted
+reference policy of :mod:`finemem_lib.episodes.ceilings`, role ``ceiling`` in the records: how well a
+manager could do, not a method to rank). Ceilings come after the methods; :func:`rows_of_kind` splits a table.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from finemem_lib.episodes.ceilings import CEILINGS
 from finemem_lib.evaluation.columns import Column, column_for, layout
 from finemem_lib.evaluation.settings import EvaluationSettings, evaluation_settings
 
@@ -27,18 +32,33 @@ AVERAGING_RULES = {
 }
 
 
+KINDS = ("method", "ceiling")
+
+
+def method_kinds(frame: pd.DataFrame) -> dict[str, str]:
+    """Method -> ``ceiling`` (role ``ceiling``) or ``method``; a frame without roles (records written before
+    they were recorded) goes by the ceilings' names."""
+    if "kind" in frame:
+        return dict(zip(frame["method"], frame["kind"], strict=True))
+    if "role" in frame:
+        roles = dict(zip(frame["method"], frame["role"], strict=True))
+        return {m: "ceiling" if r == "ceiling" else "method" for m, r in roles.items()}
+    return {m: "ceiling" if m in CEILINGS else "method" for m in frame["method"].unique()}
+
+
 def instance_scores(records: pd.DataFrame) -> pd.DataFrame:
-    """One row per (benchmark, method, instance): mean score over its questions, memory tokens, column."""
+    """One row per (benchmark, method, instance): mean score over its questions, memory tokens, column, kind."""
     if records.empty:
         return pd.DataFrame(
-            columns=["benchmark", "method", "instance_id", "source", "column", "score", "memory_tokens"]
+            columns=["benchmark", "method", "instance_id", "source", "column", "score", "memory_tokens", "kind"]
         )
     keys = ["benchmark", "method", "instance_id", "source", "column"]
-    return (
+    scores = (
         records.groupby(keys, sort=False)
         .agg(score=("score", "mean"), memory_tokens=("memory_tokens", "first"), questions=("score", "size"))
         .reset_index()
     )
+    return scores.assign(kind=scores["method"].map(method_kinds(records)))
 
 
 def _columns_in_order(frame: pd.DataFrame, kind: str, custom: Mapping[str, Any] | None) -> list[Column]:
@@ -64,7 +84,10 @@ def bootstrap_table(
         raise ValueError(f"bootstrap samples must be >= 1, got {samples}")
     rows = []
     columns = _columns_in_order(per_instance, kind, custom) if not per_instance.empty else list(layout(kind))
-    for method, frame in per_instance.groupby("method", sort=False):
+    kinds = method_kinds(per_instance) if not per_instance.empty else {}
+    groups = dict(list(per_instance.groupby("method", sort=False)))
+    for method in sorted(groups, key=lambda m: KINDS.index(kinds[m])):  # methods first, then the ceilings
+        frame = groups[method]
         rng = np.random.default_rng(seed)
         replicate_means, means = [], []
         for column in columns:
@@ -104,11 +127,15 @@ def bootstrap_table(
                 "n": len(frame),
             }
         )
-    return pd.DataFrame(rows, columns=["method", "column", "group", "mean", "lo", "hi", "n"])
+    long = pd.DataFrame(rows, columns=["method", "column", "group", "mean", "lo", "hi", "n"])
+    long.insert(1, "kind", long["method"].map(kinds).astype(object))
+    return long
 
 
 def wide_table(long: pd.DataFrame, digits: int = 3, intervals: bool = True) -> pd.DataFrame:
-    """The paper layout: one row per method, one column per table column, cells ``mean [lo, hi]``; no data: ``–``."""
+    """The paper layout: one row per method, one column per table column, cells ``mean [lo, hi]``; no data: ``–``.
+
+    The first column is each row's ``kind`` (``method`` or ``ceiling``) when the long table has one."""
 
     def cell(row: pd.Series) -> str:
         if pd.isna(row.get("mean")):
@@ -127,11 +154,22 @@ def wide_table(long: pd.DataFrame, digits: int = 3, intervals: bool = True) -> p
     wide = cells.pivot(index="method", columns="column", values="cell")[order]
     methods = list(dict.fromkeys(long["method"]))
     wide = wide.loc[methods]
+    if "kind" in long:
+        wide.insert(0, "kind", long.drop_duplicates("method").set_index("method")["kind"].reindex(methods))
+        order = ["kind", *order]
     groups = long.drop_duplicates("column").set_index("column")["group"].reindex(order).fillna("")
     if groups.str.len().gt(0).any():
         wide.columns = pd.MultiIndex.from_arrays([groups.to_list(), order], names=["", "column"])
     wide.columns.name = None if not isinstance(wide.columns, pd.MultiIndex) else wide.columns.names
     return wide
+
+
+def rows_of_kind(wide: pd.DataFrame, kind: str) -> pd.DataFrame:
+    """The rows of a wide table of one ``kind`` (``method`` or ``ceiling``), without the kind column."""
+    if wide.empty:
+        return wide
+    column = next(c for c in wide.columns if (c[-1] if isinstance(c, tuple) else c) == "kind")
+    return wide[wide[column] == kind].drop(columns=[column])
 
 
 def paper_tables(
