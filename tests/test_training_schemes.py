@@ -282,3 +282,42 @@ def test_training_curves_draw_a_scheme_beside_a_variant(tmp_path):
     fig = plot_learning_curves(pd.DataFrame(rows), path=tmp_path / "curves.png")
     labels = {t.get_text() for legend in fig.legends for t in legend.get_texts()}
     assert (tmp_path / "curves.png").is_file() and {"OR-only", "GiGPO"} <= labels
+
+
+# ---------------------------------------------------------------------------- the long profile's study
+def test_the_long_study_trains_every_scheme_with_three_seeds_beside_the_four_variants():
+    from finemem_lib.infra.config import load_profile, repo_root
+    from finemem_lib.training.plan import load_plan
+
+    profile = load_profile("long")
+    runs = load_plan(repo_root() / "configs" / "study_long.yaml", profile)
+    base = [r for r in runs if r.tag == ""]  # the main comparison: no overrides, one run per (variant, seed)
+    seeds = {name: {r.seed for r in base if r.variant == name} for name in TRAINABLE}
+    shared = set.intersection(*seeds.values())
+    assert len(shared) >= 3, seeds  # every variant and every scheme on the same >= 3 seeds
+    schemes = [r for r in runs if r.group == "schemes"]
+    assert {r.variant for r in schemes} == set(SCHEMES) and all(r.overrides == {} for r in schemes)
+    assert all(r.config(profile)["name"] == "long" for r in schemes)  # the profile's own runs (long_<scheme>_s<k>)
+
+
+def test_the_study_tables_put_schemes_beside_the_variants(tmp_path):
+    from finemem_lib.infra.paths import ProfilePaths
+    from finemem_lib.training import study
+    from tests.test_study import PROFILE, _fake_finished_run
+
+    paths = ProfilePaths(tmp_path / "data", tmp_path / "results").ensure()
+    groups = [{"name": "main", "variants": ["or_only", "finemem"], "seeds": [0, 1]},
+              {"name": "schemes", "variants": ["gigpo", "adrpo"], "seeds": [0, 1]}]  # fmt: skip
+    runs = plan_runs(groups, PROFILE)
+    rng = np.random.default_rng(2)
+    base = rng.uniform(0.3, 0.7, 24)
+    gains = {"or_only": 0.0, "finemem": 0.05, "gigpo": -0.05, "adrpo": 0.02}
+    for r in runs:
+        curve = [0.5, 0.5 + gains[r.variant], 0.52 + gains[r.variant]]
+        _fake_finished_run(paths, PROFILE, r, base + gains[r.variant] + 0.01 * rng.normal(size=24), curve)
+    files = study.write_study_figures(PROFILE, runs, paths, n_boot=200)
+    heldout = pd.read_csv(files["heldout"]).query("metric == 'qa'").set_index("variant")
+    assert {"or_only", "finemem", "gigpo", "adrpo"} <= set(heldout.index)
+    assert heldout.loc["gigpo", "diff_hi"] < 0 < heldout.loc["finemem", "diff_lo"]  # paired to OR-only
+    assert {"gigpo", "adrpo"} <= set(pd.read_csv(files["efficiency"])["variant"])
+    assert {"gigpo", "adrpo"} <= set(pd.read_csv(files["curves"])["variant"])
