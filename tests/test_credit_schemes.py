@@ -100,10 +100,11 @@ def test_trajectory_advantages_normalise_before_expanding():
         cs.trajectory_advantages([1.0, 0.0], T=0)
 
 
-def test_schemes_are_rows_of_the_variant_table_but_not_trainable_variants():
-    from finemem_lib.core.reward_spec import SCHEME_TABLE, SCHEMES, VARIANTS, RewardSpec, Variant, variant
+def test_schemes_are_rows_of_the_variant_table_beside_the_paper_variants():
+    from finemem_lib.core.reward_spec import SCHEME_TABLE, SCHEMES, TRAINABLE, VARIANTS, RewardSpec, Variant, variant
 
-    assert VARIANTS == ("or_only", "csr", "eara", "finemem")  # what the trainer and the study accept
+    assert VARIANTS == ("or_only", "csr", "eara", "finemem")  # the paper's four (its tables and figures)
+    assert (*VARIANTS, *SCHEMES) == TRAINABLE  # what the trainer and the study accept
     assert set(SCHEMES) >= {"gigpo", "adrpo", "hindsight", "broadcast_traj"} and not set(SCHEMES) & set(VARIANTS)
     assert all(variant(row.name) is row and row.credit != "grpo" for row in SCHEME_TABLE)
     assert RewardSpec("gigpo_csr").row.uses("chunk") and not RewardSpec("gigpo").row.uses("chunk")

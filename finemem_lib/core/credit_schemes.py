@@ -18,13 +18,21 @@ gives each formula with its source):
 Steps are 0-based; ``T`` is the number of steps, ``G`` the group size, ``n`` the number of queries.
 Inputs are numpy arrays or lists; outputs are float64 arrays. Bad shapes or out-of-range steps raise
 ``ValueError`` naming the argument.
+
+:func:`scheme_advantages` is the one dispatch from a scheme's row (its ``credit`` rule and terms, under a
+:class:`~finemem_lib.core.reward_spec.RewardSpec`) to its kernel, over one group's
+:class:`SchemeInputs`; the trainer and the credit-quality measure both call it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
+
+from finemem_lib.core import rewards
+from finemem_lib.core.reward_spec import RewardSpec
 
 ATTRIBUTION_RULES = ("any", "dominant")
 GIGPO_GAMMA = 0.95  # mem-alpha-areal examples/mem-alpha/config.yaml: gigpo_gamma
@@ -219,3 +227,87 @@ def trajectory_advantages(traj_rewards: Any, T: int, eps: float = 1e-6) -> np.nd
         raise ValueError("traj_rewards must hold at least one rollout")
     adv = np.zeros_like(r) if r.shape[0] < 2 else _group_norm(r, axis=0, eps=eps, ddof=1)
     return np.repeat(adv[:, None], int(T), axis=1)
+
+
+# ---------------------------------------------------------------------------- one group, one scheme
+@dataclass(frozen=True)
+class SchemeInputs:
+    """What one group of G rollouts gives the schemes: ``[G]`` per rollout, ``[G, T]`` per step.
+
+    ``retrieved``: :func:`retrieval_counts` of each rollout; ``hindsight``: its :func:`hindsight_credit`.
+    """
+
+    r_global: np.ndarray
+    r_comp: np.ndarray
+    r_fmt: np.ndarray
+    r_chunk: np.ndarray
+    retrieved: np.ndarray
+    hindsight: np.ndarray
+
+    def __post_init__(self) -> None:
+        per_rollout = ("r_global", "r_comp")
+        for f in fields(self):
+            object.__setattr__(self, f.name, _array(getattr(self, f.name), f.name, 1 if f.name in per_rollout else 2))
+        G, T = self.r_fmt.shape
+        if G == 0 or T == 0:
+            raise ValueError(f"r_fmt must have shape [G, T] with G, T > 0, got {self.r_fmt.shape}")
+        for f in fields(self):
+            want = (G,) if f.name in per_rollout else (G, T)
+            if getattr(self, f.name).shape != want:
+                raise ValueError(f"{f.name} must have shape {list(want)}, got {getattr(self, f.name).shape}")
+
+
+def _scheme_row(spec: RewardSpec) -> str:
+    credit = spec.row.credit
+    if credit == "grpo":
+        raise ValueError(f"{spec.variant!r} is not a credit scheme (its A_t is a group-normalised sum of terms)")
+    return credit
+
+
+def _gigpo_scores(spec: RewardSpec, x: SchemeInputs) -> tuple[np.ndarray, np.ndarray]:
+    """GiGPO's ``(turn [G, T], trajectory [G])`` scores: format (+ w1 chunk QA), r_global + w2 compression."""
+    turn = x.r_fmt + spec.w1 * x.r_chunk if spec.row.uses("chunk") else x.r_fmt
+    return turn, x.r_global + spec.w2 * x.r_comp
+
+
+def _trajectory_reward(spec: RewardSpec, x: SchemeInputs) -> np.ndarray:
+    """``[G]``: OR-only's terms, one value per rollout (the format score averaged over its steps)."""
+    return x.r_global + x.r_fmt.mean(axis=1) + spec.w2 * x.r_comp
+
+
+def scheme_step_rewards(spec: RewardSpec, x: SchemeInputs) -> np.ndarray:
+    """``[G, T]`` per-step reward a scheme credits, before its normalisation (what the trainer logs as r_t).
+
+    ``gigpo``: turn score + trajectory score; ``adrpo*``: the format-gated chunk-QA reward; ``hindsight``:
+    H_t + r_fmt + w2 r_comp; ``broadcast_traj``: the rollout's trajectory reward on each of its steps.
+    """
+    credit = _scheme_row(spec)
+    if credit == "gigpo":
+        turn, traj = _gigpo_scores(spec, x)
+        return turn + traj[:, None]
+    if credit in ("adrpo", "adrpo_dominant"):
+        return adrpo_step_reward(x.r_chunk, x.r_fmt)
+    if credit == "hindsight":
+        return x.hindsight + x.r_fmt + spec.w2 * x.r_comp[:, None]
+    if credit == "broadcast_traj":
+        return np.repeat(_trajectory_reward(spec, x)[:, None], x.r_fmt.shape[1], axis=1)
+    raise ValueError(f"credit rule {credit!r} has no kernel")  # pragma: no cover - CREDIT_RULES and this disagree
+
+
+def scheme_advantages(spec: RewardSpec, x: SchemeInputs) -> np.ndarray:
+    """``[G, T]`` A_t of one group under the credit scheme ``spec`` names (its row's ``credit`` kernel).
+
+    The reward terms are the house ones at the spec's w1 and w2; ``hindsight`` is normalised by the spec's
+    ``group_mode`` like a house variant, the others as their sources normalise.
+    """
+    credit = _scheme_row(spec)
+    if credit == "gigpo":
+        return gigpo_advantages(*_gigpo_scores(spec, x))
+    if credit in ("adrpo", "adrpo_dominant"):
+        rule = "dominant" if credit == "adrpo_dominant" else "any"
+        return adrpo_advantages(adrpo_step_reward(x.r_chunk, x.r_fmt), x.retrieved, rule=rule)
+    if credit == "hindsight":
+        return rewards.group_advantages(scheme_step_rewards(spec, x), spec.group_mode)
+    if credit == "broadcast_traj":
+        return trajectory_advantages(_trajectory_reward(spec, x), x.r_fmt.shape[1])
+    raise ValueError(f"credit rule {credit!r} has no kernel")  # pragma: no cover - CREDIT_RULES and this disagree

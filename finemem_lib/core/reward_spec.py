@@ -5,10 +5,11 @@ section (:meth:`RewardSpec.from_config`) and travels whole to the kernels
 (:func:`finemem_lib.core.rewards.step_rewards`, :func:`finemem_lib.core.rewards.group_advantages`).
 Its field defaults are the only place the defaults of beta, w1 and w2 are declared.
 
-:data:`VARIANTS` is the table of reward variants: name, label, colour and the reward terms the step
-reward r_t sums. The kernels, the trainer, the credit measure, the figures and the episode viewer all
-read it; a new credit scheme is one row here (plus a term kernel in :mod:`finemem_lib.core.rewards`
-when it needs a new term).
+:data:`VARIANT_TABLE` is the table of the paper's reward variants: name, label, colour and the reward
+terms the step reward r_t sums. The kernels, the trainer, the credit measure, the figures and the
+episode viewer all read it. :data:`SCHEME_TABLE` holds other systems' credit schemes as rows of the
+same shape, each naming the kernel of :mod:`finemem_lib.core.credit_schemes` that forms its A_t. The
+trainer and the study plans accept every name of :data:`TRAINABLE` (the variants, then the schemes).
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ VARIANT_TABLE: tuple[Variant, ...] = (
     Variant("finemem", "Fine-Mem", "#d55e00", ("eara", "fmt", "comp", "chunk")),
 )
 # Other systems' credit schemes under the same memory and reader (docs/credit_schemes.md): rows of the same
-# table, kept out of VARIANTS (what the trainer and the study accept) until they are trained.
+# shape, kept out of VARIANTS (the paper's four, which the paper's tables and figures show) but trainable.
 SCHEME_TABLE: tuple[Variant, ...] = (
     Variant("gigpo", "GiGPO", "#0173b2", ("global", "fmt", "comp"), credit="gigpo"),
     Variant("gigpo_csr", "GiGPO+CSR", "#56b4e9", ("global", "fmt", "comp", "chunk"), credit="gigpo"),
@@ -75,6 +76,7 @@ VARIANTS_BY_NAME: dict[str, Variant] = {v.name: v for v in VARIANT_TABLE}
 VARIANTS: tuple[str, ...] = tuple(VARIANTS_BY_NAME)
 ROWS_BY_NAME: dict[str, Variant] = {v.name: v for v in (*VARIANT_TABLE, *SCHEME_TABLE)}
 SCHEMES: tuple[str, ...] = tuple(v.name for v in SCHEME_TABLE)
+TRAINABLE: tuple[str, ...] = (*VARIANTS, *SCHEMES)  # what training.variant(s), the study plans and the CLI accept
 
 
 def variant(name: str) -> Variant:

@@ -4,7 +4,10 @@ The measure is the one of :mod:`finemem_lib.episodes.credit`: Spearman between a
 and each step's leave-one-step-out value v_t, pooled over the steps of many groups, with a bootstrap
 over whole groups. Here each step also keeps the ingredients the schemes need (format score,
 compression reward, retrieved items it wrote, hindsight credit), so every scheme's A_t is a pure
-function of the saved step table and can be recomputed without rolling out again.
+function of the saved step table and can be recomputed without rolling out again. The ingredients
+(:func:`~finemem_lib.episodes.scheme_credit.episode_ingredients`) and the kernel each scheme's A_t comes
+from (:func:`finemem_lib.core.credit_schemes.scheme_advantages`) are the trainer's, so the A_t measured
+here is the A_t a scheme trains with.
 
 A scheme is a row of the variant table (:data:`finemem_lib.core.reward_spec.SCHEME_TABLE`) whose
 ``credit`` names its kernel in :mod:`finemem_lib.core.credit_schemes`; it runs under a
@@ -22,7 +25,6 @@ import numpy as np
 import pandas as pd
 
 from finemem_lib.core import credit_schemes as cs
-from finemem_lib.core import rewards
 from finemem_lib.core.reward_spec import SCHEMES, RewardSpec
 from finemem_lib.episodes.credit import (
     CreditVariant,
@@ -32,26 +34,28 @@ from finemem_lib.episodes.credit import (
     rollout_batches,
 )
 from finemem_lib.episodes.rollout import Episode
+from finemem_lib.episodes.scheme_credit import INGREDIENTS, episode_ingredients
+
+__all__ = [
+    "INGREDIENTS",
+    "KEYS",
+    "REFERENCES",
+    "add_scheme_advantages",
+    "episode_ingredients",
+    "group_scheme_advantages",
+    "ingredient_rows",
+    "measure_schemes",
+    "profile_schemes",
+    "schemes_quality",
+]
 
 KEYS = ("group", "rollout", "step")
-INGREDIENTS = ("r_fmt", "r_comp", "retrieved", "hindsight")  # beside credit_steps' r_global, r_chunk, N
 REFERENCES = ("or_only", "finemem")
 
 
 def profile_schemes(cfg: Mapping) -> list[CreditVariant]:
     """Every credit scheme of the variant table at the profile's reward settings (w1, w2, group_mode)."""
     return [CreditVariant(name, RewardSpec.from_config(cfg, variant=name)) for name in SCHEMES]
-
-
-def episode_ingredients(episode: Episode) -> dict[str, np.ndarray]:
-    """``{r_fmt, r_comp, retrieved, hindsight}`` per step (``[T]``) of one finished episode."""
-    T = episode.T
-    return {
-        "r_fmt": episode.r_fmt,
-        "r_comp": np.full(T, episode.r_comp),
-        "retrieved": cs.retrieval_counts(episode.evidence_steps, T),
-        "hindsight": cs.hindsight_credit(episode.scores, episode.evidence_steps, T),
-    }
 
 
 def ingredient_rows(groups: Sequence[Sequence[Episode]], group_ids: Sequence[str]) -> pd.DataFrame:
@@ -72,24 +76,16 @@ def _matrix(frame: pd.DataFrame, column: str) -> np.ndarray:
 
 
 def group_scheme_advantages(frame: pd.DataFrame, spec: RewardSpec) -> np.ndarray:
-    """``[G, T]`` A_t of one group (its rows of a step table) under one credit scheme."""
-    credit = spec.row.credit
-    fmt, chunk = _matrix(frame, "r_fmt"), _matrix(frame, "r_chunk")
-    r_global = _matrix(frame, "r_global")[:, 0]
-    r_comp = _matrix(frame, "r_comp")[:, 0]
-    if credit == "gigpo":
-        turn = fmt + spec.w1 * chunk if spec.row.uses("chunk") else fmt
-        return cs.gigpo_advantages(turn, r_global + spec.w2 * r_comp)
-    if credit in ("adrpo", "adrpo_dominant"):
-        rule = "dominant" if credit == "adrpo_dominant" else "any"
-        return cs.adrpo_advantages(cs.adrpo_step_reward(chunk, fmt), _matrix(frame, "retrieved"), rule=rule)
-    if credit == "hindsight":
-        reward = _matrix(frame, "hindsight") + fmt + spec.w2 * r_comp[:, None]
-        return rewards.group_advantages(reward, spec.group_mode)
-    if credit == "broadcast_traj":
-        traj = r_global + fmt.mean(axis=1) + spec.w2 * r_comp  # OR-only's terms, one value per rollout
-        return cs.trajectory_advantages(traj, fmt.shape[1])
-    raise ValueError(f"{spec.variant!r} is not a credit scheme (its A_t comes from finemem_lib.episodes.credit)")
+    """``[G, T]`` A_t of one group (its rows of a step table) under one credit scheme (the trainer's kernel)."""
+    inputs = cs.SchemeInputs(
+        r_global=_matrix(frame, "r_global")[:, 0],
+        r_comp=_matrix(frame, "r_comp")[:, 0],
+        r_fmt=_matrix(frame, "r_fmt"),
+        r_chunk=_matrix(frame, "r_chunk"),
+        retrieved=_matrix(frame, "retrieved"),
+        hindsight=_matrix(frame, "hindsight"),
+    )
+    return cs.scheme_advantages(spec, inputs)
 
 
 def add_scheme_advantages(steps: pd.DataFrame, schemes: Sequence[CreditVariant]) -> pd.DataFrame:

@@ -17,7 +17,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import MaxNLocator
 
-from finemem_lib.core.reward_spec import VARIANT_TABLE
+from finemem_lib.core.reward_spec import SCHEME_TABLE, VARIANT_TABLE
 from finemem_lib.infra import atomic
 
 sns.set_theme(style="whitegrid", context="notebook")
@@ -26,10 +26,10 @@ PNG_METADATA = {"Software": None}  # no matplotlib version stamp: the same figur
 _PALETTE = sns.color_palette("colorblind")
 SPLIT_ORDER = ("train", "test")
 SPLIT_COLOURS = {"train": _PALETTE[0], "test": _PALETTE[1]}
-# The reward variants as the variant table gives them (order, display name, colour).
+# The reward variants as the variant table gives them (order, display name, colour); credit schemes keep theirs.
 VARIANT_ORDER = tuple(v.name for v in VARIANT_TABLE)
-VARIANT_LABELS = {v.name: v.label for v in VARIANT_TABLE}
-VARIANT_COLOURS = {v.name: v.colour for v in VARIANT_TABLE}
+VARIANT_LABELS = {v.name: v.label for v in (*VARIANT_TABLE, *SCHEME_TABLE)}
+VARIANT_COLOURS = {v.name: v.colour for v in (*VARIANT_TABLE, *SCHEME_TABLE)}
 SFT_COLOUR = "#555555"
 _SOURCE_PALETTE = sns.color_palette("Set2")
 

@@ -3,6 +3,7 @@
 Examples::
 
     python -m finemem_lib.training.cli --profile default --variant finemem --seed 0
+    python -m finemem_lib.training.cli --profile long --variant gigpo adrpo --seed 0 1 2   # credit schemes
     python -m finemem_lib.training.cli --profile full --report            # 4 variants x 3 seeds + tables/figures
     accelerate launch --config_file configs/accelerate/cpu_2proc.yaml \\
         -m finemem_lib.training.cli --profile smoke --variant or_only --set max_steps=2
@@ -21,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from finemem_lib.core.reward_spec import SCHEMES, TRAINABLE, VARIANTS
 from finemem_lib.infra.config import load_profile
 from finemem_lib.infra.identity import REUSE_MODES
 from finemem_lib.infra.paths import profile_paths
@@ -48,7 +50,10 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m finemem_lib.training.cli", description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="default", help="profile name (configs/<name>.yaml) or a YAML path")
-    parser.add_argument("--variant", nargs="+", default=None, help="or_only csr eara finemem (default: profile's)")
+    parser.add_argument(
+        "--variant", nargs="+", default=None, choices=TRAINABLE, metavar="NAME",
+        help=f"paper variants {' '.join(VARIANTS)} or credit schemes {' '.join(SCHEMES)} (default: the profile's)",
+    )  # fmt: skip
     parser.add_argument("--seed", nargs="+", type=int, default=None, help="seeds (default: the profile's)")
     parser.add_argument("--sft-model", default=None, help="start model folder (default: the profile's SFT manager)")
     parser.add_argument("--results-dir", default=None)

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from trl import GRPOConfig
 
-from finemem_lib.core.reward_spec import VARIANTS, RewardSpec
+from finemem_lib.core.reward_spec import SCHEMES, TRAINABLE, VARIANTS, RewardSpec
 from finemem_lib.episodes.rollout import RolloutSettings, settings_from_config
 from finemem_lib.infra.progress import progress_enabled
 
@@ -28,6 +28,11 @@ LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo")
 _CHECKPOINTING_ARG = next(
     name for name in ("activation_checkpointing", "gradient_checkpointing") if name in GRPOConfig.__dataclass_fields__
 )
+
+
+def unknown_variant(name: object) -> str:
+    """The one-line error for a name that is neither a paper variant nor a credit scheme."""
+    return f"unknown training variant {name!r}: the paper's variants are {VARIANTS}, the credit schemes {SCHEMES}"
 
 
 @dataclass(frozen=True)
@@ -52,7 +57,8 @@ class TrainingSettings:
     processes) x G rollouts x T chunk steps; every chunk step is one training sample. A process's
     samples are shuffled and cut into ``micro_batches`` near-equal micro-batches (gradient
     accumulation steps); ``micro_batches: null`` picks enough of them to keep each at most
-    ``micro_batch_size`` samples.
+    ``micro_batch_size`` samples. ``variant`` and ``variants`` name paper variants or credit schemes
+    (:data:`~finemem_lib.core.reward_spec.TRAINABLE`).
     """
 
     reward: RewardSpec = field(default_factory=RewardSpec)
@@ -88,8 +94,8 @@ class TrainingSettings:
 
     def __post_init__(self) -> None:
         for value in self.variants:
-            if value not in VARIANTS:
-                raise ValueError(f"training variant must be one of {VARIANTS}, got {value!r}")
+            if value not in TRAINABLE:
+                raise ValueError(unknown_variant(value))
         if self.loss_type not in LOSS_TYPES:
             raise ValueError(f"training.loss_type must be one of {LOSS_TYPES}, got {self.loss_type!r}")
         for name in ("instances_per_step", "micro_batch_size", "num_iterations", "save_steps", "logging_steps"):
@@ -133,12 +139,16 @@ def training_settings(cfg: Mapping[str, Any], **overrides: Any) -> TrainingSetti
     if unknown:
         raise ValueError(f"unknown training key(s) {unknown}; known: {sorted(known)}")
     reward_keys = {key: section.pop(key, None) for key in ("variant", "beta", "w1", "w2", "group_mode")}
+    if reward_keys["variant"] is not None and reward_keys["variant"] not in TRAINABLE:
+        raise ValueError(unknown_variant(reward_keys["variant"]))
     section["reward"] = RewardSpec.from_config(cfg, **reward_keys)  # training keys and overrides win over rewards:
     heldout = section.pop("heldout", None) or {}
     if not isinstance(heldout, Mapping):
         raise ValueError(f"training.heldout must be a mapping, got {type(heldout).__name__}")
     for key in ("variants", "seeds"):
         if key in section:
+            if isinstance(section[key], str | int):
+                raise ValueError(f"training.{key} must be a list, got {section[key]!r}")
             section[key] = tuple(section[key])
     for key in ("learning_rate", "warmup", "weight_decay", "max_grad_norm", "epsilon", "kl_beta", "epochs"):
         if section.get(key) is not None:

@@ -15,6 +15,12 @@
 - ``diag/store_rate/facts`` and ``diag/store_rate/filler``: the share of fact and filler sentences the
   rollouts stored (:mod:`finemem_lib.episodes.behaviour`), ``diag/updates``: executed UPDATEs per episode.
 
+For a credit scheme (a row of :data:`~finemem_lib.core.reward_spec.SCHEME_TABLE`) the components are the
+terms its row reads (its hindsight credit is reported as ``global``), ``total`` is the per-step reward its
+kernel credits (:func:`finemem_lib.core.credit_schemes.scheme_step_rewards`), the advantages are its
+kernel's, and a zero-variance group is one whose advantages are constant. A term a scheme (or a variant)
+does not read has zero spread and no correlation (NaN in the history).
+
 The clip fraction (``clip_ratio/*``), KL (``kl``), entropy (``entropy``) and format rate
 (``format_rate``) are in the same log, from TRL and the trainer. :func:`plot_diagnostics` draws them all.
 """
@@ -29,13 +35,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from finemem_lib.core import rewards
+from finemem_lib.core import credit_schemes, rewards
 from finemem_lib.core.reward_spec import RewardSpec
 from finemem_lib.core.rewards import TERM_KERNELS, StepInputs
 from finemem_lib.data.instance import Instance
 from finemem_lib.data.roles import FACT_KINDS, FILLER_KINDS
 from finemem_lib.episodes import behaviour
 from finemem_lib.episodes.rollout import Episode
+from finemem_lib.episodes.scheme_credit import group_scheme_inputs
 
 COMPONENTS = ("global", "format", "chunk", "compression")
 STAT_NAMES = (
@@ -48,12 +55,16 @@ STAT_NAMES = (
 )
 
 
-TERM_COMPONENTS = {"global": "global", "eara": "global", "fmt": "format", "comp": "compression", "chunk": "chunk"}
-"""Reward term of the variant table -> the component it is reported as (r_global or its EARA split: ``global``)."""
+TERM_COMPONENTS = {"global": "global", "eara": "global", "hindsight": "global", "fmt": "format",
+                   "comp": "compression", "chunk": "chunk"}  # fmt: skip
+"""Reward term of the variant table -> the component it is reported as (r_global, its EARA split or its
+hindsight routing: ``global``)."""
 
 
 def reward_components(group: Sequence[Episode], spec: RewardSpec) -> dict[str, np.ndarray]:
-    """``{component: [G, T]}``: the additive terms of the spec's step reward for one group (zeros for unused)."""
+    """``{component: [G, T]}``: the terms the spec's row reads for one group (zeros for unused).
+
+    For a paper variant they add up to its step reward r_t; a credit scheme reads them through its kernel."""
     inputs = StepInputs(
         np.array([e.r_global for e in group], dtype=np.float64),
         np.stack([e.N for e in group]),
@@ -63,8 +74,22 @@ def reward_components(group: Sequence[Episode], spec: RewardSpec) -> dict[str, n
     )
     parts = {name: np.zeros(inputs.N.shape) for name in COMPONENTS}
     for term in spec.row.terms:
-        parts[TERM_COMPONENTS[term]] = parts[TERM_COMPONENTS[term]] + TERM_KERNELS[term](inputs, spec)
+        if term == "hindsight":
+            values = group_scheme_inputs(group).hindsight
+        else:
+            values = TERM_KERNELS[term](inputs, spec)
+        parts[TERM_COMPONENTS[term]] = parts[TERM_COMPONENTS[term]] + values
     return parts
+
+
+def group_credit(group: Sequence[Episode], spec: RewardSpec) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """``(components, total, advantages)`` of one group: what the trainer's A_t is made of, and A_t itself."""
+    parts = reward_components(group, spec)
+    if spec.row.credit == "grpo":
+        total = sum(parts.values())
+        return parts, total, rewards.group_advantages(total, spec.group_mode)
+    inputs = group_scheme_inputs(group)
+    return parts, credit_schemes.scheme_step_rewards(spec, inputs), credit_schemes.scheme_advantages(spec, inputs)
 
 
 def _spread(values: np.ndarray, mode: str) -> np.ndarray:
@@ -86,9 +111,7 @@ def round_stats(
     instances: Sequence[Instance] | Mapping[str, Instance],
     spec: RewardSpec,
 ) -> dict[str, tuple[float, float]]:
-    """``{name: (sum, count)}`` of one rollout round (see the module docstring); instances give sentence kinds.
-
-    A credit scheme that is not a sum of terms (``spec.row.credit != "grpo"``) gets store rates only."""
+    """``{name: (sum, count)}`` of one rollout round (see the module docstring); instances give sentence kinds."""
     by_id = instances if isinstance(instances, Mapping) else {inst.id: inst for inst in instances}
     sums: dict[str, tuple[float, float]] = {name: (0.0, 0.0) for name in STAT_NAMES}  # same names on every process
 
@@ -106,11 +129,7 @@ def round_stats(
             n_episodes += 1
             if episode.instance_id in by_id:
                 counts += behaviour.episode_counts(by_id[episode.instance_id], episode.steps)
-        if spec.row.credit != "grpo":
-            continue
-        parts = reward_components(group, spec)
-        total = sum(parts.values())
-        advantages = rewards.group_advantages(total, mode)
+        parts, total, advantages = group_credit(group, spec)
         for name, values in [*parts.items(), ("total", total)]:
             spread = _spread(values, mode)
             add(f"diag/spread/{name}", float(spread.sum()), float(spread.size))
@@ -118,7 +137,7 @@ def round_stats(
                 corr = _corr(advantages, rewards.group_advantages(values, mode))
                 if corr is not None:
                     add(f"diag/corr/{name}", corr)
-        constant = _spread(total, mode) == 0
+        constant = _spread(total if spec.row.credit == "grpo" else advantages, mode) == 0
         add("diag/zero_var_groups", float(constant.sum()), float(constant.size))
     for name, count_names in (("facts", FACT_KINDS), ("filler", FILLER_KINDS)):
         seen = sum(counts.get(f"seen/{k}", 0) for k in count_names)

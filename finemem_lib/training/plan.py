@@ -1,6 +1,7 @@
 """A study plan: groups of runs (reward variants x seeds x profile overrides), in the order they are trained.
 
-A plan (YAML) lists groups. Each group names its reward variants, its seeds and profile overrides
+A plan (YAML) lists groups. Each group names its reward variants (paper variants or credit schemes,
+:data:`~finemem_lib.core.reward_spec.TRAINABLE`), its seeds and profile overrides
 (``set``, deep-merged into the profile; a list value under ``sweep`` makes one setting per value). Runs
 go seed-major within a group (variant A s0, B s0, A s1, ...), so a study cut short still holds matched
 seeds. Notebook 03's variants x seeds of one profile is a one-group plan (:func:`one_group_plan`).
@@ -16,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from finemem_lib.core.reward_spec import VARIANTS
+from finemem_lib.core.reward_spec import SCHEMES, TRAINABLE, VARIANTS
 from finemem_lib.infra.config import deep_merge
 
 SHORT = {"rewards.beta": "beta", "rewards.w1": "w1", "rewards.group_mode": "norm", "retrieval.top_k": "topk"}
@@ -41,6 +42,10 @@ class PlannedRun:
     @property
     def label(self) -> str:
         return f"{self.group}:{self.tag or 'base'}:{self.variant}:s{self.seed}"
+
+
+def _unknown(name: object) -> str:
+    return f"variant {name!r} is not one of the paper's variants {VARIANTS} or the credit schemes {SCHEMES}"
 
 
 def _flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -106,8 +111,8 @@ def plan_runs(groups: Sequence[Mapping[str, Any]], profile: Mapping[str, Any] | 
         if not variants or not seeds:
             raise ValueError(f"study plan group {name!r}: needs 'variants' and 'seeds'")
         for v in variants:
-            if v not in VARIANTS:
-                raise ValueError(f"study plan group {name!r}: variant {v!r} is not one of {VARIANTS}")
+            if v not in TRAINABLE:
+                raise ValueError(f"study plan group {name!r}: {_unknown(v)}")
         fixed = _flatten(group.get("set") or {})
         sweep = _flatten(group.get("sweep") or {})
         for key, values in sweep.items():
@@ -130,6 +135,6 @@ def plan_runs(groups: Sequence[Mapping[str, Any]], profile: Mapping[str, Any] | 
 def one_group_plan(variants: Sequence[str], seeds: Sequence[int], name: str = "main") -> list[PlannedRun]:
     """The runs of one group without overrides, variant-major (every seed of a variant, then the next variant)."""
     for v in variants:
-        if v not in VARIANTS:
-            raise ValueError(f"variant {v!r} is not one of {VARIANTS}")
+        if v not in TRAINABLE:
+            raise ValueError(_unknown(v))
     return [PlannedRun(name, "", v, int(seed)) for v in variants for seed in seeds]

@@ -2,8 +2,10 @@
 
 A training sample is one chunk step of one rollout: its prompt is the step's own fresh context
 (memory view + chunk), its completion the operations the manager emitted, its advantage the
-A_t of that step from :func:`finemem_lib.episodes.advantages.round_credit` (the G rollouts of an
-instance form the group; a round is scored once, and its logged reward means read that result).
+A_t of that step from :func:`finemem_lib.episodes.advantages.round_credit` for a paper variant, or from
+:func:`finemem_lib.episodes.scheme_credit.scheme_round_credit` (its kernel in
+:mod:`finemem_lib.core.credit_schemes`) for a credit scheme (the G rollouts of an instance form the group;
+a round is scored once, and its logged reward means read that result).
 Every completion token of the step gets A_t; prompt tokens are never scored (they only condition).
 """
 
@@ -20,6 +22,7 @@ from finemem_lib.core import rewards
 from finemem_lib.core.reward_spec import RewardSpec
 from finemem_lib.episodes.advantages import RoundCredit, round_credit
 from finemem_lib.episodes.rollout import Episode
+from finemem_lib.episodes.scheme_credit import scheme_round_credit
 
 # Keys of a batch whose second dimension runs over prompt tokens (left-padded) or completion tokens (right-padded).
 PROMPT_KEYS = ("prompt_ids", "prompt_mask")
@@ -47,7 +50,7 @@ class StepSample:
 
 def step_samples(groups: Sequence[Sequence[Episode]], spec: RewardSpec) -> tuple[list[StepSample], RoundCredit]:
     """Every step of every rollout of every group as a sample carrying its A_t; also the round's rewards and A_t."""
-    credit = round_credit(groups, spec)
+    credit = round_credit(groups, spec) if spec.row.credit == "grpo" else scheme_round_credit(groups, spec)
     samples: list[StepSample] = []
     for i, (group, adv) in enumerate(zip(groups, credit.advantages, strict=True)):
         for g, episode in enumerate(group):
