@@ -93,6 +93,7 @@ TRL_INTERNALS = {
     "Trainer._get_dataloader": "builds the (accelerate-prepared) dataloader",
     "trl.models.unwrap_model_for_generation": "unwrapped model (DDP / DeepSpeed) for rollouts",
     "trl.kernels.ChunkedLogProbFunction": "the LM head of the prefix-shared log-prob pass (training.shared_prefix)",
+    "transformers.AttentionInterface": "the packed pass's attention, chosen by config._attn_implementation",
 }
 
 
