@@ -100,8 +100,9 @@ def test_mean_row_holds_the_mean_over_seeds_and_its_interval_widens_with_the_see
     width = {k: r.loc["avg", "hi"] - r.loc["avg", "lo"] for k, r in rows.items()}
     assert width["wide"] > 1.5 * width["tight"], width
     again = bootstrap_table(wide, "memalpha", samples=1000, seed=0)
-    assert again[again["method"] == "finemem (mean of 3 seeds)"].set_index("column").loc["avg", "lo"] == (
-        rows["wide"].loc["avg", "lo"]
+    assert (
+        again[again["method"] == "finemem (mean of 3 seeds)"].set_index("column").loc["avg", "lo"]
+        == (rows["wide"].loc["avg", "lo"])
     )
 
 
@@ -141,7 +142,8 @@ def test_seed_runs_are_trained_managers_named_by_variant_and_seed():
         )
     )
     assert seed_runs(frame) == {"finemem": {1: "finemem_s1", 0: "finemem_s0"}}
-    assert seed_runs(frame.drop(columns="role")) == {"finemem": {1: "finemem_s1", 0: "finemem_s0"}, "mine": {3: "mine_s3"}}
+    without_roles = seed_runs(frame.drop(columns="role"))  # by name among the methods
+    assert without_roles == {"finemem": {1: "finemem_s1", 0: "finemem_s0"}, "mine": {3: "mine_s3"}}
 
 
 # ---------------------------------------------------------------------------- differences and verdicts
@@ -178,9 +180,9 @@ def test_differences_are_paired_and_say_higher_lower_or_no_difference():
     assert avg.loc[(fm, sft), "verdict"] == HIGHER and avg.loc[(fm, oo), "verdict"] == HIGHER
     assert avg.loc[(oo, sft), "verdict"] == NO_DIFFERENCE
     assert avg.loc[(fm, sft), "instances"] == len(BASE) + 8 and avg.loc[(fm, sft), "seeds"] == 3
-    lower = paper_differences(
-        _study(finemem=[-0.1, -0.12, -0.11], or_only=[0.0, 0.0, 0.0], start_shift=0.0), {}
-    )["memalpha"]
+    lower = paper_differences(_study(finemem=[-0.1, -0.12, -0.11], or_only=[0.0, 0.0, 0.0], start_shift=0.0), {})[
+        "memalpha"
+    ]
     assert set(lower.loc[lower["variant"].str.startswith("finemem"), "verdict"]) == {LOWER}
     sentences = verdict_sentences(table, "memalpha")
     assert sentences[1].startswith("On memalpha (avg), finemem (mean of 3 seeds) scores higher than or_only")
