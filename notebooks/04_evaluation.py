@@ -159,8 +159,8 @@ if "mab" in tables:
 # ## Trained managers over their seeds: who won, with intervals
 #
 # One seed of a GRPO run is one draw: another seed (other rollouts, another order of the training
-# instances) gives another manager, and on a miniature this small the seeds of one variant can differ by as
-# much as two variants do. So each variant's seeds are combined into one row, `<variant> (mean of N seeds)`:
+# instances) gives another manager, and a gap between two variants smaller than the spread between seeds
+# says nothing. So each variant's seeds are combined into one row, `<variant> (mean of N seeds)`:
 # per column the mean over seeds of each seed's mean over instances. Its 95 % interval is a **two-level
 # bootstrap**: a replicate draws N seeds with replacement, then within each drawn seed its instances with
 # replacement; the interval widens with the spread between seeds as well as between instances.
