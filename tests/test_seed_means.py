@@ -247,3 +247,18 @@ def test_check_reads_mean_rows_and_differences():
     assert any("verdict: rerun no difference (interval spans 0) vs reference higher" in d for d in result.details)
     wide = compare_grids("wide", fallen["wide"], ref["wide"])
     assert wide.status == DIFFERENT and any("(finemem (mean of 3 seeds)), avg" in d for d in wide.details)
+
+
+def test_mab_average_leaves_cr_out_of_the_differences_as_out_of_the_table():
+    runs = (("sft_manager", "start", 0), ("finemem_s0", "trained", 0.2), ("finemem_s1", "trained", 0.3))
+    rows = [
+        {"benchmark": "mab", "method": m, "role": role, "instance_id": f"{col}/{i}", "source": col, "column": col,
+         "score": float(v + shift), "memory_tokens": 10}
+        for m, role, shift in runs
+        for col, values in (("SH-Doc", [0.1, 0.3, 0.5]), ("CR", [0.0, 0.2]))
+        for i, v in enumerate(values)
+    ]  # fmt: skip
+    table = differences_table(_per_instance(pd.DataFrame(rows)), list(layout("mab")), 300, 0).set_index("column")
+    assert list(table.index) == ["SH-Doc", "CR", "avg"]
+    assert table.loc["avg", "instances"] == 3 and table.loc["avg", "diff"] == pytest.approx(0.25)  # SH-Doc only
+    assert table.loc["CR", "diff"] == pytest.approx(0.25) and table.loc["CR", "instances"] == 2

@@ -253,7 +253,9 @@ def compare(
     rows = []
     for name, (mean, replicates) in [*stats.items(), *([("avg", avg)] if avg is not None else [])]:
         lo, hi = _interval(replicates)
-        instances = sum(shared[c] for c in stats) if name == "avg" else shared[name]
+        instances = (
+            sum(shared[c.name] for c in used if c.in_average and c.name in stats) if name == "avg" else shared[name]
+        )
         rows.append(
             {"column": name, "seeds": len(seeds), "instances": instances, "diff": mean, "lo": lo, "hi": hi,
              "verdict": verdict(lo, hi, fewest)}
