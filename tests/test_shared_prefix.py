@@ -131,11 +131,16 @@ def trainer(tmp_path_factory):
     return trainer
 
 
+def test_packing_is_on_by_default(trainer):
+    assert TrainingSettings().pack and trainer.args.pack
+
+
 def test_a_real_round_gives_the_same_loss_and_gradient_either_way(trainer, monkeypatch):
     """Real step prompts share the system prompt and tool schemas: the trainer takes the shared pass."""
     calls = []
     original = shared_prefix.prefix_shared_logps
     monkeypatch.setattr(shared_prefix, "prefix_shared_logps", lambda *a, **k: calls.append(a[4]) or original(*a, **k))
+    monkeypatch.setattr(trainer.args, "pack", False)  # the padded shared pass (packing is tested below)
     batch = trainer._generate_and_score_completions([{"instance_index": 0}])
     assert calls and min(calls) >= 50, "the reference pass did not share the prompts' prefix"
 
@@ -228,7 +233,7 @@ def test_a_packed_round_gives_the_same_loss_and_gradient_and_reuses_the_referenc
     calls = []
     original = shared_prefix.packed_logps
     monkeypatch.setattr(shared_prefix, "packed_logps", lambda *a, **k: calls.append(a[4]) or original(*a, **k))
-    trainer.args.pack = True
+    assert trainer.args.pack  # the default
     try:
         batch = trainer._generate_and_score_completions([{"instance_index": 0}])
         if trainer.beta != 0.0:
@@ -246,7 +251,7 @@ def test_a_packed_round_gives_the_same_loss_and_gradient_and_reuses_the_referenc
         assert calls, "the loss's forward did not take the packed pass"
         loss_padded, grads_padded = loss_and_grads(False)
     finally:
-        trainer.args.pack = False
+        trainer.args.pack = True
     assert torch.allclose(loss_packed, loss_padded, atol=1e-6)
     for g_packed, g_padded in zip(grads_packed, grads_padded, strict=True):
         assert torch.allclose(g_packed, g_padded, rtol=1e-4, atol=1e-7)

@@ -99,6 +99,8 @@ class _StaticStep(torch.nn.Module):
 class CompiledDecoder(IncrementalDecoder):
     """:class:`IncrementalDecoder` whose decode steps run one compiled static-shape graph (see the module)."""
 
+    draft_tokens = 0  # one token per row and step: the static graph has one query per row
+
     def __init__(self, model: Any, stop_ids: Sequence[int]) -> None:
         super().__init__(model, stop_ids)
         self._failed = False

@@ -20,6 +20,11 @@ rotary embedding, MLP, head) in a plain loop instead:
 - **Log-probs from the sampling step**: ``log_softmax(logits / temperature)`` of the sampled token,
   from the very logits it was sampled from (no truncation by top-k/top-p, as TRL's GRPO computes
   them); greedy decoding reports ``log_softmax(logits)``.
+- **Sampling by inverse CDF** (:mod:`finemem_lib.agents.sampling`): one uniform per row and token index,
+  drawn before decoding, picks each token, so the tokens do not depend on how many are scored per call.
+- **Several tokens per call** (:attr:`IncrementalDecoder.draft_tokens`, :mod:`finemem_lib.agents.speculative`):
+  each row's next tokens are guessed from what followed the same tokens before and scored in one call; the
+  guesses that agree with the model's own picks are kept (the same tokens as one token per call).
 
 Length bucketing (prompts sorted by length, cut into batches) is done by the caller,
 :meth:`finemem_lib.agents.policy.ManagerPolicy.generate`.
@@ -34,11 +39,32 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from finemem_lib.agents.drafts import NgramDrafts
+from finemem_lib.agents.sampling import choose, filter_logits, uniforms
+
+__all__ = ["Decoded", "IncrementalDecoder", "filter_logits", "shared_prefix", "unsupported_reason"]
+
 SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3")
 _ATTENTION_PARTS = ("q_proj", "k_proj", "v_proj", "o_proj")
 _LAYER_PARTS = ("self_attn", "mlp", "input_layernorm", "post_attention_layernorm")
 # A finished row stays in the cache (decoded but ignored) until this share of the batch has finished.
 _COMPACT_FRACTION = 8
+# Largest tensor (elements) normalised by torch's fused RMSNorm kernel: 6x slower than the module's formula
+# at prompt-pass sizes on a CPU (2000 x 128: 640 vs 110 us), faster at decode sizes (8 x 128: 11 vs 13 us).
+_FUSED_NORM_MAX = 16384
+
+
+@dataclass
+class PromptState:
+    """After the prompt pass: the row caches (suffixes right-aligned in slots ``0:width``), the shared prefix's
+    keys/values, which row slots hold real tokens, the next token's logits and rotary position of every row."""
+
+    caches: list[tuple]
+    prefix: list[tuple] | None
+    valid: torch.Tensor
+    logits: torch.Tensor
+    next_position: torch.Tensor
+    width: int
 
 
 @dataclass
@@ -73,9 +99,11 @@ def unsupported_reason(model: Any) -> str | None:
 
 
 def _rms_norm(module: Any, x: torch.Tensor) -> torch.Tensor:
-    """``module(x)`` for a Llama-style RMSNorm, through torch's fused kernel when ``x`` is float32 (same formula)."""
+    """``module(x)`` for a Llama-style RMSNorm, through torch's fused kernel when ``x`` is a small float32 tensor
+    (same formula; on a CPU the fused kernel is the faster one at decode sizes, the slower one above them)."""
     eps = getattr(module, "variance_epsilon", None)
-    if x.dtype != torch.float32 or eps is None or not type(module).__name__.endswith("RMSNorm"):
+    small = x.numel() <= _FUSED_NORM_MAX
+    if x.dtype != torch.float32 or eps is None or not small or not type(module).__name__.endswith("RMSNorm"):
         return module(x)
     return F.rms_norm(x, (x.shape[-1],), module.weight, eps)
 
@@ -91,20 +119,6 @@ def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor
     return x * cos + _rotate_half(x) * sin
 
 
-def filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
-    """Top-k then top-p (nucleus) truncation of ``[B, V]`` logits, as transformers' logits warpers do."""
-    if top_k > 0 and top_k < logits.shape[-1]:
-        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, dim=-1, descending=False)
-        cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
-        remove = cumulative <= 1 - top_p
-        remove[..., -1:] = False  # keep at least the most likely token
-        logits = logits.masked_fill(remove.scatter(-1, order, remove), float("-inf"))
-    return logits
-
-
 class IncrementalDecoder:
     """Batched sampling with a preallocated KV cache for a Llama-style ``transformers`` causal LM.
 
@@ -115,6 +129,9 @@ class IncrementalDecoder:
     Raises:
         ValueError: the model's architecture is not one this decoder runs (use the transformers engine).
     """
+
+    # Most draft tokens a row scores per model call (0: one token per call; see agents.speculative).
+    draft_tokens = 12
 
     def __init__(self, model: Any, stop_ids: Sequence[int]) -> None:
         reason = unsupported_reason(model)
@@ -136,17 +153,19 @@ class IncrementalDecoder:
         self.sliding_window = (
             getattr(config, "sliding_window", None) if getattr(config, "use_sliding_window", True) else None
         )
+        self.drafts = NgramDrafts()  # what followed the same tokens before, in any completion of this decoder
 
     # ------------------------------------------------------------------ the model, step by step
     def _attention(
-        self, layer: Any, hidden: torch.Tensor, rope: tuple, cache: tuple, shared: tuple | None, start: int, mask
+        self, layer: Any, hidden: torch.Tensor, rope: tuple, cache: tuple, shared: tuple | None, write, mask
     ) -> torch.Tensor:
         """Self-attention of ``hidden`` ``[B, S, H]`` over the shared prefix and the rows' own cache.
 
-        The new keys/values are written at row-cache slots ``start:start+S``. Every query sees the whole
-        prefix (``shared``: ``[1, kv, P, D]`` keys and values, stored once for all rows). ``mask``: for a
-        prefill (S > 1) an additive ``[B, 1, S, P + start + S]`` (0 where a query may attend, else -inf); for a decode
-        step (S = 1) an additive ``[B, 1, 1, start + 1]`` bias over the row slots (0 or -inf).
+        ``write``: where the new keys/values go, an int ``start`` (row-cache slots ``start:start+S`` of every
+        row) or ``(rows, slots)`` index tensors ``[B, S]`` (row r's token j at slot ``slots[r, j]``). Every
+        query sees the whole prefix (``shared``: ``[1, kv, P, D]`` keys and values, stored once for all rows).
+        ``mask``: for the prompt pass an additive ``[B, 1, S, P + start + S]`` (0 where a query may attend, else
+        -inf); for decoding an additive ``[B, 1, 1, S, L]`` bias over the row slots ``0:L``.
         """
         attn = layer.self_attn
         batch, length, _ = hidden.shape
@@ -159,11 +178,15 @@ class IncrementalDecoder:
         q = _rope(q.transpose(1, 2), cos, sin)
         k = _rope(k.transpose(1, 2), cos, sin)
         keys, values = cache
-        end = start + length
-        keys[:, :, start:end] = k
-        values[:, :, start:end] = v.transpose(1, 2)
+        if isinstance(write, int):
+            keys[:, :, write : write + length] = k
+            values[:, :, write : write + length] = v.transpose(1, 2)
+        else:
+            keys[write[0], :, write[1]] = k.transpose(1, 2)
+            values[write[0], :, write[1]] = v
         groups, kv, dim = self.heads // self.kv_heads, self.kv_heads, self.head_dim
-        if length > 1:  # prefill: fused attention over [prefix | rows], ``mask`` [B, 1, S, P + start + S] (additive)
+        if mask.dim() == 4:  # prompt pass: fused attention over [prefix | rows]
+            end = write + length
             all_keys, all_values = keys[:, :, :end], values[:, :, :end]
             if shared is not None:
                 prefix_keys, prefix_values = shared
@@ -173,8 +196,9 @@ class IncrementalDecoder:
                 q, all_keys, all_values, attn_mask=mask, scale=self.scaling, enable_gqa=groups > 1
             )
         else:  # decode: grouped-query attention as matmuls, the prefix part once for all rows
+            end = mask.shape[-1]
             out = self._decode_attention(
-                q.reshape(batch, kv, groups, dim), keys[:, :, :end], values[:, :, :end], shared, mask
+                q.reshape(batch, kv, groups * length, dim), keys[:, :, :end], values[:, :, :end], shared, mask
             )
         out = out.reshape(batch, self.heads, length, dim)
         return attn.o_proj(out.transpose(1, 2).reshape(batch, length, self.heads * dim))
@@ -182,19 +206,21 @@ class IncrementalDecoder:
     def _decode_attention(
         self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, shared: tuple | None, bias: torch.Tensor
     ) -> torch.Tensor:
-        """One query per row: ``q`` ``[B, kv, groups, D]`` over the row slots and the shared prefix."""
-        batch, kv, groups, dim = q.shape
-        scores = torch.matmul(q, keys.transpose(-1, -2)) * self.scaling + bias
+        """A few queries per row: ``q`` ``[B, kv, groups * S, D]`` (each KV head's query heads, S queries each)
+        over the row slots (``bias`` ``[B, 1, 1, S, L]``) and the shared prefix; every KV group read once."""
+        batch, kv, queries, dim = q.shape
+        scores = torch.matmul(q, keys.transpose(-1, -2)) * self.scaling
+        scores = (scores.view(batch, kv, -1, bias.shape[-2], bias.shape[-1]) + bias).view(batch, kv, queries, -1)
         if shared is None:
             return torch.matmul(torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype), values)
-        prefix_keys, prefix_values = shared  # [kv, B*groups, D] x [kv, D, P]: one matmul per kv head
+        prefix_keys, prefix_values = shared  # [kv, B*queries, D] x [kv, D, P]: one matmul per kv head
         n_prefix = prefix_keys.shape[2]
-        flat_q = q.transpose(0, 1).reshape(kv, batch * groups, dim)
+        flat_q = q.transpose(0, 1).reshape(kv, batch * queries, dim)
         prefix_scores = torch.matmul(flat_q, prefix_keys[0].transpose(-1, -2)) * self.scaling
-        prefix_scores = prefix_scores.view(kv, batch, groups, n_prefix).transpose(0, 1)
+        prefix_scores = prefix_scores.view(kv, batch, queries, n_prefix).transpose(0, 1)
         weights = torch.softmax(torch.cat([prefix_scores, scores], dim=-1), dim=-1, dtype=torch.float32).to(q.dtype)
-        prefix_weights = weights[..., :n_prefix].transpose(0, 1).reshape(kv, batch * groups, n_prefix)
-        prefix_out = torch.matmul(prefix_weights, prefix_values[0]).view(kv, batch, groups, dim).transpose(0, 1)
+        prefix_weights = weights[..., :n_prefix].transpose(0, 1).reshape(kv, batch * queries, n_prefix)
+        prefix_out = torch.matmul(prefix_weights, prefix_values[0]).view(kv, batch, queries, dim).transpose(0, 1)
         return torch.matmul(weights[..., n_prefix:], values) + prefix_out
 
     def _forward(
@@ -203,15 +229,15 @@ class IncrementalDecoder:
         positions: torch.Tensor,
         caches: list[tuple],
         shared: list[tuple] | None,
-        start: int,
+        write,
         mask: torch.Tensor,
     ) -> torch.Tensor:
-        """Hidden states after the final norm for ``tokens`` ``[B, S]`` written at row-cache slots
-        ``start:start+S``; ``mask`` ``[B, 1, S, start+S]`` is True where a query may attend a row slot."""
+        """Hidden states after the final norm for ``tokens`` ``[B, S]`` written at ``write`` (see :meth:`_attention`).
+
+        ``mask``: for the prompt pass a bool ``[B, 1, S, start + S]``, True where a query may attend a row slot;
+        for decoding the additive ``[B, 1, 1, S, L]`` bias of :meth:`_attention`."""
         hidden = self.body.embed_tokens(tokens)
-        if tokens.shape[1] == 1:  # decode step: additive bias over the row slots
-            mask = torch.zeros(mask.shape, dtype=hidden.dtype, device=mask.device).masked_fill_(~mask, float("-inf"))
-        else:  # prefill: every query also sees the whole prefix
+        if mask.dim() == 4:  # prompt pass: every query also sees the whole prefix
             if shared:
                 n_prefix = shared[0][0].shape[2]
                 seen = torch.ones((*mask.shape[:3], n_prefix), dtype=torch.bool, device=mask.device)
@@ -222,7 +248,7 @@ class IncrementalDecoder:
         for i, (layer, cache) in enumerate(zip(self.layers, caches, strict=True)):
             layer_shared = shared[i] if shared else None
             hidden = hidden + self._attention(
-                layer, _rms_norm(layer.input_layernorm, hidden), rope, cache, layer_shared, start, mask
+                layer, _rms_norm(layer.input_layernorm, hidden), rope, cache, layer_shared, write, mask
             )
             hidden = hidden + layer.mlp(_rms_norm(layer.post_attention_layernorm, hidden))
         return _rms_norm(self.body.norm, hidden)
@@ -270,11 +296,30 @@ class IncrementalDecoder:
         prefix: tuple[list[tuple], int] | None = None,
     ) -> list[Decoded]:
         """One completion per prompt; ``temperature == 0`` is greedy. ``prefix`` from :meth:`prefix_cache`
-        must be a common prefix of every prompt, shorter than each of them (computed here when None)."""
+        must be a common prefix of every prompt, shorter than each of them (computed here when None).
+
+        With :attr:`draft_tokens` > 0 the rows decode several tokens per model call from n-gram drafts
+        (:mod:`finemem_lib.agents.speculative`: the same distribution), else one token per call."""
         if not prompts or any(len(p) == 0 for p in prompts):
             raise ValueError("every prompt needs at least one token")
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        spare = self.draft_tokens
+        state = self._prefill(prompts, max_new_tokens, spare, prefix)
+        sampling = (temperature, top_k, top_p)
+        u = uniforms(len(prompts), max_new_tokens, generator, self.device) if temperature > 0 else None
+        if spare > 0:
+            from finemem_lib.agents.speculative import decode_with_drafts
+
+            tail = [list(p[-self.drafts.n :]) for p in prompts]
+            return decode_with_drafts(self, state, tail, max_new_tokens, sampling, u)
+        return self._decode_one_by_one(state, max_new_tokens, sampling, u)
+
+    def _prefill(
+        self, prompts: Sequence[Sequence[int]], max_new_tokens: int, spare: int, prefix: tuple | None
+    ) -> PromptState:
+        """The prompt pass: each prompt's suffix after ``prefix`` right-aligned in the row cache (``spare`` more
+        slots for drafts), and the logits of each prompt's next token."""
         device = self.device
         if prefix is None:
             prefix = self.prefix_cache(shared_prefix(prompts))
@@ -289,7 +334,7 @@ class IncrementalDecoder:
         if self.sliding_window is not None and longest > int(self.sliding_window):
             raise ValueError(f"sequences longer than the sliding window ({self.sliding_window}) are not supported")
 
-        caches = self._new_caches(rows, self._cache_length(width + max_new_tokens))
+        caches = self._new_caches(rows, self._cache_length(width + max_new_tokens + spare))
         valid = torch.zeros(rows, caches[0][0].shape[2], dtype=torch.bool, device=device)
         tokens = torch.full((rows, width), 0, dtype=torch.long, device=device)
         lengths = torch.tensor([len(s) for s in suffixes], device=device)
@@ -303,9 +348,22 @@ class IncrementalDecoder:
         key_slot, query_slot = column.view(1, 1, -1), column.view(1, -1, 1)
         mask = (real[:, None, :] & (key_slot <= query_slot)) | (key_slot == query_slot)
         hidden = self._forward(tokens, positions, caches, prefix_caches, 0, mask.unsqueeze(1))
-        logits = self._logits(hidden[:, -1])
-        next_position = positions[:, -1] + 1
+        return PromptState(caches, prefix_caches, valid, self._logits(hidden[:, -1]), positions[:, -1] + 1, width)
 
+    def _decode_one_by_one(
+        self, state: PromptState, max_new_tokens: int, sampling: tuple, u: torch.Tensor | None
+    ) -> list[Decoded]:
+        """The decoding loop of one token per row and model call (all rows write at the same slot);
+        ``u``: the uniforms of a sampled call (:func:`finemem_lib.agents.sampling.uniforms`)."""
+        device = self.device
+        caches, prefix_caches, valid, logits, next_position = (
+            state.caches,
+            state.prefix,
+            state.valid,
+            state.logits,
+            state.next_position,
+        )
+        rows = logits.shape[0]
         stop = torch.tensor(self.stop_ids, device=device)
         out_tokens = torch.zeros(rows, max_new_tokens, dtype=torch.long)
         out_logprobs = torch.zeros(rows, max_new_tokens, dtype=torch.float32)
@@ -313,9 +371,9 @@ class IncrementalDecoder:
         out_finished = torch.zeros(rows, dtype=torch.bool)
         row_ids = torch.arange(rows)  # original row of each batch row
         alive = torch.ones(rows, dtype=torch.bool)  # batch rows still decoding
-        slot = width
+        slot = state.width
         for step in range(max_new_tokens):
-            token, logprob = self._sample(logits, temperature, top_k, top_p, generator)
+            token, logprob = choose(logits, *sampling, None if u is None else u[:, step])
             token_cpu, logprob_cpu = token.cpu(), logprob.cpu()
             live_rows = row_ids[alive]
             out_tokens[live_rows, step] = token_cpu[alive]
@@ -332,6 +390,7 @@ class IncrementalDecoder:
                 keep_dev = keep.to(device)
                 caches = [(k.index_select(0, keep_dev), v.index_select(0, keep_dev)) for k, v in caches]
                 valid, next_position, token = valid[keep_dev], next_position[keep_dev], token[keep_dev]
+                u = None if u is None else u[keep_dev]
                 row_ids, alive = row_ids[keep], alive[keep]
             valid[:, slot] = True
             logits = self._decode_step(token, next_position, caches, prefix_caches, slot, valid)
@@ -365,24 +424,12 @@ class IncrementalDecoder:
         valid: torch.Tensor,
     ) -> torch.Tensor:
         """Logits ``[B, V]`` after ``token`` ``[B]`` at ``position``, written at row-cache slot ``slot``."""
-        mask = valid[:, None, None, : slot + 1]
-        hidden = self._forward(token.unsqueeze(1), position.unsqueeze(1), caches, prefix, slot, mask)
+        allowed = valid[:, None, None, None, : slot + 1]
+        bias = torch.zeros(allowed.shape, dtype=caches[0][0].dtype, device=valid.device).masked_fill_(
+            ~allowed, float("-inf")
+        )
+        hidden = self._forward(token.unsqueeze(1), position.unsqueeze(1), caches, prefix, slot, bias)
         return self._logits(hidden[:, -1])
-
-    @staticmethod
-    def _sample(
-        logits: torch.Tensor, temperature: float, top_k: int, top_p: float, generator: torch.Generator | None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Next token per row and its log-probability under ``log_softmax(logits / temperature)``."""
-        if temperature == 0:
-            token = logits.argmax(dim=-1)
-            logprobs = torch.log_softmax(logits, dim=-1)
-        else:
-            scaled = logits / temperature
-            logprobs = torch.log_softmax(scaled, dim=-1)
-            probs = filter_logits(scaled, top_k, top_p).softmax(dim=-1)
-            token = torch.multinomial(probs, 1, generator=generator).squeeze(1)
-        return token, logprobs.gather(-1, token.unsqueeze(-1)).squeeze(-1)
 
 
 def shared_prefix(prompts: Sequence[Sequence[int]]) -> list[int]:

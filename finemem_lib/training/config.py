@@ -87,7 +87,7 @@ class TrainingSettings:
     bf16: bool = True
     gradient_checkpointing: bool = False
     shared_prefix: bool = True  # the prompts' common prefix computed once per micro-batch (same loss, faster)
-    pack: bool = False  # log-prob passes skip padding: rows regrouped by length (same loss within float rounding)
+    pack: bool = True  # log-prob passes skip padding: rows regrouped by length (same loss within float rounding)
     num_threads: int | None = None
     report_to: str = "none"  # TRL/transformers loggers: none | tensorboard (logs in <run output>/runs)
     heldout: HeldOutSettings = field(default_factory=HeldOutSettings)
@@ -172,7 +172,7 @@ class StepGRPOConfig(GRPOConfig):
     shared_prefix: bool = field(
         default=True, metadata={"help": "Compute the prompts' common prefix once per log-prob pass."}
     )
-    pack: bool = field(default=False, metadata={"help": "Log-prob passes without padding (rows grouped by length)."})
+    pack: bool = field(default=True, metadata={"help": "Log-prob passes without padding (rows grouped by length)."})
 
     def to_dict(self) -> dict[str, Any]:
         """TRL's dict of the arguments, the reward spec as a plain dict (JSON-able, for loggers)."""
