@@ -78,3 +78,16 @@ def test_a_positional_manager_shows_none(setup):
     assert all(abs(v["mean_change"]) < 1e-9 for v in report["swap"].values())
     first = report["by_position"]["1"]
     assert all(0.0 < p < 1.0 for p in first.values())
+
+
+def test_pair_fit_separates_a_fact_first_prompt_from_a_filler_first_one(setup):
+    from finemem_lib.evaluation.content_probe import pair_fit
+
+    policy, instances, _ = setup
+    policy = tiny_policy(instances)
+    before = [p.detach().clone() for p in policy.model.parameters()]
+    trace = pair_fit(policy, instances, steps=60, lr=3e-3)
+    assert [t["step"] for t in trace] == list(range(0, 61, 5))
+    assert abs(trace[0]["fact_first"] - trace[0]["filler_first"]) < 0.01  # random weights: no preference yet
+    assert trace[-1]["fact_first"] - trace[-1]["filler_first"] > 0.3
+    assert all(torch.equal(a, b) for a, b in zip(before, policy.model.parameters(), strict=True))  # a copy is fitted

@@ -84,11 +84,7 @@ def number_tokens(tokenizer: Any, n: int) -> dict[int, int]:
 @torch.no_grad()
 def first_choice(policy: Any, messages: list[dict[str, Any]], prefix: str, numbers: Mapping[int, int]) -> np.ndarray:
     """P(first inserted sentence = i) for i in ``numbers`` (index i - 1), given the prompt ``messages``."""
-    text = policy.tokenizer.apply_chat_template(
-        messages, tools=policy.tools, tokenize=False, add_generation_prompt=True, **policy.chat_template_kwargs
-    )
-    ids = policy.tokenizer(text + prefix, add_special_tokens=False, return_tensors="pt").input_ids
-    logits = policy.model(ids.to(policy.device)).logits[0, -1].float()
+    logits = policy.model(_encode(policy, messages, prefix)).logits[0, -1].float()
     probs = torch.softmax(logits, dim=-1).cpu()
     out = np.zeros(max(numbers, default=0))
     for number, token in numbers.items():
@@ -143,6 +139,59 @@ def probe(policy: Any, instances: Sequence[Instance], teacher: TeacherConfig | N
     return _report(by_role, swaps, len(steps))
 
 
+def pair_fit(policy: Any, instances: Sequence[Instance], steps: int = 20, lr: float = 1e-3) -> list[dict[str, float]]:
+    """Can the architecture read at all? Two prompts that differ only in sentence 1 (filler in one, a fact in the
+    other; the first held-out step whose sentence 1 is filler) are fitted with a loss on the first sentence
+    number alone (2 for the filler prompt, 1 for the fact prompt), Adam at ``lr``, on a copy of the weights.
+    Returns P(first = 1) of both prompts every 5 steps: a model that can use the chunk separates them."""
+    import copy
+
+    model = copy.deepcopy(policy.model).train()
+    prefix = insert_prefix(policy)
+    numbers = number_tokens(policy.tokenizer, 2)
+    step = next(s for inst in instances for s in _first_steps(policy, inst) if s[1][0] == "filler")
+    teacher_step, _kinds, fact = step
+    filler_first = _messages(policy, teacher_step, teacher_step.sentences)
+    fact_first = _messages(policy, teacher_step, [fact, *teacher_step.sentences[1:]])
+    encoded = [_encode(policy, filler_first, prefix), _encode(policy, fact_first, prefix)]
+    targets = [numbers[2], numbers[1]]
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    trace = []
+    for index in range(steps + 1):
+        if index % 5 == 0:
+            with torch.no_grad():
+                p = [float(torch.softmax(model(ids).logits[0, -1].float(), -1)[numbers[1]]) for ids in encoded]
+            trace.append({"step": index, "filler_first": round(p[0], 4), "fact_first": round(p[1], 4)})
+        if index == steps:
+            break
+        loss = sum(
+            torch.nn.functional.cross_entropy(model(ids).logits[0, -1:].float(), torch.tensor([target]))
+            for ids, target in zip(encoded, targets, strict=True)
+        )
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return trace
+
+
+def _first_steps(policy: Any, instance: Instance) -> list[tuple[Any, list[str | None], str]]:
+    """(teacher step, kinds, a fact sentence of another step) for the steps of one instance."""
+    kinds = sentence_kinds(instance)
+    replay = replay_teacher(instance, TeacherConfig(), policy.view_k, style=policy.style,
+                            view_order=policy.view_order, related_k=policy.view_related)  # fmt: skip
+    facts = [
+        s for step in replay for s, k in zip(step.sentences, kinds[step.step], strict=False) if kind_of(k) == "fact"
+    ]
+    return [(step, [kind_of(k) for k in kinds[step.step]], facts[-1]) for step in replay if facts]
+
+
+def _encode(policy: Any, messages: list[dict[str, Any]], prefix: str) -> torch.Tensor:
+    text = policy.tokenizer.apply_chat_template(
+        messages, tools=policy.tools, tokenize=False, add_generation_prompt=True, **policy.chat_template_kwargs
+    )
+    return policy.tokenizer(text + prefix, add_special_tokens=False, return_tensors="pt").input_ids.to(policy.device)
+
+
 def _messages(policy: Any, step: Any, sentences: Sequence[str]) -> list[dict[str, Any]]:
     chunk = " ".join(sentences)
     return prompts.build_messages(chunk, step.view, policy.style, sentences=list(sentences), numbering=policy.numbering)
@@ -181,6 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--manager", required=True, help="model folder")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="dotted KEY=VALUE")
     parser.add_argument("--instances", type=int, default=24, help="held-out instances probed")
+    parser.add_argument("--pair-fit", type=int, default=0, help="also fit a fact/filler prompt pair this many steps")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     cfg = with_overrides(load_profile(args.profile), args.overrides)
@@ -194,6 +244,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "overrides": args.overrides,
         **probe(policy, instances, teacher),
     }
+    if args.pair_fit > 0:
+        report["pair_fit"] = pair_fit(policy, instances, steps=args.pair_fit)
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:
