@@ -16,13 +16,15 @@
 #
 # **What you will learn here** (about 2 min on a laptop with the default profile, offline): how every
 # method is scored on the same questions; what in-distribution and out-of-distribution mean and why the
-# paper tests both; the two papers' table layouts with bootstrap intervals; and how a trained manager's
-# memory differs from its SFT start on single questions. Needs notebooks 01-03 (data, SFT start, runs).
+# paper tests both; the two papers' table layouts with bootstrap intervals; how the seeds of a reward variant
+# combine into one mean with an interval, and whether it beat OR-only and the SFT start; and how a trained
+# manager's memory differs from its SFT start on single questions. Needs notebooks 01-03 (data, SFT start, runs).
 #
 # Every method answers the same questions with the same frozen reasoner and BM25 top-k retrieval; only
 # the memory differs. Methods: the baselines (long-context window, RAG-BM25 over the raw chunks,
 # store-everything, closed-book with no memory at all) and the managers: the SFT start and the final
-# model of every variant trained in notebook 03.
+# model of every (variant, seed) trained in notebook 03, each a row `<variant>_s<seed>`, followed by the
+# variant's mean over its seeds.
 #
 # Beside the methods, **ceilings**: scripted reference policies (`finemem_lib.episodes.ceilings`) that
 # write a memory with the generator's knowledge of what each sentence is (a fact, an update, filler, a
@@ -58,7 +60,14 @@ from finemem_lib.data.prepared import load_prepared
 from finemem_lib.evaluation.inspect import benchmark_overview, describe_example, example_pair
 from finemem_lib.evaluation.plots import plot_score_vs_memory
 from finemem_lib.evaluation.runner import preflight, run_evaluation
-from finemem_lib.evaluation.tables import AVERAGING_RULES, instance_scores, paper_tables, rows_of_kind
+from finemem_lib.evaluation.seed_means import is_mean_row, verdict_sentences
+from finemem_lib.evaluation.tables import (
+    AVERAGING_RULES,
+    instance_scores,
+    paper_differences,
+    paper_tables,
+    rows_of_kind,
+)
 from finemem_lib.infra.config import load_profile
 from finemem_lib.infra.paths import profile_paths
 
@@ -100,6 +109,9 @@ tables = paper_tables(records, cfg)
 for name, (long, wide) in tables.items():
     long.to_csv(paths.tables / f"04_{name}_long.csv", index=False)
     wide.to_csv(paths.tables / f"04_{name}.csv")
+differences = paper_differences(records, cfg)  # each variant's mean over seeds vs OR-only's and the SFT start
+for name, table in differences.items():
+    table.to_csv(paths.tables / f"04_{name}_differences.csv", index=False)
 print(f"{len(records)} question records, {len(per_instance)} (method, instance) pairs")
 
 # %% [markdown]
@@ -142,6 +154,41 @@ if "memalpha" in tables:
 if "mab" in tables:
     display(rows_of_kind(tables["mab"][1], "method"))
     print(AVERAGING_RULES["mab"])
+
+# %% [markdown]
+# ## Trained managers over their seeds: who won, with intervals
+#
+# One seed of a GRPO run is one draw: another seed (other rollouts, another order of the training
+# instances) gives another manager, and a gap between two variants smaller than the spread between seeds
+# says nothing. So each variant's seeds are combined into one row, `<variant> (mean of N seeds)`:
+# per column the mean over seeds of each seed's mean over instances. Its 95 % interval is a **two-level
+# bootstrap**: a replicate draws N seeds with replacement, then within each drawn seed its instances with
+# replacement; the interval widens with the spread between seeds as well as between instances.
+#
+# The differences below are the variant's mean minus OR-only's mean and minus the SFT start, **paired**: on
+# the same instances, and seed by seed where both variants ran the same seeds (those runs saw the same
+# training instances in the same order), bootstrapped the same two-level way. The verdict reads the interval:
+# `higher` or `lower` when it excludes 0, `no difference (interval spans 0)` when it does not, and
+# `one seed: not a comparison` when a variant ran one seed only (its interval then covers the instances,
+# not the seeds, so it says nothing about another seed). The sentences are computed from these rows.
+
+# %%
+for name, (_, wide) in tables.items():
+    methods = rows_of_kind(wide, "method")
+    means = methods[[is_mean_row(m) for m in methods.index]]
+    if not len(means):
+        print(f"{name}: no trained managers evaluated")
+        continue
+    print(f"{name}: mean over seeds")
+    display(means)
+    if name in differences:
+        table = differences[name]
+        display(table[table["column"] == "avg"].drop(columns="column").round(3))
+        for sentence in verdict_sentences(table, name):
+            print(sentence)
+
+# %% [markdown]
+# Per column (which source a variant gains or loses on): `04_<benchmark>_differences.csv` beside the tables.
 
 # %% [markdown]
 # ## Score against memory length

@@ -3,7 +3,8 @@ file with no YAML: ``--parquet my.parquet --split Accurate_Retrieval --rule mysr
 --methods rag_bm25 store_everything [--manager DIR]`` (``finemem evaluate`` is the same command).
 
 Evaluates, appends per-question records under ``<results>/eval/``, writes the tables
-``<results>/tables/04_<benchmark>.csv`` (paper layout, 95 % intervals) and ``04_<benchmark>_long.csv``,
+``<results>/tables/04_<benchmark>.csv`` (paper layout, 95 % intervals), ``04_<benchmark>_long.csv`` and, with
+trained managers, ``04_<benchmark>_differences.csv`` (variants' means over seeds vs OR-only and the start),
 and prints them. ``<results>`` is ``results/<name>/`` (``results/`` for ``default``), where the name is the
 profile's own, or with ``--parquet`` the file's stem (``--name`` sets it). A rerun skips what is already
 recorded. A wrong method, benchmark, source or rule is a one-line error and exit status 2.
@@ -19,9 +20,10 @@ from pathlib import Path
 from finemem_lib.data.memoryagentbench import MAB_SPLITS
 from finemem_lib.evaluation.own_data import OwnDataError, check_rule_sources, own_data_profile, parse_rules
 from finemem_lib.evaluation.runner import EvaluationSetupError, preflight, run_evaluation
+from finemem_lib.evaluation.seed_means import verdict_sentences
 from finemem_lib.evaluation.settings import evaluation_settings
 from finemem_lib.evaluation.sources import RULE_FUNCTIONS, UnknownSourceError
-from finemem_lib.evaluation.tables import AVERAGING_RULES, paper_tables
+from finemem_lib.evaluation.tables import AVERAGING_RULES, paper_differences, paper_tables
 from finemem_lib.infra.config import load_profile
 from finemem_lib.infra.paths import profile_paths, repo_relative
 
@@ -115,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
         long.to_csv(paths.tables / f"04_{benchmark}_long.csv", index=False)
         wide.to_csv(paths.tables / f"04_{benchmark}.csv")
         print(f"\n{benchmark}\n{wide.to_string()}\n{AVERAGING_RULES['memalpha' if benchmark == 'memalpha' else 'mab']}")
+    for benchmark, table in paper_differences(records, settings).items():  # variants' means vs OR-only and start
+        table.to_csv(paths.tables / f"04_{benchmark}_differences.csv", index=False)
+        print("\n".join(verdict_sentences(table, benchmark)))
     eval_dir, tables = repo_relative(paths.results / "eval"), repo_relative(paths.tables)
     print(f"\n{cfg['name']}: records in {eval_dir}, tables in {tables}")
     return 0

@@ -9,6 +9,11 @@ resampled independently). ``memory`` is the mean memory length in tokens over al
 Every row has a ``kind``: ``method`` (baselines and managers, the compared methods) or ``ceiling`` (a scripted
 reference policy of :mod:`finemem_lib.episodes.ceilings`, role ``ceiling`` in the records: how well a
 manager could do, not a method to rank). Ceilings come after the methods; :func:`rows_of_kind` splits a table.
+
+Trained managers are one row per (variant, seed), ``<variant>_s<seed>``; after a variant's last seed comes
+its mean over seeds, ``<variant> (mean of N seeds)``, with a two-level bootstrap interval (seeds, then
+instances within each seed); :func:`paper_differences` gives each variant's mean minus OR-only's and the
+SFT start's, paired, with a verdict (:mod:`~finemem_lib.evaluation.seed_means`).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import pandas as pd
 
 from finemem_lib.episodes.ceilings import CEILINGS
 from finemem_lib.evaluation.columns import Column, column_for, layout
+from finemem_lib.evaluation.seed_means import differences_table, seed_mean_rows, seed_runs
 from finemem_lib.evaluation.settings import EvaluationSettings, evaluation_settings
 
 AVERAGING_RULES = {
@@ -58,7 +64,11 @@ def instance_scores(records: pd.DataFrame) -> pd.DataFrame:
         .agg(score=("score", "mean"), memory_tokens=("memory_tokens", "first"), questions=("score", "size"))
         .reset_index()
     )
-    return scores.assign(kind=scores["method"].map(method_kinds(records)))
+    scores = scores.assign(kind=scores["method"].map(method_kinds(records)))
+    if "role" in records:  # which managers are trained (seed) runs and which is the start
+        roles = records.drop_duplicates("method").set_index("method")["role"]
+        scores = scores.assign(role=scores["method"].map(roles))
+    return scores
 
 
 def _columns_in_order(frame: pd.DataFrame, kind: str, custom: Mapping[str, Any] | None) -> list[Column]:
@@ -78,14 +88,20 @@ def bootstrap_table(
     samples: int = 1000,
     seed: int = 0,
     custom: Mapping[str, Any] | None = None,
+    seed_means: bool = True,
 ) -> pd.DataFrame:
-    """Long table: one row per (method, column) plus ``avg``: mean, 95 % interval, instances, memory tokens."""
+    """Long table: one row per (method, column) plus ``avg``: mean, 95 % interval, instances, memory tokens.
+
+    After the last seed of each trained variant (``<variant>_s<seed>``), its mean over seeds
+    (:mod:`~finemem_lib.evaluation.seed_means`, with ``seed_means``)."""
     if samples < 1:
         raise ValueError(f"bootstrap samples must be >= 1, got {samples}")
-    rows = []
+    rows: list[dict] = []
     columns = _columns_in_order(per_instance, kind, custom) if not per_instance.empty else list(layout(kind))
     kinds = method_kinds(per_instance) if not per_instance.empty else {}
     groups = dict(list(per_instance.groupby("method", sort=False)))
+    runs = seed_runs(per_instance) if seed_means else {}
+    last_seed = {max(v.values(), key=list(groups).index): k for k, v in runs.items()}
     for method in sorted(groups, key=lambda m: KINDS.index(kinds[m])):  # methods first, then the ceilings
         frame = groups[method]
         rng = np.random.default_rng(seed)
@@ -127,6 +143,11 @@ def bootstrap_table(
                 "n": len(frame),
             }
         )
+        if method in last_seed:
+            variant = last_seed[method]
+            mean_rows = seed_mean_rows(per_instance, columns, variant, runs[variant], samples, seed)
+            kinds[mean_rows[0]["method"]] = kinds[method]
+            rows += mean_rows
     long = pd.DataFrame(rows, columns=["method", "column", "group", "mean", "lo", "hi", "n"])
     long.insert(1, "kind", long["method"].map(kinds).astype(object))
     return long
@@ -185,4 +206,21 @@ def paper_tables(
         kind = "memalpha" if benchmark == "memalpha" else "mab"
         long = bootstrap_table(frame, kind, boot.samples, boot.seed, custom)
         out[str(benchmark)] = (long, wide_table(long))
+    return out
+
+
+def paper_differences(
+    records: pd.DataFrame, cfg: Mapping[str, Any] | EvaluationSettings | None = None
+) -> dict[str, pd.DataFrame]:
+    """``{benchmark: differences}``: each trained variant's mean over seeds minus OR-only's mean and the SFT
+    start, per column and ``avg``, with paired two-level bootstrap intervals and a verdict
+    (:func:`finemem_lib.evaluation.seed_means.differences_table`); benchmarks without trained runs: none."""
+    settings = evaluation_settings(cfg)
+    boot, custom = settings.bootstrap, settings.source_rules
+    out = {}
+    for benchmark, frame in instance_scores(records).groupby("benchmark", sort=False):
+        kind = "memalpha" if benchmark == "memalpha" else "mab"
+        table = differences_table(frame, _columns_in_order(frame, kind, custom), boot.samples, boot.seed)
+        if not table.empty:
+            out[str(benchmark)] = table
     return out

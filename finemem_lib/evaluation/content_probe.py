@@ -1,0 +1,257 @@
+"""Does a manager read the chunk? The probability of its first stored sentence, by what that sentence is.
+
+A manager decides what to keep when it writes a sentence number. This probe teacher-forces the start of a
+first ``memory_insert`` call on held-out chunk steps (the prompt the manager would see, its view of the
+teacher's memory) and reads the probability of each sentence number as the next token:
+
+- ``by_role``: mean P(first = i) over steps where sentence i is a fact (stated about a person the questions
+  ask about, an update or a labelled example), a fact about someone nobody asks about, or filler;
+- ``swap``: the same step with sentence i replaced by a sentence of the other kind (a filler sentence for a
+  fact, a fact from another chunk for a filler one), same position, same numbering: the mean change of
+  P(first = i). A manager that reads content raises P(i) when a fact takes a filler's place and lowers it in
+  the opposite swap; one that chooses by position changes neither.
+
+Only sentence numbers that are one token are probed (the miniature's chunks have at most 9 sentences). ::
+
+    python -m finemem_lib.evaluation.content_probe --profile default --manager data/default/models/sft
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from finemem_lib.agents import prompts
+from finemem_lib.agents.teacher import TeacherConfig, replay_teacher
+from finemem_lib.core.memory import Operation, OpKind
+from finemem_lib.core.ops import operation_to_call
+from finemem_lib.data.instance import Instance
+from finemem_lib.data.roles import sentence_kinds
+
+FACT_ROLES = ("fact", "update", "example")
+KINDS = ("fact", "other_fact", "filler")
+
+
+def kind_of(kind: str) -> str | None:
+    """A sentence kind of :mod:`finemem_lib.data.roles` as probed: ``fact`` (asked-about facts, updates,
+    labelled examples), ``other_fact`` or ``filler``; None for lures."""
+    if kind in FACT_ROLES:
+        return "fact"
+    return kind if kind in ("other_fact", "filler") else None
+
+
+def insert_prefix(policy: Any) -> str:
+    """The text a first ``memory_insert`` call has before its sentence number, from the chat template."""
+    call = operation_to_call(Operation(OpKind.INSERT, sentence=7), policy.style)
+    arguments = json.dumps(call["arguments"], ensure_ascii=False)
+    message = {
+        "role": "assistant",
+        "content": "",
+        "tool_calls": [{"type": "function", "function": {"name": call["name"], "arguments": arguments}}],
+    }
+    text = policy.tokenizer.apply_chat_template(
+        [{"role": "user", "content": "x"}, message], tools=policy.tools, tokenize=False, **policy.chat_template_kwargs
+    )
+    prompt = policy.tokenizer.apply_chat_template(
+        [{"role": "user", "content": "x"}],
+        tools=policy.tools,
+        tokenize=False,
+        add_generation_prompt=True,
+        **policy.chat_template_kwargs,
+    )
+    completion = text[len(prompt) :]
+    return completion[: completion.index("7")]
+
+
+def number_tokens(tokenizer: Any, n: int) -> dict[int, int]:
+    """Sentence numbers 1..n that are a single token, mapped to that token's id."""
+    out = {}
+    for number in range(1, n + 1):
+        ids = tokenizer(str(number), add_special_tokens=False).input_ids
+        if len(ids) == 1:
+            out[number] = ids[0]
+    return out
+
+
+@torch.no_grad()
+def first_choice(policy: Any, messages: list[dict[str, Any]], prefix: str, numbers: Mapping[int, int]) -> np.ndarray:
+    """P(first inserted sentence = i) for i in ``numbers`` (index i - 1), given the prompt ``messages``."""
+    logits = policy.model(_encode(policy, messages, prefix)).logits[0, -1].float()
+    probs = torch.softmax(logits, dim=-1).cpu()
+    out = np.zeros(max(numbers, default=0))
+    for number, token in numbers.items():
+        out[number - 1] = float(probs[token])
+    return out
+
+
+def _replacement(kind: str, pool: Mapping[str, list[str]], index: int) -> str | None:
+    other = pool["filler"] if kind in ("fact", "other_fact") else pool["fact"]
+    return other[index % len(other)] if other else None
+
+
+def probe(policy: Any, instances: Sequence[Instance], teacher: TeacherConfig | None = None) -> dict[str, Any]:
+    """The first-choice probabilities by kind of sentence and position, and the swap changes (see module doc)."""
+    teacher = teacher or TeacherConfig()
+    prefix = insert_prefix(policy)
+    by_role: dict[tuple[int, str], list[float]] = defaultdict(list)
+    swaps: dict[str, list[float]] = defaultdict(list)
+    pool: dict[str, list[str]] = {"fact": [], "filler": []}
+    steps = []
+    for instance in instances:
+        roles = sentence_kinds(instance)
+        replay = replay_teacher(
+            instance, teacher, policy.view_k, style=policy.style, view_order=policy.view_order,
+            related_k=policy.view_related,
+        )  # fmt: skip
+        for step in replay:
+            kinds = [kind_of(role) for role in roles[step.step]]
+            if len(kinds) != len(step.sentences):
+                continue
+            steps.append((step, kinds))
+            for sentence, kind in zip(step.sentences, kinds, strict=True):
+                if kind in ("fact", "filler"):
+                    pool[kind].append(sentence)
+    for index, (step, kinds) in enumerate(steps):
+        numbers = number_tokens(policy.tokenizer, len(step.sentences))
+        base = first_choice(policy, _messages(policy, step, step.sentences), prefix, numbers)
+        for number in numbers:
+            kind = kinds[number - 1]
+            if kind is None:
+                continue
+            by_role[(number, kind)].append(float(base[number - 1]))
+            other = _replacement(kind, pool, index + number)
+            if other is None or kind == "other_fact":
+                continue
+            swapped = list(step.sentences)
+            swapped[number - 1] = other
+            after = first_choice(policy, _messages(policy, step, swapped), prefix, numbers)
+            swaps[f"{kind}->{'filler' if kind == 'fact' else 'fact'}"].append(
+                float(after[number - 1] - base[number - 1])
+            )
+    return _report(by_role, swaps, len(steps))
+
+
+def pair_fit(policy: Any, instances: Sequence[Instance], steps: int = 20, lr: float = 1e-3) -> list[dict[str, float]]:
+    """Can the architecture read at all? Two prompts that differ only in sentence 1 (filler in one, a fact in the
+    other; the first held-out step whose sentence 1 is filler) are fitted with a loss on the first sentence
+    number alone (2 for the filler prompt, 1 for the fact prompt), Adam at ``lr``, on a copy of the weights.
+    Returns P(first = 1) of both prompts every 5 steps: a model that can use the chunk separates them."""
+    import copy
+
+    model = copy.deepcopy(policy.model).train()
+    prefix = insert_prefix(policy)
+    numbers = number_tokens(policy.tokenizer, 2)
+    step = next(s for inst in instances for s in _first_steps(policy, inst) if s[1][0] == "filler")
+    teacher_step, _kinds, fact = step
+    filler_first = _messages(policy, teacher_step, teacher_step.sentences)
+    fact_first = _messages(policy, teacher_step, [fact, *teacher_step.sentences[1:]])
+    encoded = [_encode(policy, filler_first, prefix), _encode(policy, fact_first, prefix)]
+    targets = [numbers[2], numbers[1]]
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    trace = []
+    for index in range(steps + 1):
+        if index % 5 == 0:
+            with torch.no_grad():
+                p = [float(torch.softmax(model(ids).logits[0, -1].float(), -1)[numbers[1]]) for ids in encoded]
+            trace.append({"step": index, "filler_first": round(p[0], 4), "fact_first": round(p[1], 4)})
+        if index == steps:
+            break
+        loss = sum(
+            torch.nn.functional.cross_entropy(model(ids).logits[0, -1:].float(), torch.tensor([target]))
+            for ids, target in zip(encoded, targets, strict=True)
+        )
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return trace
+
+
+def _first_steps(policy: Any, instance: Instance) -> list[tuple[Any, list[str | None], str]]:
+    """(teacher step, kinds, a fact sentence of another step) for the steps of one instance."""
+    kinds = sentence_kinds(instance)
+    replay = replay_teacher(instance, TeacherConfig(), policy.view_k, style=policy.style,
+                            view_order=policy.view_order, related_k=policy.view_related)  # fmt: skip
+    facts = [
+        s for step in replay for s, k in zip(step.sentences, kinds[step.step], strict=False) if kind_of(k) == "fact"
+    ]
+    return [(step, [kind_of(k) for k in kinds[step.step]], facts[-1]) for step in replay if facts]
+
+
+def _encode(policy: Any, messages: list[dict[str, Any]], prefix: str) -> torch.Tensor:
+    text = policy.tokenizer.apply_chat_template(
+        messages, tools=policy.tools, tokenize=False, add_generation_prompt=True, **policy.chat_template_kwargs
+    )
+    return policy.tokenizer(text + prefix, add_special_tokens=False, return_tensors="pt").input_ids.to(policy.device)
+
+
+def _messages(policy: Any, step: Any, sentences: Sequence[str]) -> list[dict[str, Any]]:
+    chunk = " ".join(sentences)
+    return prompts.build_messages(chunk, step.view, policy.style, sentences=list(sentences), numbering=policy.numbering)
+
+
+def _report(by_role: Mapping[tuple[int, str], list[float]], swaps: Mapping[str, list[float]], n_steps: int) -> dict:
+    positions = sorted({number for number, _ in by_role})
+    table = {
+        str(number): {
+            kind: round(float(np.mean(by_role[(number, kind)])), 4) for kind in KINDS if by_role.get((number, kind))
+        }
+        for number in positions
+    }
+    paired = [n for n in positions if by_role.get((n, "fact")) and by_role.get((n, "filler"))]
+    fact = np.array([np.mean(by_role[(n, "fact")]) for n in paired])
+    filler = np.array([np.mean(by_role[(n, "filler")]) for n in paired])
+    return {
+        "steps": n_steps,
+        "by_position": table,
+        "fact_minus_filler": round(float(np.mean(fact - filler)), 4) if paired else None,
+        # geometric mean over positions of P(fact) / P(filler): 1 for a manager that chooses by position
+        "fact_over_filler": round(float(np.exp(np.mean(np.log(fact / filler)))), 4) if paired else None,
+        "swap": {name: {"mean_change": round(float(np.mean(v)), 4), "n": len(v)} for name, v in sorted(swaps.items())},
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from finemem_lib.agents.policy import load_manager
+    from finemem_lib.agents.sft import policy_settings
+    from finemem_lib.data.synthetic import build_synthetic
+    from finemem_lib.evaluation.miniature import with_overrides
+    from finemem_lib.infra.config import load_profile
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--profile", default="default")
+    parser.add_argument("--manager", required=True, help="model folder")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="dotted KEY=VALUE")
+    parser.add_argument("--instances", type=int, default=24, help="held-out instances probed")
+    parser.add_argument("--pair-fit", type=int, default=0, help="also fit a fact/filler prompt pair this many steps")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args(argv)
+    cfg = with_overrides(load_profile(args.profile), args.overrides)
+    torch.set_num_threads(1)
+    policy = load_manager(args.manager, **policy_settings(cfg))
+    instances = build_synthetic(cfg.get("data"), int(cfg.get("seed", 0)))["test"][: args.instances]
+    teacher = TeacherConfig.from_mapping((cfg.get("sft") or {}).get("teacher"))
+    report = {
+        "manager": args.manager,
+        "profile": args.profile,
+        "overrides": args.overrides,
+        **probe(policy, instances, teacher),
+    }
+    if args.pair_fit > 0:
+        report["pair_fit"] = pair_fit(policy, instances, steps=args.pair_fit)
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
