@@ -9,8 +9,9 @@ Two recipes of the default profile (its SFT manager as the start, no held-out ev
 - ``default``: the profile as it is (2 instances x G = 4 x T = 6 = 48 step samples per step);
 - ``paper_like``: 8 instances x G = 8 x T = 6 = 384 step samples per step (the paper trains 32 x 8).
 
-Two code paths, chosen by profile keys only (:data:`CODE_PATHS`): ``before`` (the code path of the
-revision this benchmark was written against, still selectable) and ``after`` (this revision's). A round
+Two code paths (:data:`CODE_PATHS`): ``before`` (the trainer's code path before the throughput work, still
+selectable: profile keys, and internal switches set by this benchmark, :data:`INTERNALS`) and ``after``
+(this revision's defaults). A round
 runs every recipe with both paths, which one goes first alternating between rounds, so that both see the
 same machine load; the ratio of each recipe is its summed samples over its summed seconds, after / before.
 The machine's load (1-minute average) is recorded at the start and end of every trial, with the CPU model;
@@ -50,6 +51,37 @@ CODE_PATHS: dict[str, dict[str, Any]] = {
     "before": {"rollout": {"one_call": False}, "training": {"pack": False}, "manager": {"compile": "off"}},
     "after": {"rollout": {"one_call": True}, "training": {"pack": True}, "manager": {"compile": "off"}},
 }
+# Internal switches of the "before" path (module, attribute, value): one token per decode call, the sampler's
+# torch.multinomial draw, the model's own attention and TRL's tiled LM head in the log-prob passes.
+INTERNALS: dict[str, list[tuple[str, str, Any]]] = {
+    "before": [
+        ("finemem_lib.agents.decoding:IncrementalDecoder", "draft_tokens", 0),
+        ("finemem_lib.agents.sampling", "draw", "multinomial"),
+        ("finemem_lib.training.shared_prefix", "PACKED_ATTENTION_ON", False),
+        ("finemem_lib.training.shared_prefix", "DIRECT_HEAD_MAX", 0),
+    ],
+    "after": [],
+}
+
+
+def multinomial_draw(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """The sampler of the "before" path: ``torch.multinomial`` over ``probs`` ``[..., V]`` (``u`` unused)."""
+    return torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1).view(probs.shape[:-1])
+
+
+def switch_internals(path: str) -> list[Any]:
+    """Apply the internal switches of ``path``; returns the functions that undo them."""
+    import importlib
+
+    undo = []
+    for where, attribute, value in INTERNALS[path]:
+        module, _, owner = where.partition(":")
+        target = importlib.import_module(module)
+        target = getattr(target, owner) if owner else target
+        original = getattr(target, attribute)
+        setattr(target, attribute, multinomial_draw if value == "multinomial" else value)
+        undo.append(lambda t=target, a=attribute, o=original: setattr(t, a, o))
+    return undo
 
 
 def cpu_model() -> str:
@@ -99,7 +131,7 @@ def trial(recipe: str, path: str, steps: int, profile: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         _, trainer = build_trainer(profile, None, steps, Path(tmp), overrides=overrides)
         timer, clock = PhaseTimer(), StepClock()
-        undo = [*instrument(timer), clock.wrap()]
+        undo = [*instrument(timer), clock.wrap(), *switch_internals(path)]
         load_start = load()
         start = time.perf_counter()
         try:
@@ -207,6 +239,7 @@ def main() -> None:
         "git_revision": _git_revision(),
         "wall_s": round(time.time() - started, 1),
         "code_paths": CODE_PATHS,
+        "internals": {path: [f"{w}.{a} = {v}" for w, a, v in INTERNALS[path]] for path in paths},
         "recipes": summarise(trials, recipes, paths),
         "trials": trials,
     }
