@@ -4,7 +4,8 @@
     benchmark (memory views filled, ~375 tokens), the default manager (its SFT checkpoint when it
     exists, else the default-size Qwen3 with random weights), greedy decoding so that both engines must
     produce the same tokens (checked and reported), and temperature-1 sampling (same seed, outputs differ
-    between engines). Best of ``--repeats``.
+    between engines). Best of ``--repeats``; every native call starts with an empty draft index (its
+    speculative drafts come from that call's own completions only, as at a rollout's first chunk step).
 (b) The default profile's GRPO step time (``--grpo-steps`` optimizer steps each, from the SFT manager,
     no held-out evaluation; the phase split of ``bench_step_profile.py``) before this work (transformers
     ``generate``, unshared log-prob passes), with the native engine only, and with the engine and the
@@ -31,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from bench_step_profile import PhaseTimer, build_trainer, instrument
 
+from finemem_lib.agents.drafts import NgramDrafts
 from finemem_lib.agents.policy import ManagerPolicy, SamplingParams, load_manager
 from finemem_lib.agents.sft import policy_settings
 from finemem_lib.core.memory import Memory, Operation, OpKind
@@ -79,6 +81,9 @@ def time_engine(
     """Best wall time of ``repeats`` generate calls, the completions and the log-probs of the last call."""
     best = float("inf")
     for _ in range(repeats):
+        engine = policy.rollout_engine()
+        if hasattr(getattr(engine, "decoder", None), "drafts"):  # each call starts without earlier drafts (cold)
+            engine.decoder.drafts = NgramDrafts()
         start = time.perf_counter()
         generations = policy.generate(prompts, sampling, seed=0)
         best = min(best, time.perf_counter() - start)
