@@ -13,7 +13,9 @@ Two code paths (:data:`CODE_PATHS`): ``before`` (the trainer's code path before 
 selectable: profile keys, and internal switches set by this benchmark, :data:`INTERNALS`) and ``after``
 (this revision's defaults). A round
 runs every recipe with both paths, which one goes first alternating between rounds, so that both see the
-same machine load; the ratio of each recipe is its summed samples over its summed seconds, after / before.
+same machine load; the ratio of each recipe is its summed samples over its summed seconds, after / before
+(wall time; ``ratio_samples_per_cpu_s`` the same over the process's CPU time, which the other jobs of a
+shared machine disturb less).
 The machine's load (1-minute average) is recorded at the start and end of every trial, with the CPU model;
 an untimed warm-up step runs first (``--warmup``: imports and allocations the first trial would pay alone).
 ``--profile-out`` also writes where the time of each path goes (``bench_step_profile``'s phases).
@@ -133,11 +135,12 @@ def trial(recipe: str, path: str, steps: int, profile: str) -> dict[str, Any]:
         timer, clock = PhaseTimer(), StepClock()
         undo = [*instrument(timer), clock.wrap(), *switch_internals(path)]
         load_start = load()
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         try:
             trainer.train()
         finally:
             seconds = time.perf_counter() - start
+            cpu_seconds = time.process_time() - cpu_start
             for restore in undo:
                 restore()
     phases = dict(timer.totals)
@@ -148,6 +151,7 @@ def trial(recipe: str, path: str, steps: int, profile: str) -> dict[str, Any]:
         "path": path,
         "steps": steps,
         "seconds": round(seconds, 3),
+        "cpu_seconds": round(cpu_seconds, 3),
         "samples": samples,
         "completion_tokens": sum(clock.tokens),
         "samples_per_s": round(samples / seconds, 4),
@@ -172,6 +176,7 @@ def summarise(trials: list[dict[str, Any]], recipes: list[str], paths: list[str]
                 "samples_per_step": sum(t["samples"] for t in mine) / sum(t["steps"] for t in mine),
                 "step_s": round(seconds / sum(t["steps"] for t in mine), 3),
                 "samples_per_s": round(sum(t["samples"] for t in mine) / seconds, 4),
+                "samples_per_cpu_s": round(sum(t["samples"] for t in mine) / sum(t["cpu_seconds"] for t in mine), 4),
                 "completion_tokens_per_step": round(
                     sum(t["completion_tokens"] for t in mine) / sum(t["steps"] for t in mine), 1
                 ),
@@ -180,6 +185,10 @@ def summarise(trials: list[dict[str, Any]], recipes: list[str], paths: list[str]
             }
         if "before" in row and "after" in row:
             row["ratio_samples_per_s"] = round(row["after"]["samples_per_s"] / row["before"]["samples_per_s"], 2)
+            # CPU time of the process: less sensitive to the other jobs taking turns on the cores
+            row["ratio_samples_per_cpu_s"] = round(
+                row["after"]["samples_per_cpu_s"] / row["before"]["samples_per_cpu_s"], 2
+            )
             by_trial = [
                 a / b
                 for a, b in zip(
@@ -246,7 +255,15 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=2) + "\n")
     for recipe, row in record["recipes"].items():
-        print(recipe, {p: row[p]["samples_per_s"] for p in paths}, "ratio", row.get("ratio_samples_per_s"))
+        print(
+            recipe,
+            {p: row[p]["samples_per_s"] for p in paths},
+            "ratio",
+            row.get("ratio_samples_per_s"),
+            "(CPU time:",
+            row.get("ratio_samples_per_cpu_s"),
+            ")",
+        )
     print(f"written {args.out}")
 
 
