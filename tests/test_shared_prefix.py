@@ -320,3 +320,13 @@ def test_the_direct_lm_head_equals_trls_tiled_one(monkeypatch):
         assert torch.allclose(direct[0], tiled[0], atol=1e-5) and torch.allclose(direct[1], tiled[1], atol=1e-5)
         for g_direct, g_tiled in zip(direct[2], tiled[2], strict=True):
             assert torch.allclose(g_direct, g_tiled, rtol=1e-4, atol=1e-6)
+
+
+def test_the_packed_attention_is_only_for_plain_full_attention_models():
+    from transformers import MistralConfig, MistralForCausalLM
+
+    assert shared_prefix._plain_attention(tiny_model("qwen3"))
+    assert shared_prefix._plain_attention(tiny_model("llama"))
+    windowed = MistralForCausalLM(MistralConfig(**SIZES, sliding_window=16))
+    assert not shared_prefix._plain_attention(windowed)
+    assert shared_prefix._plain_attention(MistralForCausalLM(MistralConfig(**SIZES, sliding_window=None)))

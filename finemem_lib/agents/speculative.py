@@ -102,9 +102,8 @@ def decode_with_drafts(
         allowed = valid[:, None, :end] & (torch.arange(end, device=device) <= slots.unsqueeze(2))
         bias = torch.zeros(allowed.shape, dtype=caches[0][0].dtype, device=device).masked_fill_(~allowed, float("-inf"))
         where = (torch.arange(batch, device=device).unsqueeze(1).expand(-1, width), slots)
-        hidden = decoder._forward(
-            tokens, positions.unsqueeze(1) + offsets, caches, state.prefix, where, bias[:, None, None]
-        )
+        rope_positions = (positions.unsqueeze(1) + offsets).clamp(max=decoder.max_positions - 1)  # padded queries
+        hidden = decoder._forward(tokens, rope_positions, caches, state.prefix, where, bias[:, None, None])
         counts = torch.tensor([len(p) for p in proposals], device=device)
         has_draft = offsets[: width - 1] < counts.unsqueeze(1)
         # query j predicts token index (tokens emitted so far) + j; padded queries reuse the last index

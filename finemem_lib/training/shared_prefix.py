@@ -256,12 +256,22 @@ def _packed_attention(
 AttentionInterface.register(PACKED_ATTENTION, _packed_attention)
 
 
+def _plain_attention(model: Any) -> bool:
+    """Whether every layer of ``model`` attends to all earlier tokens with no bias (what :func:`_packed_attention`
+    computes): the architectures of the native decoder, without a sliding window."""
+    from finemem_lib.agents.decoding import unsupported_reason as native_unsupported
+
+    config = model.config
+    window = getattr(config, "sliding_window", None) if getattr(config, "use_sliding_window", True) else None
+    return native_unsupported(model) is None and window is None
+
+
 @contextlib.contextmanager
 def _packed_layout(model: Any, backbone: Any, device: torch.device) -> Any:
     """Within: ``model`` attends with :func:`_packed_attention` (on a CPU; elsewhere its own attention and mask)."""
     configs = list({id(m.config): m.config for m in (model, backbone)}.values())
     sdpa = all(getattr(c, "_attn_implementation", None) == "sdpa" for c in configs)
-    if not PACKED_ATTENTION_ON or device.type != "cpu" or not sdpa:
+    if not PACKED_ATTENTION_ON or device.type != "cpu" or not sdpa or not _plain_attention(model):
         yield False
         return
     try:
