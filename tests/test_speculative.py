@@ -35,13 +35,13 @@ def llama() -> LlamaForCausalLM:
     return model
 
 
-def _decode(model, prompts, draft_tokens, temperature, seed=0, stop=(VOCAB + 5,), drafts=None, **kwargs):
+def _decode(model, prompts, draft_tokens, temperature, seed=0, stop=(VOCAB + 5,), drafts=None, new=24, **kwargs):
     decoder = IncrementalDecoder(model, list(stop))
     decoder.draft_tokens = draft_tokens
     if drafts is not None:
         decoder.drafts.propose = drafts
     generator = torch.Generator().manual_seed(seed)
-    return decoder.decode(prompts, 24, temperature=temperature, generator=generator, **kwargs)
+    return decoder.decode(prompts, new, temperature=temperature, generator=generator, **kwargs)
 
 
 def _oracle(reference, prompts, wrong_every=3):
@@ -215,3 +215,22 @@ def test_identical_prompts_are_prefilled_once_and_decode_as_separate_rows(llama)
     assert len({tuple(sampled[i].tokens.tolist()) for i in (0, 2, 4)}) > 1  # the copies sample on their own
     for prompt, d in zip(batch, sampled, strict=True):
         assert torch.allclose(d.logprobs, _full_forward_logprobs(llama, prompt, d.tokens.tolist(), 1.0), atol=1e-5)
+
+
+def test_a_row_finished_early_and_left_in_a_large_batch_stays_inside_its_cache(llama):
+    prompts = _prompts(seed=2, rows=12)
+    free = _decode(llama, prompts, 0, 0.0, new=64)
+    others = {t for d in free[1:] for t in d.tokens.tolist()}
+    stop = [next(t for t in free[0].tokens.tolist() if t not in others)]  # only row 0 stops (its 40th token)
+    one_by_one = _decode(llama, prompts, 0, 0.0, stop=stop, new=64)
+    assert len(one_by_one[0].tokens) >= 30
+    row0 = {tuple(prompts[0][-3:]): one_by_one[0].tokens.tolist()}
+
+    def fast_row0(row, k):  # perfect drafts for row 0 only: it finishes in a few calls, the others take 63
+        done = row.tokens[3:]
+        tokens = row0.get(tuple(row.tokens[:3]), [])
+        return tokens[len(done) : len(done) + k] if tokens[: len(done)] == done else []
+
+    drafted = _decode(llama, prompts, 12, 0.0, stop=stop, drafts=fast_row0, new=64)  # 1 of 12 done: kept in
+    assert [d.tokens.tolist() for d in drafted] == [d.tokens.tolist() for d in one_by_one]
+    assert drafted[0].finished and sum(d.finished for d in drafted) == 1

@@ -127,6 +127,8 @@ def decode_with_drafts(
             out_logprobs[r].extend(new_lp[:room])
             drafts_of.extend(history[r], new[:room])
             alive[b] = not finished[r] and len(out_tokens[r]) < max_new_tokens
+        if not all(alive):  # a finished row left in the batch writes (ignored) at its first slots, not past its cache
+            lengths = torch.where(torch.tensor(alive, device=device), lengths, state.width)
         if (len(alive) - sum(alive)) * _COMPACT_FRACTION >= len(alive):
             keep_rows = [b for b in range(len(live)) if alive[b]]
             keep = torch.tensor(keep_rows, dtype=torch.long, device=device)
