@@ -4,7 +4,9 @@
     benchmark (memory views filled, ~375 tokens), the default manager (its SFT checkpoint when it
     exists, else the default-size Qwen3 with random weights), greedy decoding so that both engines must
     produce the same tokens (checked and reported), and temperature-1 sampling (same seed, outputs differ
-    between engines). Best of ``--repeats``.
+    between engines). Best of ``--repeats``. The native engine twice: ``native``, every call with an empty
+    draft index (its speculative drafts come from that call's own completions only, as at a rollout's first
+    chunk step), and ``native_warm``, after an untimed call on ``--batch`` other prompts (as at the later steps).
 (b) The default profile's GRPO step time (``--grpo-steps`` optimizer steps each, from the SFT manager,
     no held-out evaluation; the phase split of ``bench_step_profile.py``) before this work (transformers
     ``generate``, unshared log-prob passes), with the native engine only, and with the engine and the
@@ -31,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from bench_step_profile import PhaseTimer, build_trainer, instrument
 
+from finemem_lib.agents.drafts import NgramDrafts
 from finemem_lib.agents.policy import ManagerPolicy, SamplingParams, load_manager
 from finemem_lib.agents.sft import policy_settings
 from finemem_lib.core.memory import Memory, Operation, OpKind
@@ -74,11 +77,23 @@ def step_prompts(cfg: dict[str, Any], policy: ManagerPolicy, count: int) -> list
 
 
 def time_engine(
-    policy: ManagerPolicy, prompts: list[list[int]], sampling: SamplingParams, repeats: int
+    policy: ManagerPolicy,
+    prompts: list[list[int]],
+    sampling: SamplingParams,
+    repeats: int,
+    warm_with: list[list[int]] | None = None,
 ) -> tuple[float, list[list[int]], list[torch.Tensor]]:
-    """Best wall time of ``repeats`` generate calls, the completions and the log-probs of the last call."""
+    """Best wall time of ``repeats`` generate calls, the completions and the log-probs of the last call.
+
+    The native engine's draft index starts empty before each call (cold), or holds the completions of one
+    untimed call on ``warm_with`` (other prompts: as at a rollout's later chunk steps)."""
     best = float("inf")
     for _ in range(repeats):
+        engine = policy.rollout_engine()
+        if hasattr(getattr(engine, "decoder", None), "drafts"):
+            engine.decoder.drafts = NgramDrafts()
+            if warm_with:
+                policy.generate(warm_with, sampling, seed=1)
         start = time.perf_counter()
         generations = policy.generate(prompts, sampling, seed=0)
         best = min(best, time.perf_counter() - start)
@@ -87,7 +102,7 @@ def time_engine(
 
 def rollout_speed(cfg: dict[str, Any], batch: int, max_new_tokens: int, repeats: int) -> dict[str, Any]:
     policy, source = default_manager(cfg)
-    prompts = step_prompts(cfg, policy, batch)
+    prompts, others = (lambda p: (p[:batch], p[batch:]))(step_prompts(cfg, policy, 2 * batch))
     engines = {
         name: ManagerPolicy(
             policy.model, policy.tokenizer, **{**policy.settings(), "engine": name, "batch_size": batch}
@@ -104,14 +119,20 @@ def rollout_speed(cfg: dict[str, Any], batch: int, max_new_tokens: int, repeats:
     for label, temperature in (("greedy", 0.0), ("sampling_t1", 1.0)):
         sampling = SamplingParams(temperature=temperature, max_new_tokens=max_new_tokens)
         runs = {name: time_engine(engine, prompts, sampling, repeats) for name, engine in engines.items()}
+        runs["native_warm"] = time_engine(engines["native"], prompts, sampling, repeats, others)
         row: dict[str, Any] = {}
         for name, (seconds, completions, _) in runs.items():
             tokens = sum(map(len, completions))
             row[name] = {"seconds": round(seconds, 3), "tokens": tokens, "tokens_per_s": round(tokens / seconds, 1)}
         row["ratio_tokens_per_s"] = round(row["native"]["tokens_per_s"] / row["transformers"]["tokens_per_s"], 2)
+        row["ratio_tokens_per_s_warm"] = round(
+            row["native_warm"]["tokens_per_s"] / row["transformers"]["tokens_per_s"], 2
+        )
         if label == "greedy":
             same = [a == b for a, b in zip(runs["native"][1], runs["transformers"][1], strict=True)]
             row["identical_outputs"] = f"{sum(same)}/{len(same)}"
+            warm = [a == b for a, b in zip(runs["native_warm"][1], runs["transformers"][1], strict=True)]
+            row["identical_outputs_warm"] = f"{sum(warm)}/{len(warm)}"
             diffs = [
                 float((a - b).abs().max())
                 for a, b, ok in zip(runs["native"][2], runs["transformers"][2], same, strict=True)

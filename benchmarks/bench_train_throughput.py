@@ -9,10 +9,13 @@ Two recipes of the default profile (its SFT manager as the start, no held-out ev
 - ``default``: the profile as it is (2 instances x G = 4 x T = 6 = 48 step samples per step);
 - ``paper_like``: 8 instances x G = 8 x T = 6 = 384 step samples per step (the paper trains 32 x 8).
 
-Two code paths, chosen by profile keys only (:data:`CODE_PATHS`): ``before`` (the code path of the
-revision this benchmark was written against, still selectable) and ``after`` (this revision's). A round
+Two code paths (:data:`CODE_PATHS`): ``before`` (the trainer's code path before the throughput work, still
+selectable: profile keys, and internal switches set by this benchmark, :data:`INTERNALS`) and ``after``
+(this revision's defaults). A round
 runs every recipe with both paths, which one goes first alternating between rounds, so that both see the
-same machine load; the ratio of each recipe is its summed samples over its summed seconds, after / before.
+same machine load; the ratio of each recipe is its summed samples over its summed seconds, after / before
+(wall time; ``ratio_samples_per_cpu_s`` the same over the process's CPU time, which the other jobs of a
+shared machine disturb less).
 The machine's load (1-minute average) is recorded at the start and end of every trial, with the CPU model;
 an untimed warm-up step runs first (``--warmup``: imports and allocations the first trial would pay alone).
 ``--profile-out`` also writes where the time of each path goes (``bench_step_profile``'s phases).
@@ -50,6 +53,37 @@ CODE_PATHS: dict[str, dict[str, Any]] = {
     "before": {"rollout": {"one_call": False}, "training": {"pack": False}, "manager": {"compile": "off"}},
     "after": {"rollout": {"one_call": True}, "training": {"pack": True}, "manager": {"compile": "off"}},
 }
+# Internal switches of the "before" path (module, attribute, value): one token per decode call, the sampler's
+# torch.multinomial draw, the model's own attention and TRL's tiled LM head in the log-prob passes.
+INTERNALS: dict[str, list[tuple[str, str, Any]]] = {
+    "before": [
+        ("finemem_lib.agents.decoding:IncrementalDecoder", "draft_tokens", 0),
+        ("finemem_lib.agents.sampling", "draw", "multinomial"),
+        ("finemem_lib.training.shared_prefix", "PACKED_ATTENTION_ON", False),
+        ("finemem_lib.training.shared_prefix", "DIRECT_HEAD_MAX", 0),
+    ],
+    "after": [],
+}
+
+
+def multinomial_draw(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """The sampler of the "before" path: ``torch.multinomial`` over ``probs`` ``[..., V]`` (``u`` unused)."""
+    return torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1).view(probs.shape[:-1])
+
+
+def switch_internals(path: str) -> list[Any]:
+    """Apply the internal switches of ``path``; returns the functions that undo them."""
+    import importlib
+
+    undo = []
+    for where, attribute, value in INTERNALS[path]:
+        module, _, owner = where.partition(":")
+        target = importlib.import_module(module)
+        target = getattr(target, owner) if owner else target
+        original = getattr(target, attribute)
+        setattr(target, attribute, multinomial_draw if value == "multinomial" else value)
+        undo.append(lambda t=target, a=attribute, o=original: setattr(t, a, o))
+    return undo
 
 
 def cpu_model() -> str:
@@ -99,13 +133,14 @@ def trial(recipe: str, path: str, steps: int, profile: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         _, trainer = build_trainer(profile, None, steps, Path(tmp), overrides=overrides)
         timer, clock = PhaseTimer(), StepClock()
-        undo = [*instrument(timer), clock.wrap()]
+        undo = [*instrument(timer), clock.wrap(), *switch_internals(path)]
         load_start = load()
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         try:
             trainer.train()
         finally:
             seconds = time.perf_counter() - start
+            cpu_seconds = time.process_time() - cpu_start
             for restore in undo:
                 restore()
     phases = dict(timer.totals)
@@ -116,6 +151,7 @@ def trial(recipe: str, path: str, steps: int, profile: str) -> dict[str, Any]:
         "path": path,
         "steps": steps,
         "seconds": round(seconds, 3),
+        "cpu_seconds": round(cpu_seconds, 3),
         "samples": samples,
         "completion_tokens": sum(clock.tokens),
         "samples_per_s": round(samples / seconds, 4),
@@ -140,6 +176,7 @@ def summarise(trials: list[dict[str, Any]], recipes: list[str], paths: list[str]
                 "samples_per_step": sum(t["samples"] for t in mine) / sum(t["steps"] for t in mine),
                 "step_s": round(seconds / sum(t["steps"] for t in mine), 3),
                 "samples_per_s": round(sum(t["samples"] for t in mine) / seconds, 4),
+                "samples_per_cpu_s": round(sum(t["samples"] for t in mine) / sum(t["cpu_seconds"] for t in mine), 4),
                 "completion_tokens_per_step": round(
                     sum(t["completion_tokens"] for t in mine) / sum(t["steps"] for t in mine), 1
                 ),
@@ -148,6 +185,10 @@ def summarise(trials: list[dict[str, Any]], recipes: list[str], paths: list[str]
             }
         if "before" in row and "after" in row:
             row["ratio_samples_per_s"] = round(row["after"]["samples_per_s"] / row["before"]["samples_per_s"], 2)
+            # CPU time of the process: less sensitive to the other jobs taking turns on the cores
+            row["ratio_samples_per_cpu_s"] = round(
+                row["after"]["samples_per_cpu_s"] / row["before"]["samples_per_cpu_s"], 2
+            )
             by_trial = [
                 a / b
                 for a, b in zip(
@@ -207,13 +248,22 @@ def main() -> None:
         "git_revision": _git_revision(),
         "wall_s": round(time.time() - started, 1),
         "code_paths": CODE_PATHS,
+        "internals": {path: [f"{w}.{a} = {v}" for w, a, v in INTERNALS[path]] for path in paths},
         "recipes": summarise(trials, recipes, paths),
         "trials": trials,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=2) + "\n")
     for recipe, row in record["recipes"].items():
-        print(recipe, {p: row[p]["samples_per_s"] for p in paths}, "ratio", row.get("ratio_samples_per_s"))
+        print(
+            recipe,
+            {p: row[p]["samples_per_s"] for p in paths},
+            "ratio",
+            row.get("ratio_samples_per_s"),
+            "(CPU time:",
+            row.get("ratio_samples_per_cpu_s"),
+            ")",
+        )
     print(f"written {args.out}")
 
 

@@ -138,3 +138,16 @@ def test_native_completions_are_ordinary_tensors_a_training_pass_can_use(policy)
     assert not out.completion_ids.is_inference() and not out.logprobs.is_inference()
     embedded = policy.model.get_input_embeddings()(out.completion_ids.unsqueeze(0))
     embedded.sum().backward()  # inference tensors cannot be saved for backward
+
+
+def test_native_calls_on_a_cpu_have_at_most_cpu_rows_rows(policy, monkeypatch):
+    from finemem_lib.agents.engines import native
+
+    engine = build_engine("native", policy.model, 0, policy.stop_ids)
+    monkeypatch.setattr(native, "CPU_ROWS", 3)
+    rows = []
+    original = engine.decoder.decode
+    engine.decoder.decode = lambda batch, *a, **k: rows.append(len(batch)) or original(batch, *a, **k)
+    prompts = [[5, 6, 7, 8][: 1 + i % 4] for i in range(7)]
+    out = engine.generate(prompts, SamplingParams(temperature=0.0, max_new_tokens=3), batch_size=5)
+    assert len(out) == 7 and max(rows) == 3 and sum(rows) == 7

@@ -269,3 +269,54 @@ def test_without_a_kl_term_no_reference_or_old_log_probs_are_computed(tmp_path, 
     monkeypatch.setattr(shared_prefix, "chunked_logps", lambda *a, **k: passes.append(a[0]))
     batch = no_kl._generate_and_score_completions([{"instance_index": 0}])
     assert passes == [] and "ref_per_token_logps" not in batch and "old_per_token_logps" not in batch
+
+
+# ---------------------------------------------------------------------------- the packed pass's attention and head
+@pytest.mark.parametrize("kind", ["qwen3", "llama"])
+def test_packed_attention_in_query_chunks_equals_the_models_own(kind, monkeypatch):
+    model = tiny_model(kind).train()
+    ids, mask, keep = padded_batch(20, [5, 1, 9, 3, 14], [6, 2, 4, 1, 9], seed=5)
+    calls = []
+    original = shared_prefix._packed_attention
+    monkeypatch.setattr(shared_prefix, "QUERY_CHUNK", 4)  # several chunks per row
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(shared_prefix.PACKED_ATTENTION, lambda *a, **k: calls.append(1) or original(*a, **k))
+
+    def run(packed_attention: bool):
+        monkeypatch.setattr(shared_prefix, "PACKED_ATTENTION_ON", packed_attention)
+        model.zero_grad()
+        logp, entropy = shared_prefix.packed_logps(model, ids, mask, keep, 20, 1.0, True, None)
+        (logp * torch.linspace(-1.0, 1.0, keep)).sum().backward()
+        return logp.detach(), entropy, [p.grad.clone() for p in model.parameters()]
+
+    try:
+        chunked = run(True)
+        assert calls, "the packed pass did not attend with the packed attention"
+        calls.clear()
+        own = run(False)
+        assert not calls
+    finally:
+        AttentionInterface.register(shared_prefix.PACKED_ATTENTION, original)
+    assert model.config._attn_implementation == "sdpa"  # restored
+    assert torch.allclose(chunked[0], own[0], atol=1e-5) and torch.allclose(chunked[1], own[1], atol=1e-5)
+    for g_chunked, g_own in zip(chunked[2], own[2], strict=True):
+        assert torch.allclose(g_chunked, g_own, rtol=1e-4, atol=1e-6)
+
+
+def test_the_direct_lm_head_equals_trls_tiled_one(monkeypatch):
+    model = tiny_model("qwen3").train()
+    ids, mask, keep = padded_batch(16, [4, 2, 6, 11], [5, 3, 1, 7], seed=3)
+
+    def run(direct: bool, temperature: float):
+        monkeypatch.setattr(shared_prefix, "DIRECT_HEAD_MAX", 1 << 24 if direct else 0)
+        model.zero_grad()
+        logp, entropy = shared_prefix.prefix_shared_logps(model, ids, mask, keep, 16, temperature, True)
+        logp.sum().backward()
+        return logp.detach(), entropy, [p.grad.clone() for p in model.parameters()]
+
+    for temperature in (1.0, 0.7):
+        direct, tiled = run(True, temperature), run(False, temperature)
+        assert torch.allclose(direct[0], tiled[0], atol=1e-5) and torch.allclose(direct[1], tiled[1], atol=1e-5)
+        for g_direct, g_tiled in zip(direct[2], tiled[2], strict=True):
+            assert torch.allclose(g_direct, g_tiled, rtol=1e-4, atol=1e-6)

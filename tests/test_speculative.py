@@ -191,3 +191,27 @@ def test_choose_truncates_with_top_k_and_reports_the_untruncated_log_prob():
     assert torch.allclose(logprob, torch.log_softmax(logits, -1)[0, 2])
     greedy, _ = choose(logits, 0.0, 0, 1.0, None)
     assert greedy.item() == 0
+
+
+def test_identical_prompts_are_prefilled_once_and_decode_as_separate_rows(llama):
+    prompts = _prompts(seed=6, rows=3)
+    batch = [prompts[0], prompts[1], prompts[0], prompts[2], prompts[0]]
+    widths = []
+    original = IncrementalDecoder._forward
+
+    def recorded(self, tokens, *args):
+        widths.append(tuple(tokens.shape))
+        return original(self, tokens, *args)
+
+    IncrementalDecoder._forward = recorded
+    try:
+        together = _decode(llama, batch, 6, 0.0)
+    finally:
+        IncrementalDecoder._forward = original
+    assert widths[1][0] == 3  # the prompt pass ran the three distinct prompts
+    apart = _decode(llama, prompts, 6, 0.0)
+    assert [d.tokens.tolist() for d in together] == [apart[i].tokens.tolist() for i in (0, 1, 0, 2, 0)]
+    sampled = _decode(llama, batch, 6, 1.0, seed=3)
+    assert len({tuple(sampled[i].tokens.tolist()) for i in (0, 2, 4)}) > 1  # the copies sample on their own
+    for prompt, d in zip(batch, sampled, strict=True):
+        assert torch.allclose(d.logprobs, _full_forward_logprobs(llama, prompt, d.tokens.tolist(), 1.0), atol=1e-5)

@@ -52,6 +52,8 @@ def test_every_listed_internal_exists(name):
         import trl.kernels
 
         assert callable(getattr(trl.kernels, attr).apply)
+    elif owner == "transformers":
+        assert callable(getattr(transformers, attr).register)
     else:
         pytest.fail(f"unknown owner in TRL_INTERNALS: {name}")
 

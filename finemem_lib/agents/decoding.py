@@ -319,7 +319,8 @@ class IncrementalDecoder:
         self, prompts: Sequence[Sequence[int]], max_new_tokens: int, spare: int, prefix: tuple | None
     ) -> PromptState:
         """The prompt pass: each prompt's suffix after ``prefix`` right-aligned in the row cache (``spare`` more
-        slots for drafts), and the logits of each prompt's next token."""
+        slots for drafts), and the logits of each prompt's next token. Identical prompts (the G rollouts of an
+        instance start from the same one) are run once and their rows copied."""
         device = self.device
         if prefix is None:
             prefix = self.prefix_cache(shared_prefix(prompts))
@@ -334,6 +335,20 @@ class IncrementalDecoder:
         if self.sliding_window is not None and longest > int(self.sliding_window):
             raise ValueError(f"sequences longer than the sliding window ({self.sliding_window}) are not supported")
 
+        distinct: dict[tuple[int, ...], int] = {}
+        copy_of = [distinct.setdefault(tuple(s), len(distinct)) for s in suffixes]
+        if len(distinct) < rows:
+            first = {index: row for row, index in reversed(list(enumerate(copy_of)))}
+            state = self._prefill([prompts[first[i]] for i in range(len(distinct))], max_new_tokens, spare, prefix)
+            where = torch.tensor(copy_of, device=device)
+            return PromptState(
+                [(k.index_select(0, where), v.index_select(0, where)) for k, v in state.caches],
+                prefix_caches,
+                state.valid[where],
+                state.logits[where],
+                state.next_position[where],
+                state.width,
+            )
         caches = self._new_caches(rows, self._cache_length(width + max_new_tokens + spare))
         valid = torch.zeros(rows, caches[0][0].shape[2], dtype=torch.bool, device=device)
         tokens = torch.full((rows, width), 0, dtype=torch.long, device=device)

@@ -11,6 +11,10 @@ from finemem_lib.agents.compiled_decoding import CompiledDecoder
 from finemem_lib.agents.decoding import Decoded, IncrementalDecoder, shared_prefix
 from finemem_lib.agents.engines.base import SamplingParams, in_length_batches
 
+# Most rows of one decode call on a CPU, whatever the caller allows: with speculative drafts, 64 chunk-step
+# prompts took 2.3-2.4 s of CPU in one call and 2.0-2.1 s in calls of 32 or 16 rows (docs/throughput.md).
+CPU_ROWS = 32
+
 
 class NativeEngine:
     """Batched decoding with a preallocated KV cache, the prompts' common prefix computed once per call.
@@ -32,7 +36,8 @@ class NativeEngine:
     def generate(
         self, prompts: Sequence[Sequence[int]], sampling: SamplingParams, batch_size: int, seed: int | None = None
     ) -> list[Decoded]:
-        """One completion per prompt, in batches of at most ``batch_size`` rows grouped by length.
+        """One completion per prompt, in batches of at most ``batch_size`` rows grouped by length (at most
+        :data:`CPU_ROWS` on a CPU).
 
         Runs in inference mode (no autograd bookkeeping per operation; the same numbers); the returned
         tensors are ordinary ones, usable as training inputs.
@@ -58,4 +63,5 @@ class NativeEngine:
                 prefix=prefix,
             )
 
-        return in_length_batches(prompts, batch_size, run)
+        rows = min(batch_size, CPU_ROWS) if decoder.device.type == "cpu" else batch_size
+        return in_length_batches(prompts, rows, run)
