@@ -91,3 +91,17 @@ def test_pair_fit_separates_a_fact_first_prompt_from_a_filler_first_one(setup):
     assert abs(trace[0]["fact_first"] - trace[0]["filler_first"]) < 0.01  # random weights: no preference yet
     assert trace[-1]["fact_first"] - trace[-1]["filler_first"] > 0.3
     assert all(torch.equal(a, b) for a, b in zip(before, policy.model.parameters(), strict=True))  # a copy is fitted
+
+
+def test_decision_fit_trains_a_copy_on_first_decisions(setup):
+    from finemem_lib.agents.teacher import TeacherConfig
+    from finemem_lib.evaluation.content_probe import decision_fit
+
+    policy, instances, _ = setup
+    policy = tiny_policy(instances)
+    before = [p.detach().clone() for p in policy.model.parameters()]
+    fitted = decision_fit(policy, instances, TeacherConfig(), steps=3, batch=2)
+    assert fitted.model is not policy.model
+    assert any(not torch.equal(a, b) for a, b in zip(before, fitted.model.parameters(), strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(before, policy.model.parameters(), strict=True))
+    assert probe(fitted, instances)["steps"] == sum(i.num_chunks for i in instances)

@@ -33,12 +33,12 @@ Length bucketing (prompts sorted by length, cut into batches) is done by the cal
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from finemem_lib.agents.decoding_state import _COMPACT_FRACTION, Decoded, PromptState
 from finemem_lib.agents.drafts import NgramDrafts
 from finemem_lib.agents.sampling import choose, filter_logits, uniforms
 
@@ -47,33 +47,9 @@ __all__ = ["Decoded", "IncrementalDecoder", "filter_logits", "shared_prefix", "u
 SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3")
 _ATTENTION_PARTS = ("q_proj", "k_proj", "v_proj", "o_proj")
 _LAYER_PARTS = ("self_attn", "mlp", "input_layernorm", "post_attention_layernorm")
-# A finished row stays in the cache (decoded but ignored) until this share of the batch has finished.
-_COMPACT_FRACTION = 8
 # Largest tensor (elements) normalised by torch's fused RMSNorm kernel: 6x slower than the module's formula
 # at prompt-pass sizes on a CPU (2000 x 128: 640 vs 110 us), faster at decode sizes (8 x 128: 11 vs 13 us).
 _FUSED_NORM_MAX = 16384
-
-
-@dataclass
-class PromptState:
-    """After the prompt pass: the row caches (suffixes right-aligned in slots ``0:width``), the shared prefix's
-    keys/values, which row slots hold real tokens, the next token's logits and rotary position of every row."""
-
-    caches: list[tuple]
-    prefix: list[tuple] | None
-    valid: torch.Tensor
-    logits: torch.Tensor
-    next_position: torch.Tensor
-    width: int
-
-
-@dataclass
-class Decoded:
-    """One completion: ``tokens`` end with the stop token when ``finished``; ``logprobs`` are float32."""
-
-    tokens: torch.Tensor
-    logprobs: torch.Tensor
-    finished: bool
 
 
 def unsupported_reason(model: Any) -> str | None:

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from finemem_lib.agents.decoding import _COMPACT_FRACTION, Decoded, PromptState
+from finemem_lib.agents.decoding_state import _COMPACT_FRACTION, Decoded, PromptState
 from finemem_lib.agents.sampling import choose
 
 # Most draft tokens scored per model call, all rows together (beyond it a call is no longer as cheap as one

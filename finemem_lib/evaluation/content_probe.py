@@ -174,6 +174,54 @@ def pair_fit(policy: Any, instances: Sequence[Instance], steps: int = 20, lr: fl
     return trace
 
 
+def decision_fit(
+    policy: Any,
+    train: Sequence[Instance],
+    teacher: TeacherConfig,
+    steps: int = 300,
+    lr: float = 1e-3,
+    batch: int = 8,
+    seed: int = 0,
+) -> Any:
+    """A copy of the manager trained on nothing but the first decision: for every teacher step of ``train`` whose
+    first operation is an insert, the cross-entropy of that sentence number (Adam at ``lr``, ``batch`` steps drawn
+    at random). Whether that alone makes it read is the question; returns the copy (probe it with :func:`probe`)."""
+    import copy
+    import random
+
+    from finemem_lib.agents.sft import build_sft_examples
+
+    fitted = copy.copy(policy)
+    fitted.model = copy.deepcopy(policy.model).train()
+    prefix = insert_prefix(policy)
+    numbers = number_tokens(policy.tokenizer, 9)
+    examples = build_sft_examples(
+        train, teacher, policy.style, policy.view_k, view_order=policy.view_order,
+        view_related=policy.view_related, numbering=policy.numbering,
+    )  # fmt: skip
+    items = []
+    for example in examples:
+        calls = example["completion"][0]["tool_calls"]
+        first = json.loads(calls[0]["function"]["arguments"]).get("sentence") if calls else None
+        if calls and calls[0]["function"]["name"] == "memory_insert" and first in numbers:
+            items.append((_encode(policy, example["prompt"], prefix), numbers[first]))
+    if not items:
+        raise ValueError("no teacher step starts with an insert of a one-token sentence number")
+    rng = random.Random(seed)
+    optimizer = torch.optim.Adam(fitted.model.parameters(), lr=lr)
+    for _ in range(steps):
+        chosen = rng.sample(items, min(batch, len(items)))
+        loss = sum(
+            torch.nn.functional.cross_entropy(fitted.model(ids).logits[0, -1:].float(), torch.tensor([target]))
+            for ids, target in chosen
+        ) / len(chosen)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    fitted.model.eval()
+    return fitted
+
+
 def _first_steps(policy: Any, instance: Instance) -> list[tuple[Any, list[str | None], str]]:
     """(teacher step, kinds, a fact sentence of another step) for the steps of one instance."""
     kinds = sentence_kinds(instance)
@@ -231,6 +279,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="dotted KEY=VALUE")
     parser.add_argument("--instances", type=int, default=24, help="held-out instances probed")
     parser.add_argument("--pair-fit", type=int, default=0, help="also fit a fact/filler prompt pair this many steps")
+    parser.add_argument(
+        "--decision-fit",
+        type=int,
+        default=0,
+        help="also probe a copy trained this many steps on the first decision only",
+    )
+    parser.add_argument(
+        "--perfect-teacher", action="store_true", help="--decision-fit on a teacher that keeps every fact, no filler"
+    )
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     cfg = with_overrides(load_profile(args.profile), args.overrides)
@@ -246,6 +303,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     if args.pair_fit > 0:
         report["pair_fit"] = pair_fit(policy, instances, steps=args.pair_fit)
+    if args.decision_fit > 0:
+        fit_teacher = (
+            TeacherConfig(p_store_fact=1.0, p_store_distractor=0.0, p_update=1.0) if args.perfect_teacher else teacher
+        )
+        train = build_synthetic(cfg.get("data"), int(cfg.get("seed", 0)))["train"]
+        fitted = decision_fit(policy, train, fit_teacher, steps=args.decision_fit)
+        report["decision_fit"] = {
+            "steps": args.decision_fit,
+            "teacher": vars(fit_teacher),
+            **probe(fitted, instances, teacher),
+        }
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:

@@ -252,7 +252,9 @@ def compare(
         }
     rows = []
     for name, (mean, replicates) in [*stats.items(), *([("avg", avg)] if avg is not None else [])]:
-        lo, hi = _interval(replicates)
+        # 12 decimals: a bound that is 0 up to float rounding reads as 0 on every machine
+        lo, hi = (round(float(bound), 12) for bound in _interval(replicates))
+        mean = round(float(mean), 12)
         instances = (
             sum(shared[c.name] for c in used if c.in_average and c.name in stats) if name == "avg" else shared[name]
         )
