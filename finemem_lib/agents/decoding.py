@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from finemem_lib.agents.decoding_state import _COMPACT_FRACTION, Decoded, PromptState
 from finemem_lib.agents.drafts import NgramDrafts
 from finemem_lib.agents.sampling import choose, filter_logits, uniforms
+from finemem_lib.agents.speculative import decode_with_drafts
 
 __all__ = ["Decoded", "IncrementalDecoder", "filter_logits", "shared_prefix", "unsupported_reason"]
 
@@ -285,8 +286,6 @@ class IncrementalDecoder:
         sampling = (temperature, top_k, top_p)
         u = uniforms(len(prompts), max_new_tokens, generator, self.device) if temperature > 0 else None
         if spare > 0:
-            from finemem_lib.agents.speculative import decode_with_drafts
-
             tail = [list(p[-self.drafts.n :]) for p in prompts]
             return decode_with_drafts(self, state, tail, max_new_tokens, sampling, u)
         return self._decode_one_by_one(state, max_new_tokens, sampling, u)
