@@ -125,7 +125,8 @@ def test_icl_answers_are_label_digits_scored_as_boxed_labels(default_data):
         labels = inst.metadata["labels"]
         assert len(labels) == 4 and all(label.isdigit() for label in labels)
         for qa, meta in zip(inst.questions, inst.metadata["questions"], strict=True):
-            assert qa.question.endswith(ICL_QUESTION_SUFFIX) and labels[qa.answers[0]] == meta["class"]
+            asked = "\n" + load_profile("default")["data"]["synthetic"]["icl_question"]
+            assert qa.question.endswith(asked) and labels[qa.answers[0]] == meta["class"]
         examples = [s for chunk in inst.metadata["sentences"] for s in chunk if s["role"] == "example"]
         assert {labels[s["value"]] for s in examples} <= set(labels.values())
         question_samples = {qa.question.removesuffix(ICL_QUESTION_SUFFIX) for qa in inst.questions}

@@ -10,7 +10,7 @@ import pytest
 
 from finemem_lib.agents.reasoner_offline import OfflineReader
 from finemem_lib.core.retrieval import tokenize
-from finemem_lib.data.synthetic import LURE_PREFIX, RELATIONS, SyntheticConfig, build_synthetic
+from finemem_lib.data.synthetic import DEFAULT_ICL_QUESTION, LURE_PREFIX, RELATIONS, SyntheticConfig, build_synthetic
 from finemem_lib.episodes.baselines import store_everything
 from finemem_lib.episodes.qa import mean_score
 from finemem_lib.infra.config import load_profile
@@ -26,8 +26,10 @@ def _digest(data) -> str:
 
 def test_default_benchmark_is_byte_identical_to_before_the_new_knobs():
     cfg = load_profile("default")
-    assert _digest(build_synthetic(cfg["data"], cfg["seed"])) == DEFAULT_DIGEST
-    explicit = {**cfg["data"]["synthetic"], "lure_ratio": 0.0, "asked_stratified": False}
+    # with Mem-alpha's ICL wording (the default profile now asks "Which label fits this sample?")
+    before = {**cfg["data"]["synthetic"], "icl_question": DEFAULT_ICL_QUESTION}
+    assert _digest(build_synthetic({**cfg["data"], "synthetic": before}, cfg["seed"])) == DEFAULT_DIGEST
+    explicit = {**before, "lure_ratio": 0.0, "asked_stratified": False}
     assert _digest(build_synthetic({**cfg["data"], "synthetic": explicit}, cfg["seed"])) == DEFAULT_DIGEST
 
 

@@ -47,5 +47,6 @@ def test_the_sft_manager_and_the_evaluation_records_name_the_machine(tmp_path):
     assert meta["machine"]["cpu_model"] == machine.cpu_model()
 
     benchmark = SimpleNamespace(name="memalpha", fingerprint=lambda: "data", skipped=[])
-    method = SimpleNamespace(name="rag_bm25", kind="baseline", role="", model=None, identity=lambda: {"fingerprint": "none"})
+    identity = {"fingerprint": "none"}
+    method = SimpleNamespace(name="rag_bm25", kind="baseline", role="", model=None, identity=lambda: identity)
     assert _header({"name": "smoke"}, benchmark, method)["machine"]["cpu_model"] == machine.cpu_model()
