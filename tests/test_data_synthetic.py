@@ -121,11 +121,11 @@ def test_update_questions_ask_the_latest_value(default_data):
 
 
 def test_icl_answers_are_label_digits_scored_as_boxed_labels(default_data):
+    asked = "\n" + load_profile("default")["data"]["synthetic"]["icl_question"]
     for inst in (i for i in _all(default_data) if i.source == "synth_icl"):
         labels = inst.metadata["labels"]
         assert len(labels) == 4 and all(label.isdigit() for label in labels)
         for qa, meta in zip(inst.questions, inst.metadata["questions"], strict=True):
-            asked = "\n" + load_profile("default")["data"]["synthetic"]["icl_question"]
             assert qa.question.endswith(asked) and labels[qa.answers[0]] == meta["class"]
         examples = [s for chunk in inst.metadata["sentences"] for s in chunk if s["role"] == "example"]
         assert {labels[s["value"]] for s in examples} <= set(labels.values())

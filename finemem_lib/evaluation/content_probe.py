@@ -106,15 +106,7 @@ def probe(policy: Any, instances: Sequence[Instance], teacher: TeacherConfig | N
     pool: dict[str, list[str]] = {"fact": [], "filler": []}
     steps = []
     for instance in instances:
-        roles = sentence_kinds(instance)
-        replay = replay_teacher(
-            instance, teacher, policy.view_k, style=policy.style, view_order=policy.view_order,
-            related_k=policy.view_related,
-        )  # fmt: skip
-        for step in replay:
-            kinds = [kind_of(role) for role in roles[step.step]]
-            if len(kinds) != len(step.sentences):
-                continue
+        for step, kinds in _teacher_steps(policy, instance, teacher):
             steps.append((step, kinds))
             for sentence, kind in zip(step.sentences, kinds, strict=True):
                 if kind in ("fact", "filler"):
@@ -149,8 +141,7 @@ def pair_fit(policy: Any, instances: Sequence[Instance], steps: int = 20, lr: fl
     model = copy.deepcopy(policy.model).train()
     prefix = insert_prefix(policy)
     numbers = number_tokens(policy.tokenizer, 2)
-    step = next(s for inst in instances for s in _first_steps(policy, inst) if s[1][0] == "filler")
-    teacher_step, _kinds, fact = step
+    teacher_step, fact = _filler_first_step(policy, instances)
     filler_first = _messages(policy, teacher_step, teacher_step.sentences)
     fact_first = _messages(policy, teacher_step, [fact, *teacher_step.sentences[1:]])
     encoded = [_encode(policy, filler_first, prefix), _encode(policy, fact_first, prefix)]
@@ -164,10 +155,7 @@ def pair_fit(policy: Any, instances: Sequence[Instance], steps: int = 20, lr: fl
             trace.append({"step": index, "filler_first": round(p[0], 4), "fact_first": round(p[1], 4)})
         if index == steps:
             break
-        loss = sum(
-            torch.nn.functional.cross_entropy(model(ids).logits[0, -1:].float(), torch.tensor([target]))
-            for ids, target in zip(encoded, targets, strict=True)
-        )
+        loss = _next_token_loss(model, list(zip(encoded, targets, strict=True)))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -211,10 +199,7 @@ def decision_fit(
     optimizer = torch.optim.Adam(fitted.model.parameters(), lr=lr)
     for _ in range(steps):
         chosen = rng.sample(items, min(batch, len(items)))
-        loss = sum(
-            torch.nn.functional.cross_entropy(fitted.model(ids).logits[0, -1:].float(), torch.tensor([target]))
-            for ids, target in chosen
-        ) / len(chosen)
+        loss = _next_token_loss(fitted.model, chosen) / len(chosen)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -222,15 +207,37 @@ def decision_fit(
     return fitted
 
 
-def _first_steps(policy: Any, instance: Instance) -> list[tuple[Any, list[str | None], str]]:
-    """(teacher step, kinds, a fact sentence of another step) for the steps of one instance."""
+def _teacher_steps(policy: Any, instance: Instance, teacher: TeacherConfig) -> list[tuple[Any, list[str | None]]]:
+    """The teacher's steps of one instance (the view the manager would have) with each sentence's probed kind."""
     kinds = sentence_kinds(instance)
-    replay = replay_teacher(instance, TeacherConfig(), policy.view_k, style=policy.style,
-                            view_order=policy.view_order, related_k=policy.view_related)  # fmt: skip
-    facts = [
-        s for step in replay for s, k in zip(step.sentences, kinds[step.step], strict=False) if kind_of(k) == "fact"
+    replay = replay_teacher(
+        instance, teacher, policy.view_k, style=policy.style, view_order=policy.view_order,
+        related_k=policy.view_related,
+    )  # fmt: skip
+    return [
+        (step, [kind_of(k) for k in kinds[step.step]])
+        for step in replay
+        if len(kinds[step.step]) == len(step.sentences)
     ]
-    return [(step, [kind_of(k) for k in kinds[step.step]], facts[-1]) for step in replay if facts]
+
+
+def _filler_first_step(policy: Any, instances: Sequence[Instance]) -> tuple[Any, str]:
+    """The first teacher step whose sentence 1 is filler, and its instance's last fact sentence."""
+    for instance in instances:
+        steps = _teacher_steps(policy, instance, TeacherConfig())
+        facts = [s for step, kinds in steps for s, k in zip(step.sentences, kinds, strict=True) if k == "fact"]
+        first = next((step for step, kinds in steps if kinds[0] == "filler"), None)
+        if facts and first is not None:
+            return first, facts[-1]
+    raise ValueError("no held-out step starts with a filler sentence")
+
+
+def _next_token_loss(model: Any, items: Sequence[tuple[torch.Tensor, int]]) -> torch.Tensor:
+    """Summed cross-entropy of each prompt's next token (its last position) against its target id."""
+    return sum(
+        torch.nn.functional.cross_entropy(model(ids).logits[0, -1:].float(), torch.tensor([target]))
+        for ids, target in items
+    )
 
 
 def _encode(policy: Any, messages: list[dict[str, Any]], prefix: str) -> torch.Tensor:
