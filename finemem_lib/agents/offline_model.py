@@ -28,7 +28,7 @@ from transformers import (
 
 from finemem_lib.agents import prompts
 from finemem_lib.core.memory import Operation, OpKind
-from finemem_lib.core.ops import STYLES, render_tool_calls, tool_schemas
+from finemem_lib.core.ops import NUMBERED_STYLES, STYLES, render_tool_calls, tool_schemas
 from finemem_lib.data.instance import Instance
 
 PAD_TOKEN = "<|endoftext|>"
@@ -103,10 +103,15 @@ def _example_calls(style: str, rng: random.Random) -> str:
     for _ in range(rng.randint(1, 4)):
         kind = rng.choice([OpKind.INSERT, OpKind.INSERT, OpKind.UPDATE, OpKind.DELETE, OpKind.SKIP])
         item_id = f"m{rng.randint(1, 60)}" if kind in (OpKind.UPDATE, OpKind.DELETE) else None
-        if style == "extractive":
+        if style in NUMBERED_STYLES:
             ops.append(Operation(kind, sentence=rng.randint(1, 30), item_id=item_id))
         else:
             ops.append(Operation(kind, content="the fact to keep", item_id=item_id))
+    if style == "review":  # a review names every sentence once, in order
+        numbers = sorted({op.sentence for op in ops if op.sentence is not None})
+        ops = [op for op in ops if op.kind is not OpKind.SKIP]
+        sentences = [f"Example sentence {number}." for number in range(1, max(numbers, default=0) + 2)]
+        return render_tool_calls(ops, style, sentences)
     return render_tool_calls(ops, style)
 
 

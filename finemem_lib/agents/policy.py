@@ -37,7 +37,7 @@ from finemem_lib.agents.decoding import unsupported_reason
 from finemem_lib.agents.engines import ENGINES, Engine, SamplingParams, build_engine
 from finemem_lib.agents.view import manager_view
 from finemem_lib.core.memory import Memory
-from finemem_lib.core.ops import STYLES, tool_schemas
+from finemem_lib.core.ops import NUMBERED_STYLES, STYLES, tool_schemas
 from finemem_lib.infra import atomic
 
 logger = logging.getLogger(__name__)
@@ -227,7 +227,7 @@ class ManagerPolicy:
 
     def step_prompt(self, chunk: str, memory: Memory) -> StepPrompt:
         """The prompt of a chunk step; the memory view is halved while the prompt exceeds the budget."""
-        sentences = prompts.chunk_sentences(chunk) if self.style == "extractive" else []
+        sentences = prompts.chunk_sentences(chunk) if self.style in NUMBERED_STYLES else []
         k = self.view_k
         while True:
             messages = self.messages(chunk, memory, k, sentences or None)
@@ -351,7 +351,7 @@ class ManagerPolicy:
 
 def id_style_for(style: str) -> str:
     """Memory id style that goes with an op style: ``m1, m2, ...`` for extractive, 4-hex ids for content."""
-    return "short" if style == "extractive" else "hex"
+    return "short" if style in NUMBERED_STYLES else "hex"
 
 
 def load_manager(

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from finemem_lib.core.memory import MemoryItem
-from finemem_lib.core.ops import STYLES, render_numbered_sentences
+from finemem_lib.core.ops import NUMBERED_STYLES, STYLES, render_numbered_sentences
 from finemem_lib.core.sentences import split_sentences
 
 EMPTY_MEMORY = "(memory is empty)"
@@ -29,6 +29,11 @@ _SYSTEM = {
         "from it, so that questions about the input can later be answered from the memory alone. "
         "For each chunk, call the memory tools in a single turn, one call per operation."
     ),
+    "review": (
+        "You are a memory manager. You read a long input one chunk at a time and keep a memory of sentences "
+        "from it, so that questions about the input can later be answered from the memory alone. "
+        "For each chunk, review its sentences in order, one line per sentence."
+    ),
 }
 
 _INSTRUCTIONS = {
@@ -41,6 +46,11 @@ _INSTRUCTIONS = {
         "Remember the following content chunk. Its sentences are numbered. Insert a sentence worth keeping by "
         "its number, update an item (by its id) with a sentence that gives newer information about it, delete "
         "items that are wrong, or skip if nothing in the chunk is worth remembering."
+    ),
+    "review": (
+        "Remember the following content chunk. Its sentences are numbered. For each sentence write one line: "
+        "its number, the sentence, then => and a decision: keep (store it), update <id> (it gives newer "
+        "information about that item), delete <id> (that item is wrong) or skip."
     ),
 }
 
@@ -110,7 +120,7 @@ def user_prompt(
         numbering: extractive style: sentence numbers ``before`` or ``after`` the sentences.
     """
     _check_style(style)
-    if style == "extractive":
+    if style in NUMBERED_STYLES:
         body = numbered_sentences(sentences if sentences is not None else chunk_sentences(chunk), numbering)
     else:
         body = chunk.strip()

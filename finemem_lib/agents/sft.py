@@ -31,7 +31,7 @@ from finemem_lib.agents.policy import MANAGER_META_FILE, ManagerPolicy, Sampling
 from finemem_lib.agents.sft_loss import decision_weighted_loss
 from finemem_lib.agents.teacher import TeacherConfig, replay_teacher
 from finemem_lib.core.memory import Memory, OpKind
-from finemem_lib.core.ops import format_score, operation_to_call, parse_operations, tool_schemas
+from finemem_lib.core.ops import format_score, operation_to_call, parse_operations, render_tool_calls, tool_schemas
 from finemem_lib.data.instance import Instance
 from finemem_lib.infra import determinism
 from finemem_lib.infra.machine import machine_info
@@ -53,9 +53,12 @@ OFFLINE = "offline"
 
 
 # ---------------------------------------------------------------------------- dataset
-def assistant_tool_message(ops: Sequence[Any], style: str) -> dict[str, Any]:
+def assistant_tool_message(ops: Sequence[Any], style: str, sentences: Sequence[str] = ()) -> dict[str, Any]:
     """An assistant message whose ``tool_calls`` are the operations (arguments as JSON strings,
-    so a dataset table never adds null-valued keys of other calls)."""
+    so a dataset table never adds null-valued keys of other calls); in the ``review`` style, the review of
+    the chunk's ``sentences`` as the message's text."""
+    if style == "review":
+        return {"role": "assistant", "content": render_tool_calls(ops, style, sentences)}
     calls = []
     for op in ops:
         call = operation_to_call(op, style)
@@ -110,7 +113,7 @@ def build_sft_examples(
                     "prompt": prompts.build_messages(
                         step.chunk, step.view, style, sentences=step.sentences, numbering=numbering
                     ),
-                    "completion": [assistant_tool_message(step.ops, style)],
+                    "completion": [assistant_tool_message(step.ops, style, step.sentences)],
                     "tools": tools,
                     **extra,
                 }
@@ -183,7 +186,7 @@ def _sft_args(sft: Mapping[str, Any], work_dir: str | Path, seed: int):
         warmup_steps=float(sft.get("warmup", 0.05)),
         weight_decay=float(sft.get("weight_decay", 0.0)),
         max_length=int(sft.get("max_length", 1024)),
-        completion_only_loss=True,
+        completion_only_loss=not bool(sft.get("prompt_loss", False)),
         train_sampling_strategy="group_by_length",
         activation_checkpointing=bool(sft.get("activation_checkpointing", False)),
         bf16=bool(sft.get("bf16", False)) and on_gpu,

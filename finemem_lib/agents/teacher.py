@@ -27,7 +27,7 @@ from typing import Any
 from finemem_lib.agents.prompts import chunk_sentences
 from finemem_lib.agents.view import manager_view
 from finemem_lib.core.memory import Memory, MemoryItem, Operation, OpKind, OpResult
-from finemem_lib.core.ops import STYLES
+from finemem_lib.core.ops import NUMBERED_STYLES, STYLES
 from finemem_lib.data.instance import Instance
 
 
@@ -115,7 +115,7 @@ def to_style(op: Operation, sentences: Sequence[str], style: str) -> Operation:
     """An extractive operation in the given style (``content``: the sentence's text as content)."""
     if style not in STYLES:
         raise ValueError(f"style must be one of {STYLES}, got {style!r}")
-    if style == "extractive" or op.sentence is None:
+    if style in NUMBERED_STYLES or op.sentence is None:
         return op
     return Operation(op.kind, content=sentences[op.sentence - 1], item_id=op.item_id)
 

@@ -1,10 +1,12 @@
 """Memory-operation tool schemas and a tolerant parser of model output.
 
-Two op styles share one schema switch:
+Three op styles share one schema switch:
 
 - ``content``: INSERT/UPDATE carry free text, as in the paper, for real LLMs.
 - ``extractive``: the chunk is shown as numbered sentences and INSERT/UPDATE name a sentence
   number that the memory resolves to its text (for small models that cannot copy verbatim).
+- ``review``: numbered sentences as in ``extractive``, answered by one line per sentence that restates
+  it and then decides (``N. sentence => keep``; :mod:`finemem_lib.core.review`), no tool calls.
 
 The parser accepts Qwen/Hermes ``<tool_call>{...}</tool_call>`` blocks and bare JSON objects or
 lists (optionally in code fences, optionally OpenAI-style ``{"function": {...}}`` wrappers or
@@ -23,8 +25,11 @@ from typing import Any
 
 from finemem_lib.core import safe_json
 from finemem_lib.core.memory import Operation, OpKind, OpResult
+from finemem_lib.core.review import parse_review_line, render_review, review_lines
 
-STYLES = ("content", "extractive")
+STYLES = ("content", "extractive", "review")
+NUMBERED_STYLES = ("extractive", "review")
+"""Styles that show the chunk as numbered sentences and name a sentence by its number."""
 
 TOOL_NAMES = {
     OpKind.INSERT: "memory_insert",
@@ -60,8 +65,11 @@ def _tool(name: str, description: str, properties: dict[str, Any], required: lis
 
 
 def tool_schemas(style: str = "content") -> list[dict[str, Any]]:
-    """The four memory tools in OpenAI tools format (usable with ``apply_chat_template(tools=...)``)."""
+    """The four memory tools in OpenAI tools format (usable with ``apply_chat_template(tools=...)``);
+    none in the ``review`` style, whose instructions give its line format."""
     _check_style(style)
+    if style == "review":
+        return []
     memory_id = {"type": "string", "description": "Id of an existing memory item, as shown in memory."}
     if style == "content":
         insert_props = {"content": {"type": "string", "description": "The fact to store, self-contained."}}
@@ -137,6 +145,8 @@ def parse_operations(text: str, style: str = "content") -> ParseResult:
     _check_style(style)
     if not isinstance(text, str):
         return ParseResult([ParsedCall(_safe_raw(repr(text)), None, "completion is not a string")])
+    if style == "review":
+        return _parse_review(text)
     calls: list[ParsedCall] = []
     if _TOOL_CALL_OPEN in text:
         for block in _tool_call_blocks(text):
@@ -154,6 +164,19 @@ def parse_operations(text: str, style: str = "content") -> ParseResult:
             calls.extend(_calls_from_value(value, style))
             if len(calls) > MAX_CALLS:
                 break
+    if len(calls) > MAX_CALLS:
+        calls = [*calls[:MAX_CALLS], ParsedCall("", None, f"more than {MAX_CALLS} calls in one completion")]
+    return ParseResult(calls)
+
+
+def _parse_review(text: str) -> ParseResult:
+    """A review completion: one call per non-empty line (a line that is not a decision is an invalid call)."""
+    calls = []
+    for line in review_lines(text)[: MAX_CALLS + 1]:
+        op, error = parse_review_line(line)
+        if op is not None and _has_surrogate(line):
+            op, error = None, "review line is not valid Unicode (a lone surrogate)"
+        calls.append(ParsedCall(_safe_raw(line), op, error))
     if len(calls) > MAX_CALLS:
         calls = [*calls[:MAX_CALLS], ParsedCall("", None, f"more than {MAX_CALLS} calls in one completion")]
     return ParseResult(calls)
@@ -328,8 +351,11 @@ def operation_to_call(op: Operation, style: str = "content") -> dict[str, Any]:
     return {"name": TOOL_NAMES[op.kind], "arguments": args}
 
 
-def render_tool_calls(ops: Sequence[Operation], style: str = "content") -> str:
-    """Operations as Qwen/Hermes ``<tool_call>`` blocks, one per line group."""
+def render_tool_calls(ops: Sequence[Operation], style: str = "content", sentences: Sequence[str] = ()) -> str:
+    """Operations as Qwen/Hermes ``<tool_call>`` blocks, one per line group (``review``: the chunk's
+    ``sentences`` reviewed, :func:`finemem_lib.core.review.render_review`)."""
+    if style == "review":
+        return render_review(ops, sentences)
     blocks = [
         "<tool_call>\n" + json.dumps(operation_to_call(op, style), ensure_ascii=False) + "\n</tool_call>" for op in ops
     ]

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 import torch
 
-from finemem_lib.agents.policy import ManagerPolicy, SamplingParams, sampling_from_config
+from finemem_lib.agents.policy import ManagerPolicy, SamplingParams, id_style_for, sampling_from_config
 from finemem_lib.agents.reasoner import Reasoner
 from finemem_lib.core import rewards
 from finemem_lib.core.memory import Memory, MemoryItem, Operation, OpResult
@@ -190,7 +190,7 @@ def rollout(
     options = settings.qa_options
     options.scorer.check(sorted({inst.source for inst in instances}))  # before any generation
     G = settings.num_generations
-    id_style = "short" if policy.style == "extractive" else "hex"
+    id_style = id_style_for(policy.style)
     episodes = [
         [Episode(inst.id, inst.source, g, [token_counter(c) for c in inst.chunks]) for g in range(G)]
         for inst in instances

@@ -11,6 +11,10 @@ teacher's memory) and reads the probability of each sentence number as the next 
   P(first = i). A manager that reads content raises P(i) when a fact takes a filler's place and lowers it in
   the opposite swap; one that chooses by position changes neither.
 
+In the ``review`` op style (one line per sentence: ``N. sentence => keep``) the decision about sentence i is
+the token after its restated text: the probe teacher-forces the teacher's review of lines 1..i-1 and line i up
+to ``=>`` and reads P(keep) + P(update) there, the probability that sentence i is stored.
+
 Only sentence numbers that are one token are probed (the miniature's chunks have at most 9 sentences). ::
 
     python -m finemem_lib.evaluation.content_probe --profile default --manager data/default/models/sft
@@ -92,6 +96,35 @@ def first_choice(policy: Any, messages: list[dict[str, Any]], prefix: str, numbe
     return out
 
 
+STORE_WORDS = (" keep", " update")
+
+
+@torch.no_grad()
+def review_choice(policy: Any, messages: list[dict[str, Any]], step: Any, sentences: Sequence[str]) -> np.ndarray:
+    """Review style: P(sentence i is stored) for every sentence, each line's decision read after its text
+    (the lines before it as the teacher's review, :func:`finemem_lib.core.review.render_review`)."""
+    from finemem_lib.core.review import ARROW, render_review
+
+    lines = render_review(step.ops, sentences).splitlines()
+    store_ids = [policy.tokenizer(word, add_special_tokens=False).input_ids[0] for word in STORE_WORDS]
+    out = np.zeros(len(sentences))
+    for index in range(len(sentences)):
+        head = lines[index][: lines[index].index(ARROW) + len(ARROW)]
+        logits = policy.model(_encode(policy, messages, "\n".join([*lines[:index], head]))).logits[0, -1].float()
+        out[index] = float(torch.softmax(logits, dim=-1)[store_ids].sum())
+    return out
+
+
+def store_choice(
+    policy: Any, step: Any, sentences: Sequence[str], prefix: str, numbers: Mapping[int, int]
+) -> np.ndarray:
+    """P(store sentence i), index i - 1: the first insert's number (tool-call styles) or the review line's decision."""
+    messages = _messages(policy, step, sentences)
+    if policy.style == "review":
+        return review_choice(policy, messages, step, sentences)[: max(numbers, default=0)]
+    return first_choice(policy, messages, prefix, numbers)
+
+
 def _replacement(kind: str, pool: Mapping[str, list[str]], index: int) -> str | None:
     other = pool["filler"] if kind in ("fact", "other_fact") else pool["fact"]
     return other[index % len(other)] if other else None
@@ -100,7 +133,7 @@ def _replacement(kind: str, pool: Mapping[str, list[str]], index: int) -> str | 
 def probe(policy: Any, instances: Sequence[Instance], teacher: TeacherConfig | None = None) -> dict[str, Any]:
     """The first-choice probabilities by kind of sentence and position, and the swap changes (see module doc)."""
     teacher = teacher or TeacherConfig()
-    prefix = insert_prefix(policy)
+    prefix = insert_prefix(policy) if policy.style != "review" else ""
     by_role: dict[tuple[int, str], list[float]] = defaultdict(list)
     swaps: dict[str, list[float]] = defaultdict(list)
     pool: dict[str, list[str]] = {"fact": [], "filler": []}
@@ -113,7 +146,7 @@ def probe(policy: Any, instances: Sequence[Instance], teacher: TeacherConfig | N
                     pool[kind].append(sentence)
     for index, (step, kinds) in enumerate(steps):
         numbers = number_tokens(policy.tokenizer, len(step.sentences))
-        base = first_choice(policy, _messages(policy, step, step.sentences), prefix, numbers)
+        base = store_choice(policy, step, step.sentences, prefix, numbers)
         for number in numbers:
             kind = kinds[number - 1]
             if kind is None:
@@ -124,7 +157,7 @@ def probe(policy: Any, instances: Sequence[Instance], teacher: TeacherConfig | N
                 continue
             swapped = list(step.sentences)
             swapped[number - 1] = other
-            after = first_choice(policy, _messages(policy, step, swapped), prefix, numbers)
+            after = store_choice(policy, step, swapped, prefix, numbers)
             swaps[f"{kind}->{'filler' if kind == 'fact' else 'fact'}"].append(
                 float(after[number - 1] - base[number - 1])
             )
@@ -300,6 +333,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = with_overrides(load_profile(args.profile), args.overrides)
     torch.set_num_threads(1)
     policy = load_manager(args.manager, **policy_settings(cfg))
+    if policy.style == "review" and (args.pair_fit or args.decision_fit):
+        parser.error("--pair-fit and --decision-fit fit a first sentence number: tool-call op styles only")
     instances = build_synthetic(cfg.get("data"), int(cfg.get("seed", 0)))["test"][: args.instances]
     teacher = TeacherConfig.from_mapping((cfg.get("sft") or {}).get("teacher"))
     report = {

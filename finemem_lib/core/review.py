@@ -1,0 +1,79 @@
+"""The ``review`` op style: one line per chunk sentence, the sentence restated, then the decision.
+
+A manager in this style answers a chunk with a review of its numbered sentences, in order::
+
+    1. Last week, a delivery van hosted a small concert. => skip
+    2. The job of Rasmus Rosstad is a carpenter. => keep
+    3. The job of Rasmus Rosstad is now a locksmith. => update m4
+
+``keep`` inserts sentence ``k``, ``update <id>`` replaces item ``<id>`` with it, ``delete <id>`` removes an
+item, ``skip`` stores nothing. The number names the sentence, as in the extractive style; the restated text
+is not checked (the number decides what is stored). What the style changes is *where* the decision is
+made: right after the words it is about. A small model trained from scratch learns to decide from what a
+sentence says when its decision token follows the sentence's text, and stays at choosing by position when
+the decision is a number pointing back into the prompt (docs/miniature.md measures both).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from finemem_lib.core.memory import Operation, OpKind
+
+ARROW = "=>"
+DECISIONS = ("keep", "skip", "update <id>", "delete <id>")
+_LINE = re.compile(r"^\s*([0-9]{1,9})\s*[.:)]\s?(.*?)\s*=>\s*(.*?)\s*$")
+_DECISION = re.compile(r"^(keep|skip|update|delete)(?:\s+\[?([^\s\]]+)\]?)?$", re.IGNORECASE)
+
+
+def parse_review_line(line: str) -> tuple[Operation | None, str]:
+    """One review line as an operation, or ``(None, reason)`` when it is not one."""
+    match = _LINE.match(line)
+    if match is None:
+        return None, f"a review line is 'N. sentence {ARROW} decision' (decisions: {', '.join(DECISIONS)})"
+    number, decision = int(match.group(1)), match.group(3)
+    verdict = _DECISION.match(decision)
+    if verdict is None:
+        return None, f"unknown decision {decision[:40]!r} (one of: {', '.join(DECISIONS)})"
+    word, item_id = verdict.group(1).lower(), verdict.group(2)
+    if word == "keep":
+        return Operation(OpKind.INSERT, sentence=number), ""
+    if word == "skip":
+        return Operation(OpKind.SKIP), ""
+    if not item_id:
+        return None, f"{word} needs a memory id ('{word} m3')"
+    if word == "update":
+        return Operation(OpKind.UPDATE, sentence=number, item_id=item_id), ""
+    return Operation(OpKind.DELETE, item_id=item_id), ""
+
+
+def review_lines(text: str) -> list[str]:
+    """The non-empty lines of a completion (a review has one per sentence)."""
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def render_review(ops: Sequence[Operation], sentences: Sequence[str]) -> str:
+    """The review of a chunk that carries out ``ops``: every sentence restated, with its decision.
+
+    Sentences no operation names are ``skip``; a DELETE (which names no sentence) is written on the line
+    of the first sentence otherwise skipped, or on an extra line after the last sentence.
+    """
+    decisions: dict[int, str] = {}
+    deletes: list[str] = []
+    for op in ops:
+        if op.kind is OpKind.INSERT and op.sentence is not None:
+            decisions[op.sentence] = "keep"
+        elif op.kind is OpKind.UPDATE and op.sentence is not None:
+            decisions[op.sentence] = f"update {op.item_id}"
+        elif op.kind is OpKind.DELETE:
+            deletes.append(f"delete {op.item_id}")
+    lines = []
+    for number, sentence in enumerate(sentences, start=1):
+        decision = decisions.get(number)
+        if decision is None:
+            decision = deletes.pop(0) if deletes else "skip"
+        lines.append(f"{number}. {sentence.strip()} {ARROW} {decision}")
+    for extra, decision in enumerate(deletes, start=len(sentences) + 1):
+        lines.append(f"{extra}. {ARROW} {decision}")
+    return "\n".join(lines)

@@ -1,0 +1,146 @@
+"""The review op style: one line per sentence, restated, then the decision; parsed, rendered, taught, probed."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from finemem_lib.agents import prompts
+from finemem_lib.agents.sft import build_sft_examples
+from finemem_lib.core.memory import Memory, Operation, OpKind
+from finemem_lib.core.ops import MAX_CALLS, format_score, parse_operations, render_tool_calls, tool_schemas
+from finemem_lib.core.review import parse_review_line, render_review
+from finemem_lib.data.roles import sentence_kinds
+from finemem_lib.data.synthetic import build_synthetic
+from finemem_lib.evaluation.content_probe import kind_of, probe
+from tests.tiny import tiny_policy
+
+SENTENCES = ["Last week, a van hosted a concert.", "The job of Ada Lund is a baker.", "Ada Lund now bakes pies."]
+
+
+def test_each_decision_parses_to_its_operation():
+    assert parse_review_line("2. The job of Ada Lund is a baker. => keep") == (Operation(OpKind.INSERT, sentence=2), "")
+    assert parse_review_line("1. Last week. => skip") == (Operation(OpKind.SKIP), "")
+    assert parse_review_line("3. Ada Lund now bakes pies. => update m4") == (
+        Operation(OpKind.UPDATE, sentence=3, item_id="m4"),
+        "",
+    )
+    assert parse_review_line("4. => delete [m2]") == (Operation(OpKind.DELETE, item_id="m2"), "")
+    assert parse_review_line("  7: Text => KEEP ")[0] == Operation(OpKind.INSERT, sentence=7)
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ("The job of Ada Lund is a baker. => keep", "review line"),
+        ("2. The job of Ada Lund is a baker.", "review line"),
+        ("2. The job of Ada Lund is a baker. => remember", "unknown decision"),
+        ("3. Ada Lund now bakes pies. => update", "needs a memory id"),
+    ],
+)
+def test_a_line_that_is_not_a_decision_is_an_invalid_call_with_its_reason(line, reason):
+    op, error = parse_review_line(line)
+    assert op is None and reason in error
+    parsed = parse_operations(f"1. {SENTENCES[0]} => skip\n{line}", "review")
+    assert parsed.n_emitted == 2 and parsed.n_valid == 1
+    assert reason in parsed.calls[1].error
+
+
+def test_render_then_parse_gives_back_the_operations():
+    ops = [Operation(OpKind.INSERT, sentence=2), Operation(OpKind.UPDATE, sentence=3, item_id="m1")]
+    text = render_tool_calls(ops, "review", SENTENCES)
+    assert text.splitlines()[0] == f"1. {SENTENCES[0]} => skip"
+    parsed = parse_operations(text, "review")
+    assert parsed.n_emitted == parsed.n_valid == 3
+    assert [op for op in parsed.operations if op.kind is not OpKind.SKIP] == ops
+
+
+def test_a_delete_takes_a_skipped_line_or_a_line_of_its_own():
+    delete = Operation(OpKind.DELETE, item_id="m3")
+    assert render_review([delete], SENTENCES).splitlines()[0].endswith("=> delete m3")
+    every = [Operation(OpKind.INSERT, sentence=n) for n in (1, 2, 3)]
+    text = render_review([*every, delete], SENTENCES)
+    assert text.splitlines()[-1] == "4. => delete m3"
+    assert parse_operations(text, "review").operations[-1] == delete
+
+
+def test_lines_past_the_cap_are_one_invalid_call():
+    parsed = parse_operations("\n".join(f"{n}. x => skip" for n in range(1, MAX_CALLS + 5)), "review")
+    assert parsed.n_emitted == MAX_CALLS + 1 and not parsed.calls[-1].valid
+
+
+def test_a_review_applied_to_memory_stores_the_kept_sentences_and_scores_its_format():
+    memory = Memory(id_style="short")
+    parsed = parse_operations(render_review([Operation(OpKind.INSERT, sentence=2)], SENTENCES), "review")
+    results = memory.apply_all(parsed.operations, 0, SENTENCES)
+    assert [item.content for item in memory.items] == [SENTENCES[1]]
+    assert format_score(parsed, results) == 1.0
+    assert parse_operations("", "review").n_emitted == 0
+
+
+def test_the_prompt_numbers_the_sentences_and_offers_no_tools():
+    assert tool_schemas("review") == []
+    text = prompts.user_prompt(" ".join(SENTENCES), [], "review")
+    assert "1. Last week, a van hosted a concert." in text and "=>" in text
+    assert "review its sentences" in prompts.system_prompt("review")
+
+
+@pytest.fixture(scope="module")
+def data():
+    return build_synthetic({"synthetic": {"train_instances": 2, "test_instances": 2, "chunks_per_instance": 3}}, 0)
+
+
+def test_sft_examples_review_every_sentence_of_every_chunk(data):
+    examples = build_sft_examples(data["train"], style="review")
+    assert len(examples) == sum(i.num_chunks for i in data["train"])
+    for example in examples:
+        chunk = example["prompt"][1]["content"].split("<new_chunk>\n")[1].split("\n</new_chunk>")[0]
+        review = example["completion"][0]["content"]
+        assert "tool_calls" not in example["completion"][0]
+        assert len(review.splitlines()) == len(chunk.splitlines())
+        for shown, line in zip(chunk.splitlines(), review.splitlines(), strict=True):
+            assert line.startswith(shown + " => ")
+        parsed = parse_operations(review, "review")
+        assert parsed.n_valid == parsed.n_emitted > 0
+
+
+class _ReviewStub(torch.nn.Module):
+    """Next-token logits after ``N. sentence =>``: ' keep' when the sentence is in ``keep`` (a manager that
+    reads), else ' skip'; with ``keep`` None, ' keep' on odd lines whatever they say (one that goes by position)."""
+
+    def __init__(self, tokenizer, keep: set[str] | None):
+        super().__init__()
+        self.tokenizer, self.keep = tokenizer, keep
+        self.keep_id = tokenizer(" keep", add_special_tokens=False).input_ids[0]
+        self.skip_id = tokenizer(" skip", add_special_tokens=False).input_ids[0]
+        self.anchor = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, ids):
+        logits = torch.zeros(ids.shape[0], ids.shape[1], len(self.tokenizer))
+        last = self.tokenizer.decode(ids[0]).splitlines()[-1]
+        number, _, sentence = last.removesuffix("=>").strip().partition(". ")
+        store = int(number) % 2 == 1 if self.keep is None else sentence in self.keep
+        logits[0, -1, self.keep_id if store else self.skip_id] = 12.0
+        return SimpleNamespace(logits=logits)
+
+
+def test_the_probe_reads_a_review_decision_after_its_sentence(data):
+    instances = data["test"]
+    policy = tiny_policy(data["train"] + instances, style="review")
+    facts = {
+        sentence
+        for instance in instances
+        for chunk, kinds in zip(instance.chunks, sentence_kinds(instance), strict=True)
+        for sentence, kind in zip(prompts.chunk_sentences(chunk), kinds, strict=True)
+        if kind_of(kind) == "fact"
+    }
+    policy.model = _ReviewStub(policy.tokenizer, facts)
+    reading = probe(policy, instances)
+    assert reading["fact_minus_filler"] > 0.5
+    assert reading["swap"]["fact->filler"]["mean_change"] < -0.5
+    policy.model = _ReviewStub(policy.tokenizer, None)
+    blind = probe(policy, instances)
+    assert blind["fact_over_filler"] == pytest.approx(1.0, abs=0.2)
+    assert all(abs(v["mean_change"]) < 1e-6 for v in blind["swap"].values())
