@@ -144,3 +144,32 @@ def test_the_probe_reads_a_review_decision_after_its_sentence(data):
     blind = probe(policy, instances)
     assert blind["fact_over_filler"] == pytest.approx(1.0, abs=0.2)
     assert all(abs(v["mean_change"]) < 1e-6 for v in blind["swap"].values())
+
+
+class _Reviewer(torch.nn.Module):
+    """``generate`` answers every prompt with a review of its chunk that keeps the odd-numbered sentences."""
+
+    def __init__(self, tokenizer):
+        super().__init__()
+        self.tokenizer = tokenizer
+        self.anchor = torch.nn.Parameter(torch.zeros(1))
+
+    def generate(self, ids, **_):
+        chunk = self.tokenizer.decode(ids[0]).split("<new_chunk>\n")[-1].split("\n</new_chunk>")[0].splitlines()
+        sentences = [line.split(". ", 1)[1] for line in chunk]
+        ops = [Operation(OpKind.INSERT, sentence=n) for n in range(1, len(sentences) + 1, 2)]
+        review = self.tokenizer(render_review(ops, sentences), add_special_tokens=False, return_tensors="pt")
+        return torch.cat([ids, review.input_ids], dim=1)
+
+
+def test_restatement_counts_exact_lines_and_what_a_review_keeps(data):
+    from finemem_lib.agents.teacher import TeacherConfig
+    from finemem_lib.evaluation.content_probe import restatement
+
+    instances = data["test"]
+    policy = tiny_policy(data["train"] + instances, style="review")
+    policy.model = _Reviewer(policy.tokenizer)
+    report = restatement(policy, instances, TeacherConfig(), max_steps=4)
+    assert report["steps"] == 4 and report["lines"] > 20
+    assert report["restated_exactly"] == 1.0
+    assert 0.0 < report["kept"]["fact"] < 1.0  # odd positions kept, whatever the sentence says

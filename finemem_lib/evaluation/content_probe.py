@@ -115,6 +115,43 @@ def review_choice(policy: Any, messages: list[dict[str, Any]], step: Any, senten
     return out
 
 
+@torch.no_grad()
+def restatement(policy: Any, instances: Sequence[Instance], teacher: TeacherConfig, max_steps: int = 48) -> dict:
+    """Review style, generating: greedy reviews of held-out steps; the share of lines that restate their
+    sentence exactly, and the share of each kind of sentence the review keeps (the decision then follows the
+    text the manager wrote, not necessarily the sentence)."""
+    from finemem_lib.core.ops import parse_operations
+    from finemem_lib.core.review import parse_review_line
+
+    lines = exact = 0
+    kept: dict[str, list[float]] = defaultdict(list)
+    steps = [item for instance in instances for item in _teacher_steps(policy, instance, teacher)][:max_steps]
+    for step, kinds in steps:
+        ids = _encode(policy, _messages(policy, step, step.sentences), "")
+        out = policy.model.generate(
+            ids, max_new_tokens=24 * len(step.sentences), do_sample=False,
+            eos_token_id=policy.tokenizer.eos_token_id, pad_token_id=policy.tokenizer.pad_token_id,
+        )  # fmt: skip
+        text = policy.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
+        stored = {op.sentence for op in parse_operations(text, "review").operations if op.sentence is not None}
+        for line in text.splitlines():
+            op, _ = parse_review_line(line)
+            number = line.strip().split(".", 1)[0]
+            if op is None or not number.isdigit() or not 1 <= int(number) <= len(step.sentences):
+                continue
+            lines += 1
+            exact += line.strip().startswith(f"{number}. {step.sentences[int(number) - 1].strip()} =>")
+        for number, kind in enumerate(kinds, start=1):
+            if kind is not None:
+                kept[kind].append(float(number in stored))
+    return {
+        "steps": len(steps),
+        "lines": lines,
+        "restated_exactly": round(exact / lines, 4) if lines else None,
+        "kept": {kind: round(float(np.mean(v)), 4) for kind, v in sorted(kept.items())},
+    }
+
+
 def store_choice(
     policy: Any, step: Any, sentences: Sequence[str], prefix: str, numbers: Mapping[int, int]
 ) -> np.ndarray:
@@ -343,6 +380,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "overrides": args.overrides,
         **probe(policy, instances, teacher),
     }
+    if policy.style == "review":
+        report["restatement"] = restatement(policy, instances, teacher)
     if args.pair_fit > 0:
         report["pair_fit"] = pair_fit(policy, instances, steps=args.pair_fit)
     if args.decision_fit > 0:
