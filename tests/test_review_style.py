@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
@@ -173,3 +174,58 @@ def test_restatement_counts_exact_lines_and_what_a_review_keeps(data):
     assert report["steps"] == 4 and report["lines"] > 20
     assert report["restated_exactly"] == 1.0
     assert 0.0 < report["kept"]["fact"] < 1.0  # odd positions kept, whatever the sentence says
+
+
+def test_harness_restates_every_line_and_the_manager_writes_only_decisions(data):
+    from finemem_lib.agents.policy import SamplingParams
+    from finemem_lib.agents.review_decoding import restated_line
+
+    policy = tiny_policy(data["train"], style="review")
+    assert policy.restate == "harness"
+    chunks = data["test"][0].chunks[:2]
+    steps, generations = policy.act(chunks, [Memory(id_style="short"), Memory(id_style="short")], SamplingParams(), 7)
+    for step, generation in zip(steps, generations, strict=True):
+        lines = generation.text.splitlines()
+        assert 1 <= len(generation.segments) <= len(step.sentences)
+        for number, (line, segment) in enumerate(zip(lines, generation.segments, strict=False), start=1):
+            head = restated_line(number, step.sentences[number - 1])
+            assert line.startswith(head)  # the sentence as the chunk has it, whatever the weights
+            assert segment.prompt_ids[: len(step.ids)].tolist() == step.ids
+            assert policy.tokenizer.decode(segment.prompt_ids[len(step.ids) :]).endswith(head)
+            assert 1 <= len(segment.completion_ids) == len(segment.logprobs)
+        assert torch.equal(generation.completion_ids, torch.cat([s.completion_ids for s in generation.segments]))
+    again = policy.act(chunks, [Memory(id_style="short"), Memory(id_style="short")], SamplingParams(), 7)[1]
+    assert [g.text for g in again] == [g.text for g in generations]  # seeded
+
+
+def test_each_decision_is_a_training_sample_with_its_steps_advantage(data):
+    from finemem_lib.agents.review_decoding import Segment
+    from finemem_lib.core.reward_spec import RewardSpec
+    from finemem_lib.episodes.rollout import Episode, StepRecord
+    from finemem_lib.training.samples import step_samples
+
+    def record(t: int, decisions: int, fmt: float) -> StepRecord:
+        segments = [
+            Segment(torch.arange(5 + n), torch.tensor([9, 10 + n]), torch.tensor([-0.5, -0.25]))
+            for n in range(decisions)
+        ]
+        return StepRecord(
+            t, torch.arange(5), torch.cat([s.completion_ids for s in segments]), torch.zeros(2 * decisions), "",
+            [], [], 1, fmt, 0, 0, np.zeros(0), segments=segments,
+        )  # fmt: skip
+
+    groups = []
+    for _ in range(1):
+        group = []
+        for g in range(2):
+            episode = Episode("i", "synth_factoid", g, [10, 10])
+            episode.steps = [record(0, 3, 1.0 - 0.5 * g), record(1, 2, 1.0)]
+            episode.global_results = []
+            group.append(episode)
+        groups.append(group)
+    samples, credit = step_samples(groups, RewardSpec.of("or_only"))
+    assert len(samples) == 2 * (3 + 2)
+    for sample in samples:
+        assert sample.advantage == pytest.approx(float(credit.advantages[0][sample.rollout, sample.step]))
+        assert sample.completion_ids.tolist()[0] == 9 and sample.sampling_logprobs.tolist() == [-0.5, -0.25]
+    assert any(sample.advantage != 0.0 for sample in samples)

@@ -35,6 +35,7 @@ from finemem_lib.agents import prompts
 from finemem_lib.agents.compiled_decoding import check_compile_mode
 from finemem_lib.agents.decoding import unsupported_reason
 from finemem_lib.agents.engines import ENGINES, Engine, SamplingParams, build_engine
+from finemem_lib.agents.review_decoding import RESTATERS, act_review
 from finemem_lib.agents.view import manager_view
 from finemem_lib.core.memory import Memory
 from finemem_lib.core.ops import NUMBERED_STYLES, STYLES, tool_schemas
@@ -60,6 +61,7 @@ class Generation:
     text: str
     logprobs: torch.Tensor
     finished: bool
+    segments: list[Any] | None = None  # review style, restated by the harness: one per decision (review_decoding)
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,8 @@ class ManagerPolicy:
             caller that knows how long the run is, e.g. the GRPO trainer; eager otherwise).
         view_related: items related to the chunk shown beside the ``view_k`` recent ones (0: Mem-alpha's view;
             see :mod:`finemem_lib.agents.view`).
+        restate: ``review`` style: who writes each line's restated sentence, the ``model`` or the ``harness``
+            (the manager then writes only the decisions; :mod:`finemem_lib.agents.review_decoding`).
     """
 
     def __init__(
@@ -109,11 +113,14 @@ class ManagerPolicy:
         compile: str = "off",
         view_related: int = 0,
         numbering: str = "before",
+        restate: str = "harness",
     ) -> None:
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
         if style not in STYLES:
             raise ValueError(f"style must be one of {STYLES}, got {style!r}")
+        if restate not in RESTATERS:
+            raise ValueError(f"restate must be one of {RESTATERS}, got {restate!r}")
         if getattr(tokenizer, "chat_template", None) is None:
             raise ValueError("the tokenizer has no chat template; the manager prompt needs one")
         if tokenizer.pad_token_id is None:
@@ -124,6 +131,7 @@ class ManagerPolicy:
         self.view_k = view_k
         self.view_order = view_order
         self.view_related = view_related  # items related to the chunk added to the view (agents.view)
+        self.restate = restate
         self.numbering = numbering  # extractive style: sentence numbers before or after the sentences (prompts)
         self.max_prompt_tokens = max_prompt_tokens
         self.batch_size = batch_size
@@ -189,6 +197,7 @@ class ManagerPolicy:
             "compile": self.compile,
             "view_related": self.view_related,
             "numbering": self.numbering,
+            "restate": self.restate,
         }
 
     def save_pretrained(self, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
@@ -345,6 +354,8 @@ class ManagerPolicy:
         if len(chunks) != len(memories):
             raise ValueError(f"got {len(chunks)} chunks for {len(memories)} memories")
         steps = [self.step_prompt(chunk, memory) for chunk, memory in zip(chunks, memories, strict=True)]
+        if self.style == "review" and self.restate == "harness":
+            return steps, act_review(self, steps, sampling or SamplingParams(), seed, batch_size)
         rows = {"batch_size": batch_size} if batch_size else {}  # subclasses that generate otherwise need not take it
         return steps, self.generate([s.ids for s in steps], sampling, seed, **rows)
 

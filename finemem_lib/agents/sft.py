@@ -142,6 +142,7 @@ def policy_settings(cfg: Mapping[str, Any]) -> dict[str, Any]:
         "compile": str(manager.get("compile", "off")),
         "view_related": int(memory.get("view_related", 0)),
         "numbering": str(memory.get("sentence_numbers", "before")),
+        "restate": str(memory.get("restate", "harness")),
     }
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -59,6 +60,7 @@ class StepRecord:
     memory_tokens: int
     chunk_correct: np.ndarray
     memory_after: tuple[MemoryItem, ...] = ()  # M_t, for inspection (the episode viewer)
+    segments: list[Any] | None = None  # review style restated by the harness: the decisions, each a sample
 
     @property
     def n_executed(self) -> int:
@@ -260,5 +262,6 @@ def _run_step(
                 memory_tokens=memory.num_tokens(),
                 chunk_correct=ok,
                 memory_after=tuple(memory.items),
+                segments=gen.segments,
             )
         )

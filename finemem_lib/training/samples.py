@@ -6,7 +6,8 @@ A_t of that step from :func:`finemem_lib.episodes.advantages.round_credit` for a
 :func:`finemem_lib.episodes.scheme_credit.scheme_round_credit` (its kernel in
 :mod:`finemem_lib.core.credit_schemes`) for a credit scheme (the G rollouts of an instance form the group;
 a round is scored once, and its logged reward means read that result).
-Every completion token of the step gets A_t; prompt tokens are never scored (they only condition).
+Every completion token of the step gets A_t; prompt tokens are never scored (they only condition). A review-style
+step whose lines the harness restates is one sample per decision (:mod:`finemem_lib.agents.review_decoding`).
 """
 
 from __future__ import annotations
@@ -57,6 +58,13 @@ def step_samples(groups: Sequence[Sequence[Episode]], spec: RewardSpec) -> tuple
             for t, record in enumerate(episode.steps):
                 if record.completion_ids.numel() == 0:
                     raise ValueError(f"empty completion at group {i}, rollout {g}, step {t}")
+                if record.segments:  # the manager's decisions only; the restated lines between them are not its
+                    a_t = float(adv[g, t])
+                    samples.extend(
+                        StepSample(i, g, t, s.prompt_ids.long(), s.completion_ids.long(), s.logprobs.float(), a_t)
+                        for s in record.segments
+                    )
+                    continue
                 samples.append(
                     StepSample(
                         group=i,

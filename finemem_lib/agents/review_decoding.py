@@ -1,0 +1,116 @@
+"""Review-style decoding with the restatement written by the harness: the manager writes only decisions.
+
+In the ``review`` op style a completion restates each sentence and then decides (``N. sentence => keep``).
+A small manager trained from scratch decides from the text right before the decision, but it does not learn
+to copy a sentence verbatim: left to restate by itself, it writes a sentence of its own and decides about
+that (docs/miniature.md). With ``restate: harness`` the restated line ``N. sentence =>`` is written into the
+completion by the harness and the manager samples only the decision that follows (up to the end of the line).
+
+Each decision is then one *segment*: a prompt (the step's prompt, the lines before and the restated line)
+and the decision's tokens with their sampling log-probabilities. The GRPO trainer treats every segment of a
+step as a sample carrying the step's A_t (:func:`finemem_lib.training.samples.step_samples`); the restated
+tokens are never scored, since the manager did not choose them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+import torch
+
+from finemem_lib.core.review import ARROW
+
+if TYPE_CHECKING:
+    from finemem_lib.agents.engines.base import SamplingParams
+    from finemem_lib.agents.policy import Generation, ManagerPolicy, StepPrompt
+
+DECISION_TOKENS = 8
+"""Tokens a decision may take (``update m16`` and its newline are about 5)."""
+RESTATERS = ("model", "harness")
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One decision: the ids it was sampled after, its own tokens and their sampling log-probabilities."""
+
+    prompt_ids: torch.Tensor
+    completion_ids: torch.Tensor
+    logprobs: torch.Tensor
+
+
+def _decision_end(policy: ManagerPolicy, tokens: torch.Tensor) -> tuple[int, bool]:
+    """How many tokens of a sampled continuation belong to the decision (through the first line break or the
+    end of the turn), and whether the turn ended there."""
+    stops = set(policy.stop_ids)
+    for index, token in enumerate(tokens.tolist()):
+        if token in stops:
+            return index + 1, True
+        if _breaks_line(policy.tokenizer.decode([token])):
+            return index + 1, False
+    return len(tokens), False
+
+
+def _breaks_line(text: str) -> bool:
+    """Whether ``text`` holds a line boundary (``\\n``, ``\\r`` or any other that ``str.splitlines`` splits at)."""
+    return "".join(text.splitlines()) != text
+
+
+def restated_line(number: int, sentence: str) -> str:
+    """The line head the harness writes for sentence ``number``: ``N. sentence =>``."""
+    return f"{number}. {sentence.strip()} {ARROW}"
+
+
+def act_review(
+    policy: ManagerPolicy,
+    steps: Sequence[StepPrompt],
+    sampling: SamplingParams,
+    seed: int | None,
+    batch_size: int | None,
+) -> list[Generation]:
+    """Generations for review-style steps whose restated lines the harness writes (see the module doc).
+
+    Line ``k`` of every step still reviewing is decided in one batched call; a step whose manager ends the
+    turn stops there (its remaining sentences are not reviewed: nothing is stored from them).
+    """
+    from finemem_lib.agents.policy import Generation
+
+    tokenizer = policy.tokenizer
+    decision_sampling = replace(sampling, max_new_tokens=min(DECISION_TOKENS, sampling.max_new_tokens))
+    texts = ["" for _ in steps]
+    segments: list[list[Segment]] = [[] for _ in steps]
+    ended = [False for _ in steps]
+    for k in range(max((len(s.sentences) for s in steps), default=0)):
+        live = [i for i, s in enumerate(steps) if k < len(s.sentences) and not ended[i]]
+        if not live:
+            break
+        heads = [texts[i] + restated_line(k + 1, steps[i].sentences[k]) for i in live]
+        prompt_ids = [
+            steps[i].ids + tokenizer(h, add_special_tokens=False).input_ids for i, h in zip(live, heads, strict=True)
+        ]
+        rows = {"batch_size": batch_size} if batch_size else {}
+        line_seed = None if seed is None else seed * 31 + k
+        decided = policy.generate(prompt_ids, decision_sampling, line_seed, **rows)
+        for i, head, ids, generation in zip(live, heads, prompt_ids, decided, strict=True):
+            keep, turn_ended = _decision_end(policy, generation.completion_ids)
+            tokens = generation.completion_ids[:keep]
+            segments[i].append(Segment(torch.tensor(ids, dtype=torch.long), tokens, generation.logprobs[:keep]))
+            decision = (tokenizer.decode(tokens, skip_special_tokens=True).splitlines() or [""])[0]  # ends the line
+            texts[i] = head + decision + "\n"
+            ended[i] = turn_ended
+    out = []
+    for step, text, parts, turn_ended in zip(steps, texts, segments, ended, strict=True):
+        completion = torch.cat([s.completion_ids for s in parts]) if parts else torch.zeros(0, dtype=torch.long)
+        logprobs = torch.cat([s.logprobs for s in parts]) if parts else torch.zeros(0)
+        out.append(
+            Generation(
+                prompt_ids=torch.tensor(step.ids, dtype=torch.long),
+                completion_ids=completion,
+                text=text.rstrip("\n"),
+                logprobs=logprobs,
+                finished=turn_ended or bool(parts),
+                segments=parts,
+            )
+        )
+    return out
