@@ -355,7 +355,13 @@ class ManagerPolicy:
             raise ValueError(f"got {len(chunks)} chunks for {len(memories)} memories")
         steps = [self.step_prompt(chunk, memory) for chunk, memory in zip(chunks, memories, strict=True)]
         if self.style == "review" and self.restate == "harness":
-            return steps, act_review(self, steps, sampling or SamplingParams(), seed, batch_size)
+            reviews = act_review(self, steps, sampling or SamplingParams(), seed, batch_size)
+            return steps, [
+                Generation(
+                    torch.tensor(s.ids, dtype=torch.long), r.completion_ids, r.text, r.logprobs, r.finished, r.segments
+                )
+                for s, r in zip(steps, reviews, strict=True)
+            ]
         rows = {"batch_size": batch_size} if batch_size else {}  # subclasses that generate otherwise need not take it
         return steps, self.generate([s.ids for s in steps], sampling, seed, **rows)
 

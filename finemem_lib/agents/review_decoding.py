@@ -24,7 +24,7 @@ from finemem_lib.core.review import ARROW
 
 if TYPE_CHECKING:
     from finemem_lib.agents.engines.base import SamplingParams
-    from finemem_lib.agents.policy import Generation, ManagerPolicy, StepPrompt
+    from finemem_lib.agents.policy import ManagerPolicy, StepPrompt
 
 DECISION_TOKENS = 8
 """Tokens a decision may take (``update m16`` and its newline are about 5)."""
@@ -38,6 +38,18 @@ class Segment:
     prompt_ids: torch.Tensor
     completion_ids: torch.Tensor
     logprobs: torch.Tensor
+
+
+@dataclass(frozen=True)
+class ReviewDecoded:
+    """A step's review: its text (restated lines and decisions), the decisions' tokens and log-probabilities
+    end to end, whether the manager ended the turn, and the decisions one by one."""
+
+    text: str
+    completion_ids: torch.Tensor
+    logprobs: torch.Tensor
+    finished: bool
+    segments: list[Segment]
 
 
 def _decision_end(policy: ManagerPolicy, tokens: torch.Tensor) -> tuple[int, bool]:
@@ -68,14 +80,12 @@ def act_review(
     sampling: SamplingParams,
     seed: int | None,
     batch_size: int | None,
-) -> list[Generation]:
-    """Generations for review-style steps whose restated lines the harness writes (see the module doc).
+) -> list[ReviewDecoded]:
+    """Reviews of review-style steps whose restated lines the harness writes (see the module doc).
 
     Line ``k`` of every step still reviewing is decided in one batched call; a step whose manager ends the
     turn stops there (its remaining sentences are not reviewed: nothing is stored from them).
     """
-    from finemem_lib.agents.policy import Generation
-
     tokenizer = policy.tokenizer
     decision_sampling = replace(sampling, max_new_tokens=min(DECISION_TOKENS, sampling.max_new_tokens))
     texts = ["" for _ in steps]
@@ -100,17 +110,8 @@ def act_review(
             texts[i] = head + decision + "\n"
             ended[i] = turn_ended
     out = []
-    for step, text, parts, turn_ended in zip(steps, texts, segments, ended, strict=True):
+    for text, parts, turn_ended in zip(texts, segments, ended, strict=True):
         completion = torch.cat([s.completion_ids for s in parts]) if parts else torch.zeros(0, dtype=torch.long)
         logprobs = torch.cat([s.logprobs for s in parts]) if parts else torch.zeros(0)
-        out.append(
-            Generation(
-                prompt_ids=torch.tensor(step.ids, dtype=torch.long),
-                completion_ids=completion,
-                text=text.rstrip("\n"),
-                logprobs=logprobs,
-                finished=turn_ended or bool(parts),
-                segments=parts,
-            )
-        )
+        out.append(ReviewDecoded(text.rstrip("\n"), completion, logprobs, turn_ended or bool(parts), parts))
     return out
