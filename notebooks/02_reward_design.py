@@ -94,7 +94,9 @@ reasoner = build_reasoner(cfg.get("reasoner"))
 # %% [markdown]
 # ## One episode of the SFT manager
 # A held-out instance whose facts change over time (so UPDATE matters). The manager sees each chunk
-# as numbered sentences with the most recent memory items, and answers with tool calls.
+# as numbered sentences with the most recent memory items. In the default profile's `review` op style it
+# answers with one line per sentence, `N. sentence => keep | skip | update <id>` (the harness writes the
+# restated sentence, the manager the decision); the paper profile answers with tool calls.
 
 # %%
 candidates = [inst for inst in test if inst.source == "synth_update"] or test
