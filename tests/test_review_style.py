@@ -229,3 +229,14 @@ def test_each_decision_is_a_training_sample_with_its_steps_advantage(data):
         assert sample.advantage == pytest.approx(float(credit.advantages[0][sample.rollout, sample.step]))
         assert sample.completion_ids.tolist()[0] == 9 and sample.sampling_logprobs.tolist() == [-0.5, -0.25]
     assert any(sample.advantage != 0.0 for sample in samples)
+
+
+def test_a_line_splits_into_number_restated_sentence_and_decision():
+    from finemem_lib.core.review import restated_line, split_review_line
+
+    line = f"{restated_line(2, SENTENCES[1])} update m4"
+    assert split_review_line(line) == (2, SENTENCES[1], "update m4")
+    assert split_review_line(SENTENCES[1] + " => keep") is None  # no number
+    assert split_review_line("2. " + SENTENCES[1]) is None  # no decision
+    long_line = "1. " + " " * 100_000 + "x"  # no arrow: rejected without scanning the line twice per space
+    assert parse_review_line(long_line)[0] is None

@@ -35,7 +35,7 @@ from finemem_lib.agents import prompts
 from finemem_lib.agents.compiled_decoding import check_compile_mode
 from finemem_lib.agents.decoding import unsupported_reason
 from finemem_lib.agents.engines import ENGINES, Engine, SamplingParams, build_engine
-from finemem_lib.agents.review_decoding import RESTATERS, act_review
+from finemem_lib.agents.review_decoding import RESTATERS, Segment, act_review
 from finemem_lib.agents.view import manager_view
 from finemem_lib.core.memory import Memory
 from finemem_lib.core.ops import NUMBERED_STYLES, STYLES, tool_schemas
@@ -61,7 +61,7 @@ class Generation:
     text: str
     logprobs: torch.Tensor
     finished: bool
-    segments: list[Any] | None = None  # review style, restated by the harness: one per decision (review_decoding)
+    segments: list[Segment] | None = None  # review style, restated by the harness: one per decision
 
 
 @dataclass(frozen=True)

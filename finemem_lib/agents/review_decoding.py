@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from finemem_lib.core.review import ARROW
+from finemem_lib.core.review import restated_line
 
 if TYPE_CHECKING:
     from finemem_lib.agents.engines.base import SamplingParams
@@ -69,11 +69,6 @@ def _breaks_line(text: str) -> bool:
     return "".join(text.splitlines()) != text
 
 
-def restated_line(number: int, sentence: str) -> str:
-    """The line head the harness writes for sentence ``number``: ``N. sentence =>``."""
-    return f"{number}. {sentence.strip()} {ARROW}"
-
-
 def act_review(
     policy: ManagerPolicy,
     steps: Sequence[StepPrompt],
@@ -91,6 +86,7 @@ def act_review(
     texts = ["" for _ in steps]
     segments: list[list[Segment]] = [[] for _ in steps]
     ended = [False for _ in steps]
+    rows = {"batch_size": batch_size} if batch_size else {}
     for k in range(max((len(s.sentences) for s in steps), default=0)):
         live = [i for i, s in enumerate(steps) if k < len(s.sentences) and not ended[i]]
         if not live:
@@ -99,7 +95,6 @@ def act_review(
         prompt_ids = [
             steps[i].ids + tokenizer(h, add_special_tokens=False).input_ids for i, h in zip(live, heads, strict=True)
         ]
-        rows = {"batch_size": batch_size} if batch_size else {}
         line_seed = None if seed is None else seed * 31 + k
         decided = policy.generate(prompt_ids, decision_sampling, line_seed, **rows)
         for i, head, ids, generation in zip(live, heads, prompt_ids, decided, strict=True):

@@ -23,17 +23,32 @@ from finemem_lib.core.memory import Operation, OpKind
 
 ARROW = "=>"
 DECISIONS = ("keep", "skip", "update <id>", "delete <id>")
-_LINE = re.compile(r"^\s*([0-9]{1,9})\s*[.:)]\s?(.*?)\s*=>\s*(.*?)\s*$")
-_DECISION = re.compile(r"^(keep|skip|update|delete)(?:\s+\[?([^\s\]]+)\]?)?$", re.IGNORECASE)
+_NUMBER = re.compile(r"\s*([0-9]{1,9})\s*[.:)]\s?")
+_DECISION = re.compile(r"(keep|skip|update|delete)(?:\s+\[?([^\s\]]+)\]?)?", re.IGNORECASE)
+
+
+def restated_line(number: int, sentence: str) -> str:
+    """The head of sentence ``number``'s line, before its decision: ``N. sentence =>``."""
+    return f"{number}. {sentence.strip()} {ARROW}"
+
+
+def split_review_line(line: str) -> tuple[int, str, str] | None:
+    """``(number, restated sentence, decision)`` of a line ``N. sentence => decision``; None when it has no
+    number or no arrow. Linear in the line's length (no backtracking pattern spans the sentence)."""
+    head, arrow, decision = line.partition(ARROW)
+    number = _NUMBER.match(head)
+    if not arrow or number is None:
+        return None
+    return int(number.group(1)), head[number.end() :].strip(), decision.strip()
 
 
 def parse_review_line(line: str) -> tuple[Operation | None, str]:
     """One review line as an operation, or ``(None, reason)`` when it is not one."""
-    match = _LINE.match(line)
-    if match is None:
+    parts = split_review_line(line)
+    if parts is None:
         return None, f"a review line is 'N. sentence {ARROW} decision' (decisions: {', '.join(DECISIONS)})"
-    number, decision = int(match.group(1)), match.group(3)
-    verdict = _DECISION.match(decision)
+    number, _, decision = parts
+    verdict = _DECISION.fullmatch(decision)
     if verdict is None:
         return None, f"unknown decision {decision[:40]!r} (one of: {', '.join(DECISIONS)})"
     word, item_id = verdict.group(1).lower(), verdict.group(2)
@@ -73,7 +88,7 @@ def render_review(ops: Sequence[Operation], sentences: Sequence[str]) -> str:
         decision = decisions.get(number)
         if decision is None:
             decision = deletes.pop(0) if deletes else "skip"
-        lines.append(f"{number}. {sentence.strip()} {ARROW} {decision}")
+        lines.append(f"{restated_line(number, sentence)} {decision}")
     for extra, decision in enumerate(deletes, start=len(sentences) + 1):
         lines.append(f"{extra}. {ARROW} {decision}")
     return "\n".join(lines)

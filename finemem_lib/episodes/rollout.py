@@ -15,13 +15,13 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
 
 import numpy as np
 import torch
 
 from finemem_lib.agents.policy import ManagerPolicy, SamplingParams, id_style_for, sampling_from_config
 from finemem_lib.agents.reasoner import Reasoner
+from finemem_lib.agents.review_decoding import Segment
 from finemem_lib.core import rewards
 from finemem_lib.core.memory import Memory, MemoryItem, Operation, OpResult
 from finemem_lib.core.ops import format_score, parse_operations
@@ -60,7 +60,7 @@ class StepRecord:
     memory_tokens: int
     chunk_correct: np.ndarray
     memory_after: tuple[MemoryItem, ...] = ()  # M_t, for inspection (the episode viewer)
-    segments: list[Any] | None = None  # review style restated by the harness: the decisions, each a sample
+    segments: list[Segment] | None = None  # review style restated by the harness: the decisions, each a sample
 
     @property
     def n_executed(self) -> int:

@@ -103,13 +103,13 @@ STORE_WORDS = (" keep", " update")
 def review_choice(policy: Any, messages: list[dict[str, Any]], step: Any, sentences: Sequence[str]) -> np.ndarray:
     """Review style: P(sentence i is stored) for every sentence, each line's decision read after its text
     (the lines before it as the teacher's review, :func:`finemem_lib.core.review.render_review`)."""
-    from finemem_lib.core.review import ARROW, render_review
+    from finemem_lib.core.review import render_review, restated_line
 
     lines = render_review(step.ops, sentences).splitlines()
     store_ids = [policy.tokenizer(word, add_special_tokens=False).input_ids[0] for word in STORE_WORDS]
     out = np.zeros(len(sentences))
-    for index in range(len(sentences)):
-        head = lines[index][: lines[index].index(ARROW) + len(ARROW)]
+    for index, sentence in enumerate(sentences):
+        head = restated_line(index + 1, sentence)
         logits = policy.model(_encode(policy, messages, "\n".join([*lines[:index], head]))).logits[0, -1].float()
         out[index] = float(torch.softmax(logits, dim=-1)[store_ids].sum())
     return out
@@ -121,7 +121,7 @@ def restatement(policy: Any, instances: Sequence[Instance], teacher: TeacherConf
     sentence exactly, and the share of each kind of sentence the review keeps (the decision then follows the
     text the manager wrote, not necessarily the sentence)."""
     from finemem_lib.core.ops import parse_operations
-    from finemem_lib.core.review import parse_review_line
+    from finemem_lib.core.review import parse_review_line, review_lines, split_review_line
 
     lines = exact = 0
     kept: dict[str, list[float]] = defaultdict(list)
@@ -134,13 +134,12 @@ def restatement(policy: Any, instances: Sequence[Instance], teacher: TeacherConf
         )  # fmt: skip
         text = policy.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
         stored = {op.sentence for op in parse_operations(text, "review").operations if op.sentence is not None}
-        for line in text.splitlines():
-            op, _ = parse_review_line(line)
-            number = line.strip().split(".", 1)[0]
-            if op is None or not number.isdigit() or not 1 <= int(number) <= len(step.sentences):
+        for line in review_lines(text):
+            parts = split_review_line(line) if parse_review_line(line)[0] is not None else None
+            if parts is None or not 1 <= parts[0] <= len(step.sentences):
                 continue
             lines += 1
-            exact += line.strip().startswith(f"{number}. {step.sentences[int(number) - 1].strip()} =>")
+            exact += parts[1] == step.sentences[parts[0] - 1].strip()
         for number, kind in enumerate(kinds, start=1):
             if kind is not None:
                 kept[kind].append(float(number in stored))
