@@ -24,6 +24,7 @@ from finemem_lib.core.reward_spec import RewardSpec
 from finemem_lib.episodes.advantages import RoundCredit, round_credit
 from finemem_lib.episodes.rollout import Episode
 from finemem_lib.episodes.scheme_credit import scheme_round_credit
+from finemem_lib.training.nested_rows import row_families
 
 # Keys of a batch whose second dimension runs over prompt tokens (left-padded) or completion tokens (right-padded).
 PROMPT_KEYS = ("prompt_ids", "prompt_mask")
@@ -141,11 +142,21 @@ def trim_padding(batch: dict) -> dict:
 
 
 def split_micro_batches(batch: dict, parts: int, generator: torch.Generator | None = None) -> list[dict]:
-    """Shuffle the samples of ``batch`` and cut them into ``parts`` near-equal micro-batches, padding trimmed."""
+    """Shuffle the samples of ``batch`` and cut them into ``parts`` near-equal micro-batches, padding trimmed.
+
+    Samples are shuffled family by family (a sample whose tokens start another's goes with it:
+    :mod:`finemem_lib.training.nested_rows`), so the decisions of one review step mostly share a micro-batch
+    and its log-prob passes score them from one row; a family at a cut is split there."""
     size = batch["advantages"].shape[0]
     if parts < 1 or parts > size:
         raise ValueError(f"cannot cut {size} step samples into {parts} micro-batches")
-    order = torch.randperm(size, generator=generator)
+    groups = row_families(
+        torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1),
+        torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1),
+    )
+    order = torch.tensor(
+        [row for i in torch.randperm(len(groups), generator=generator).tolist() for row in groups[i]]
+    )
     return [trim_padding(select_rows(batch, rows)) for rows in torch.tensor_split(order, parts)]
 
 

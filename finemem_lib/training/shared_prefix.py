@@ -31,6 +31,8 @@ import torch.nn.functional as F
 from transformers import AttentionInterface, DynamicCache
 from trl.kernels import ChunkedLogProbFunction
 
+from finemem_lib.training.nested_rows import host_rows, row_families, row_tokens
+
 # A prefix shorter than this is not worth a separate pass.
 MIN_PREFIX = 8
 # Vocabulary tile of the chunked log-prob function (TRL's fused head uses the same).
@@ -327,8 +329,9 @@ def packed_logps(
 
     Each row keeps only its own tokens after the prefix (the rest of its prompt, then its scored completion
     tokens), left-aligned; rows are cut into groups of similar length (:func:`length_buckets`), each group
-    one pass over the shared prefix's keys/values. Rows without a scored token are skipped. The inputs must
-    be :func:`packable`. Equal to the padded pass within float rounding (not bit for bit: the padding
+    one pass over the shared prefix's keys/values. Rows without a scored token are skipped, and a row whose
+    tokens start another row's is scored from that row's pass (:mod:`finemem_lib.training.nested_rows`).
+    The inputs must be :func:`packable`. Equal to the padded pass within float rounding (not bit for bit: the padding
     changes how sums are blocked).
     """
     rows, columns = input_ids.shape
@@ -344,15 +347,22 @@ def packed_logps(
     cache = prefix_cache(backbone, input_ids[:1, first : first + prefix_length], store)
 
     live = [r for r in range(rows) if int(completion_lengths[r]) > 0]
+    host = host_rows(row_tokens(input_ids[live], attention_mask[live]))
+    hosts = [r for i, r in enumerate(live) if host[i] == i]
+    guests: dict[int, list[int]] = {}
+    for i, r in enumerate(live):
+        if host[i] != i:
+            guests.setdefault(live[host[i]], []).append(r)
     parts_hidden, parts_targets, parts_rows, parts_columns = [], [], [], []
     with _packed_layout(model, backbone, input_ids.device) as packed:
-        for group in length_buckets([own[r] for r in live]):
+        for group in length_buckets([own[r] for r in hosts]):
             _packed_group(
                 backbone,
                 keyword,
                 cache,
                 input_ids,
-                [live[i] for i in group],
+                [hosts[i] for i in group],
+                guests,
                 own,
                 starts,
                 own_prompt,
@@ -376,6 +386,7 @@ def _packed_group(
     cache: Any,
     input_ids: torch.Tensor,
     group: list[int],
+    guests: dict[int, list[int]],
     own: list[int],
     starts: torch.Tensor,
     own_prompt: torch.Tensor,
@@ -384,8 +395,9 @@ def _packed_group(
     parts: tuple[list, list, list, list],
 ) -> None:
     """One length group of :func:`packed_logps`: its rows' hidden states before each scored token, appended to
-    ``parts`` (hidden states, target tokens, rows, completion columns). ``with_mask``: pass the padding mask
-    (not when the model attends with :func:`_packed_attention`, which needs none)."""
+    ``parts`` (hidden states, target tokens, rows, completion columns), and those of each row's ``guests``
+    (rows whose tokens start the row's: their scored tokens sit at the same columns). ``with_mask``: pass the
+    padding mask (not when the model attends with :func:`_packed_attention`, which needs none)."""
     device = input_ids.device
     columns = input_ids.shape[1]
     chosen = torch.tensor(group, device=device)
@@ -403,13 +415,19 @@ def _packed_group(
         use_cache=True,
         **{keyword: _broadcast_cache(cache, n)},
     ).last_hidden_state
-    # completion token j of a row sits at own column own_prompt + j; the hidden state before it predicts it
-    scored = (span >= own_prompt[chosen].unsqueeze(1)) & real
-    group_rows, group_columns = scored.nonzero(as_tuple=True)
-    parts[0].append(hidden[group_rows, group_columns - 1])
-    parts[1].append(ids[group_rows, group_columns])
-    parts[2].append(chosen[group_rows])
-    parts[3].append(group_columns - own_prompt[chosen][group_rows])
+    # completion token j of a row sits at own column own_prompt + j; the hidden state before it predicts it.
+    # A guest's tokens are its host's first ones: it is read from its host's slot.
+    members = [(slot, r) for slot, h in enumerate(group) for r in (h, *guests.get(h, ()))]
+    slots = torch.tensor([slot for slot, _ in members], device=device)
+    rows = torch.tensor([r for _, r in members], device=device)
+    ends = torch.tensor([own[r] for _, r in members], device=device)
+    scored = (span >= own_prompt[rows].unsqueeze(1)) & (span < ends.unsqueeze(1))
+    member, columns_scored = scored.nonzero(as_tuple=True)
+    slot = slots[member]
+    parts[0].append(hidden[slot, columns_scored - 1])
+    parts[1].append(ids[slot, columns_scored])
+    parts[2].append(rows[member])
+    parts[3].append(columns_scored - own_prompt[rows[member]])
 
 
 def chunked_logps(
@@ -427,15 +445,28 @@ def chunked_logps(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-probs (and entropies) of a batch, ``batch_size`` rows at a time, each chunk's common prefix once.
 
+    With ``pack`` a chunk is ``batch_size`` families of rows (a row whose tokens start another row's goes with
+    it and is scored from its pass: :mod:`finemem_lib.training.nested_rows`); rows come back in their order.
+
     A chunk whose prompts share fewer than :data:`MIN_PREFIX` tokens goes through ``full_pass(ids, mask)``
     (TRL's own); the others through :func:`packed_logps` (``pack`` and :func:`packable`) or
     :func:`prefix_shared_logps`, inside ``context()`` (the trainer's autocast).
     """
     batch_size = batch_size or input_ids.size(0)
     prompt_columns = input_ids.size(1) - logits_to_keep
+    rows = input_ids.size(0)
+    if pack:  # chunks of batch_size families: a row that starts another row's tokens goes with it
+        groups = row_families(input_ids, attention_mask)
+        chunks = [
+            [row for family in groups[start : start + batch_size] for row in family]
+            for start in range(0, len(groups), batch_size)
+        ]
+    else:
+        chunks = [list(range(start, min(start + batch_size, rows))) for start in range(0, rows, batch_size)]
     logps, entropies = [], []
-    for start in range(0, input_ids.size(0), batch_size):
-        ids, mask = input_ids[start : start + batch_size], attention_mask[start : start + batch_size]
+    for chunk in chunks:
+        chosen = torch.tensor(chunk, device=input_ids.device)
+        ids, mask = input_ids[chosen], attention_mask[chosen]
         length = common_prefix_length(ids, mask, prompt_columns)
         if length < MIN_PREFIX:
             part, entropy = full_pass(ids, mask)
@@ -445,4 +476,8 @@ def chunked_logps(
                 part, entropy = shared(model, ids, mask, logits_to_keep, length, temperature, compute_entropy, store)
         logps.append(part)
         entropies.append(entropy)
-    return torch.cat(logps), (torch.cat(entropies) if compute_entropy else None)
+    where = torch.tensor([row for chunk in chunks for row in chunk], device=input_ids.device)
+    inverse = torch.empty_like(where)
+    inverse[where] = torch.arange(rows, device=where.device)
+    logps_out = torch.cat(logps)[inverse]
+    return logps_out, (torch.cat(entropies)[inverse] if compute_entropy else None)
