@@ -5,7 +5,8 @@ start, KL reference included, no held-out evaluation, no checkpoints) and traine
 optimizer steps while these functions are timed (the time of a phase excludes the phases nested in it):
 
 - ``prompt_building``: ``ManagerPolicy.step_prompt`` (memory view, chat template, tokenizing)
-- ``generation``: ``ManagerPolicy.generate`` minus the log-prob recomputation
+- ``generation``: ``ManagerPolicy.generate`` minus the log-prob recomputation, and ``CachedReview.decide``
+  (review lines decided on caches kept from line to line)
 - ``logprob_recompute``: the forward pass over prompt + completion after ``generate`` (transformers engine)
 - ``chunk_qa`` / ``global_qa``: the reasoner answering the chunk QAs on M_t and the global QAs on M_T
 - ``reward_kernels``: step rewards, EARA and group advantages (``step_samples``)
@@ -98,7 +99,7 @@ def _wrap_logps(timer: PhaseTimer, trainer_class: type) -> Callable[[], None]:
 
 def instrument(timer: PhaseTimer) -> list[Callable[[], None]]:
     """Patch the functions of every phase (module attributes where they are looked up)."""
-    from finemem_lib.agents import policy
+    from finemem_lib.agents import policy, review_cache
     from finemem_lib.agents.engines import transformers_engine
     from finemem_lib.episodes import rollout
     from finemem_lib.training import grpo
@@ -106,6 +107,7 @@ def instrument(timer: PhaseTimer) -> list[Callable[[], None]]:
     undo = [
         timer.wrap(policy.ManagerPolicy, "step_prompt", "prompt_building"),
         timer.wrap(policy.ManagerPolicy, "generate", "generation"),
+        timer.wrap(review_cache.CachedReview, "decide", "generation"),  # review lines on kept caches
         timer.wrap(rollout, "chunk_correctness_many", "chunk_qa"),
         timer.wrap(rollout, "answer_over_memories", "global_qa"),
         timer.wrap(grpo, "step_samples", "reward_kernels"),

@@ -36,7 +36,9 @@ def nested_batch(seed: int = 0):
         decision = torch.randint(3, 97, (n_decision,), generator=gen)
         rows.append((prompt, decision))
         prompt = torch.cat([prompt, decision])
-    rows.append((torch.cat([head, torch.randint(3, 97, (9,), generator=gen)]), torch.randint(3, 97, (5,), generator=gen)))
+    rows.append(
+        (torch.cat([head, torch.randint(3, 97, (9,), generator=gen)]), torch.randint(3, 97, (5,), generator=gen))
+    )
     width_p, width_c = max(len(p) for p, _ in rows), max(len(c) for _, c in rows)
     ids = torch.zeros(len(rows), width_p + width_c, dtype=torch.long)
     mask = torch.zeros_like(ids)
@@ -56,9 +58,7 @@ def test_nested_rows_get_the_full_forwards_log_probs_from_one_pass(monkeypatch):
     ids, mask, keep = nested_batch()
     passed_rows = []
     original = shared_prefix._packed_group
-    monkeypatch.setattr(
-        shared_prefix, "_packed_group", lambda *a: passed_rows.extend(a[4]) or original(*a)
-    )
+    monkeypatch.setattr(shared_prefix, "_packed_group", lambda *a: passed_rows.extend(a[4]) or original(*a))
     with torch.no_grad():
         want, want_entropy = full_logps(model, ids, mask, keep, 0.8)
         got, entropy = shared_prefix.packed_logps(model, ids, mask, keep, 14, 0.8, True, None)

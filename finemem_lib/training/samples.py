@@ -154,9 +154,7 @@ def split_micro_batches(batch: dict, parts: int, generator: torch.Generator | No
         torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1),
         torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1),
     )
-    order = torch.tensor(
-        [row for i in torch.randperm(len(groups), generator=generator).tolist() for row in groups[i]]
-    )
+    order = torch.tensor([row for i in torch.randperm(len(groups), generator=generator).tolist() for row in groups[i]])
     return [trim_padding(select_rows(batch, rows)) for rows in torch.tensor_split(order, parts)]
 
 
