@@ -7,6 +7,10 @@
     between engines). Best of ``--repeats``. The native engine twice: ``native``, every call with an empty
     draft index (its speculative drafts come from that call's own completions only, as at a rollout's first
     chunk step), and ``native_warm``, after an untimed call on ``--batch`` other prompts (as at the later steps).
+(c) Review-style chunk steps (the default op style; the harness restates each line and the manager decides it):
+    ``--batch`` steps through ``ManagerPolicy.act``, decision tokens/s of transformers ``generate`` line by line
+    (the only way it can), the native engine line by line, and the native engine on caches kept from line to
+    line (the default); greedy outputs compared with transformers'. Best of ``--repeats``.
 (b) The default profile's GRPO step time (``--grpo-steps`` optimizer steps each, from the SFT manager,
     no held-out evaluation; the phase split of ``bench_step_profile.py``) before this work (transformers
     ``generate``, unshared log-prob passes), with the native engine only, and with the engine and the
@@ -19,6 +23,7 @@ Usage: python benchmarks/bench_rollout.py [--batch 32] [--max-new-tokens 256] [-
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -144,6 +149,77 @@ def rollout_speed(cfg: dict[str, Any], batch: int, max_new_tokens: int, repeats:
     return result
 
 
+def review_steps(cfg: dict[str, Any], count: int) -> tuple[list[str], list[Memory]]:
+    """``count`` chunk steps of the default benchmark (chunk, memory holding every other earlier sentence)."""
+    from finemem_lib.agents.prompts import chunk_sentences
+    from finemem_lib.data.synthetic import build_synthetic
+
+    chunks, memories = [], []
+    for instance in build_synthetic(cfg["data"], cfg.get("seed", 0))["train"]:
+        memory = Memory(id_style="short")
+        for t, chunk in enumerate(instance.chunks):
+            if t >= 2:
+                chunks.append(chunk)
+                memories.append(copy.deepcopy(memory))
+                if len(chunks) == count:
+                    return chunks, memories
+            for sentence in chunk_sentences(chunk)[::2]:
+                memory.apply(Operation(OpKind.INSERT, content=sentence), t)
+    return chunks, memories
+
+
+def review_speed(cfg: dict[str, Any], batch: int, repeats: int) -> dict[str, Any]:
+    """Review-style chunk steps (the harness restates, the manager decides each line): decision tokens/s of
+    transformers ``generate`` line by line, the native engine line by line, and the native engine on caches
+    kept from line to line (:mod:`finemem_lib.agents.review_cache`, the default)."""
+    from finemem_lib.agents import review_decoding
+
+    policy, source = default_manager(cfg)
+    chunks, memories = review_steps(cfg, batch)
+    setups = {"transformers": ("transformers", False), "native_lines": ("native", False), "native": ("native", True)}
+    result: dict[str, Any] = {"model": source, "style": policy.style, "restate": policy.restate, "steps": len(chunks)}
+    if policy.style != "review":
+        result["skipped"] = "the default manager is not a review-style one"
+        return result
+    for label, temperature in (("greedy", 0.0), ("sampling_t1", 1.0)):
+        sampling = SamplingParams(temperature=temperature, max_new_tokens=256)
+        runs = {}
+        for name, (engine, cached) in setups.items():
+            manager = ManagerPolicy(
+                policy.model, policy.tokenizer, **{**policy.settings(), "engine": engine, "batch_size": batch}
+            )
+            review_decoding.CACHED_LINES = cached
+            try:
+                best = float("inf")
+                for _ in range(repeats):
+                    start = time.perf_counter()
+                    generations = manager.act(chunks, memories, sampling, seed=0)[1]
+                    best = min(best, time.perf_counter() - start)
+            finally:
+                review_decoding.CACHED_LINES = True
+            runs[name] = (best, generations)
+        row: dict[str, Any] = {}
+        for name, (seconds, generations) in runs.items():
+            tokens = sum(len(g.completion_ids) for g in generations)
+            row[name] = {
+                "seconds": round(seconds, 3),
+                "decision_tokens": tokens,
+                "tokens_per_s": round(tokens / seconds, 1),
+            }
+        for name in ("native_lines", "native"):
+            row[f"ratio_tokens_per_s_{name}"] = round(
+                row[name]["tokens_per_s"] / row["transformers"]["tokens_per_s"], 2
+            )
+        if label == "greedy":
+            texts = [g.text for g in runs["transformers"][1]]
+            for name in ("native_lines", "native"):
+                same = sum(a == b.text for a, b in zip(texts, runs[name][1], strict=True))
+                row[f"identical_outputs_{name}"] = f"{same}/{len(texts)}"
+        result[label] = row
+        print("review", label, json.dumps(row), flush=True)
+    return result
+
+
 # The GRPO step's configurations: before this engine and the prefix-shared log-probs, with the engine only, and both.
 STEP_SETUPS = {
     "transformers": ("transformers", False),
@@ -200,6 +276,7 @@ def main() -> None:
             "torch": torch.__version__,
         },
         "rollout": rollout_speed(cfg, args.batch, args.max_new_tokens, args.repeats),
+        "review_rollout": review_speed(cfg, args.batch, args.repeats),
     }
     if args.grpo_steps > 0 and (sft_manager_dir(profile_paths(cfg)) / "config.json").is_file():
         steps = {
@@ -215,6 +292,9 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=2) + "\n")
     print(f"tokens/s ratio (greedy): {record['rollout']['greedy']['ratio_tokens_per_s']}x", end="")
+    review = record["review_rollout"].get("greedy")
+    if review:
+        print(f"; review steps (greedy): {review['ratio_tokens_per_s_native']}x", end="")
     if "grpo_step" in record:
         print(f"; GRPO step-time ratio: {record['grpo_step']['ratio_step_time']}x")
     else:

@@ -18,7 +18,7 @@ same machine load; the ratio of each recipe is its summed samples over its summe
 shared machine disturb less).
 The machine's load (1-minute average) is recorded at the start and end of every trial, with the CPU model;
 an untimed warm-up step runs first (``--warmup``: imports and allocations the first trial would pay alone).
-``--profile-out`` also writes where the time of each path goes (``bench_step_profile``'s phases).
+Every trial also records where its time goes (``bench_step_profile``'s phases), summed per recipe and path.
 
 Usage: python benchmarks/bench_train_throughput.py [--recipes default,paper_like] [--rounds 2]
        [--steps default=2,paper_like=1] [--threads 1] [--paths before,after] [--out FILE.json]
@@ -54,13 +54,16 @@ CODE_PATHS: dict[str, dict[str, Any]] = {
     "after": {"rollout": {"one_call": True}, "training": {"pack": True}, "manager": {"compile": "off"}},
 }
 # Internal switches of the "before" path (module, attribute, value): one token per decode call, the sampler's
-# torch.multinomial draw, the model's own attention and TRL's tiled LM head in the log-prob passes.
+# torch.multinomial draw, the model's own attention and TRL's tiled LM head in the log-prob passes, every step
+# sample scored from its own pass (no nested rows), review lines decoded as fresh prompts (no kept caches).
 INTERNALS: dict[str, list[tuple[str, str, Any]]] = {
     "before": [
         ("finemem_lib.agents.decoding:IncrementalDecoder", "draft_tokens", 0),
         ("finemem_lib.agents.sampling", "draw", "multinomial"),
         ("finemem_lib.training.shared_prefix", "PACKED_ATTENTION_ON", False),
         ("finemem_lib.training.shared_prefix", "DIRECT_HEAD_MAX", 0),
+        ("finemem_lib.training.nested_rows", "ON", False),
+        ("finemem_lib.agents.review_decoding", "CACHED_LINES", False),
     ],
     "after": [],
 }

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 DECISION_TOKENS = 8
 """Tokens a decision may take (``update m16`` and its newline are about 5)."""
 RESTATERS = ("model", "harness")
+CACHED_LINES = True
+"""False: every line through ``ManagerPolicy.generate`` as a fresh prompt, whatever the engine."""
 
 
 @dataclass(frozen=True)
@@ -138,7 +140,7 @@ def _cached_lines(
     rounding."""
     engine = policy.rollout_engine()
     decoder = getattr(engine, "decoder", None)
-    if type(decoder) is not IncrementalDecoder:
+    if not CACHED_LINES or type(decoder) is not IncrementalDecoder:
         return None
     device = decoder.device
     rows_per_call = batch_size or policy.batch_size
