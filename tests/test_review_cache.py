@@ -58,7 +58,7 @@ def test_a_prompt_that_leaves_the_cached_tokens_is_cut_back_and_run_again(data):
     policy.model.eval()
     with torch.inference_mode():
         review = CachedReview(decoder, prompts)
-        review.decide([0, 1, 2], [p + [40, 41, 42] for p in prompts], 3, (0.0, 0, 1.0), None, ends, none)
+        review.decide([0, 1, 2], [[*p, 40, 41, 42] for p in prompts], 3, (0.0, 0, 1.0), None, ends, none)
         # step 1 goes on from a different last token, step 0 as cached; step 2 has ended
         later = [prompts[0] + [40, 41, 42, 50, 51], prompts[1] + [40, 41, 43, 52]]
         got = review.decide([0, 1], later, 4, (0.0, 0, 1.0), None, ends, none)

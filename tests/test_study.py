@@ -147,9 +147,26 @@ def test_learning_efficiency_is_the_first_step_reaching_or_only_final():
             rows.append({"variant": "or_only", "seed": seed, "step": step, "heldout/qa": a})
             rows.append({"variant": "finemem", "seed": seed, "step": step, "heldout/qa": b})
             rows.append({"variant": "eara", "seed": seed, "step": step, "heldout/qa": 0.5})
-    eff = learning_efficiency(pd.DataFrame(rows)).set_index("variant")
+    eff = learning_efficiency(pd.DataFrame(rows), n_boot=200).set_index("variant")
     assert eff.loc["or_only", "first_step"] == 12 and eff.loc["finemem", "first_step"] == 4
     assert np.isnan(eff.loc["eara", "first_step"]) and eff.loc["finemem", "target"] == pytest.approx(0.60)
+    # seeds that agree: every draw gives the same step; eara never gets there
+    assert (eff.loc["finemem", "lo"], eff.loc["finemem", "hi"], eff.loc["finemem", "reached"]) == (4, 4, 1.0)
+    assert eff.loc["eara", "reached"] == 0.0 and np.isnan(eff.loc["eara", "lo"])
+
+
+def test_learning_efficiency_interval_follows_the_seeds():
+    rows = []
+    for seed, late in ((0, False), (1, True), (2, False), (3, True)):
+        for step in (0, 4, 8, 12):
+            rows.append({"variant": "or_only", "seed": seed, "step": step, "heldout/qa": 0.5 + 0.01 * step})
+            fast = 0.5 + (0.2 if step >= (12 if late else 4) else 0.0)
+            rows.append({"variant": "finemem", "seed": seed, "step": step, "heldout/qa": fast})
+    eff = learning_efficiency(pd.DataFrame(rows), n_boot=400).set_index("variant")
+    # the four seeds' mean (0.6 at steps 4 and 8) reaches OR-only's 0.62 at step 12; a draw of three or four
+    # early seeds reaches it at step 4
+    assert eff.loc["finemem", "first_step"] == 12
+    assert eff.loc["finemem", "lo"] == 4 and eff.loc["finemem", "hi"] == 12 and eff.loc["finemem", "reached"] == 1.0
 
 
 @pytest.mark.slow

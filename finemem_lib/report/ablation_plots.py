@@ -92,11 +92,16 @@ def plot_intervals(table: pd.DataFrame, x: str, title: str, path: str | Path | N
 
 
 def plot_efficiency(table: pd.DataFrame, path: str | Path | None = None) -> plt.Figure:
-    """The step at which each variant first reaches OR-only's final held-out score (missing: never)."""
+    """The step at which each variant first reaches OR-only's final held-out score (missing: never), with its
+    bootstrap interval over seeds when the table has one."""
     fig, ax = plt.subplots(figsize=(5.5, 3.2))
     frame = table.copy()
     reached = frame["first_step"].notna()
-    ax.bar(frame.loc[reached, "variant"], frame.loc[reached, "first_step"], alpha=0.7)
+    shown = frame.loc[reached]
+    errors = None
+    if {"lo", "hi"} <= set(frame.columns):  # bootstrap interval over seeds
+        errors = [(shown["first_step"] - shown["lo"]).clip(lower=0), (shown["hi"] - shown["first_step"]).clip(lower=0)]
+    ax.bar(shown["variant"], shown["first_step"], yerr=errors, capsize=4, alpha=0.7)
     for name in frame.loc[~reached, "variant"]:
         ax.bar(name, 0, color="none")
         ax.annotate("never", (name, 0), ha="center", va="bottom")

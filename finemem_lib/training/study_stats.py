@@ -7,6 +7,7 @@ independently (runs of different variants are not paired).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -79,17 +80,60 @@ def plateau(curve: pd.DataFrame, tolerance: float = 0.01, window: int = 2) -> di
     return {"stopped_rising": gain < tolerance, "gain_last": gain, "reason": f"gain over last {window} evals"}
 
 
-def learning_efficiency(curves: pd.DataFrame, reference: str = "or_only", column: str = "heldout/qa") -> pd.DataFrame:
-    """Per variant, the first step at which its mean held-out curve reaches the reference's final mean (NaN: never)."""
-    mean = mean_curve(curves, column)
-    ref = mean[mean["variant"] == reference].sort_values("step")
-    if ref.empty:
-        return pd.DataFrame(columns=["variant", "target", "first_step"])
-    target = float(ref["mean"].iloc[-1])
-    rows = []
-    for variant, frame in mean.groupby("variant", sort=False):
-        hit = frame.sort_values("step").query("mean >= @target")
-        rows.append(
-            {"variant": variant, "target": target, "first_step": float(hit["step"].iloc[0]) if len(hit) else np.nan}
-        )
-    return pd.DataFrame(rows)
+def _first_step(steps: np.ndarray, means: np.ndarray, target: float) -> float:
+    """The first of ``steps`` whose mean is at or above ``target`` (NaN: never; NaN means are skipped)."""
+    hit = np.flatnonzero(means >= target)
+    return float(steps[hit[0]]) if len(hit) else np.nan
+
+
+def learning_efficiency(
+    curves: pd.DataFrame,
+    reference: str = "or_only",
+    column: str = "heldout/qa",
+    n_boot: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Per variant, the first step at which its mean held-out curve reaches the reference's final mean (NaN: never),
+    with a bootstrap interval over seeds.
+
+    Each draw resamples every variant's seeds (the reference's too, so its final mean, the target, moves with
+    them) and finds the first step again. ``lo``/``hi`` are percentiles of the draws that reached the target,
+    ``reached`` the share of draws that did (a variant that never reaches it in a draw has no step there).
+    """
+    columns = ["variant", "target", "first_step", "lo", "hi", "reached", "seeds"]
+    frame = curves.dropna(subset=[column])
+    tables = {
+        v: f.pivot_table(index="seed", columns="step", values=column, aggfunc="mean")
+        for v, f in frame.groupby("variant", sort=False)
+    }
+    if reference not in tables:
+        return pd.DataFrame(columns=columns)
+    ref_values = tables[reference].to_numpy(dtype=np.float64)
+    target = float(np.nanmean(ref_values, axis=0)[-1])
+    rng = np.random.default_rng(seed)
+    ref_draws = rng.integers(0, len(ref_values), (n_boot, len(ref_values)))
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a step no drawn seed logged has no mean
+        drawn_targets = np.nanmean(ref_values[ref_draws], axis=1)[:, -1]
+        alpha = (1 - level) / 2
+        out = []
+        for variant, table in tables.items():
+            values, steps = table.to_numpy(dtype=np.float64), table.columns.to_numpy(dtype=np.float64)
+            rows = ref_draws if variant == reference else rng.integers(0, len(values), (n_boot, len(values)))
+            means = np.nanmean(values[rows], axis=1)  # [n_boot, steps]
+            firsts = np.array([_first_step(steps, m, t) for m, t in zip(means, drawn_targets, strict=True)])
+            reached = firsts[~np.isnan(firsts)]
+            lo, hi = (float(q) for q in np.quantile(reached, [alpha, 1 - alpha])) if len(reached) else (np.nan,) * 2
+            out.append(
+                {
+                    "variant": variant,
+                    "target": target,
+                    "first_step": _first_step(steps, np.nanmean(values, axis=0), target),
+                    "lo": lo,
+                    "hi": hi,
+                    "reached": float(len(reached) / n_boot),
+                    "seeds": len(values),
+                }
+            )
+    return pd.DataFrame(out, columns=columns)

@@ -198,12 +198,10 @@ def study_summary(
                 out.curve_means[column] = mean_curve(main_curves, column)
         if out.curve_means:
             mean_qa = next(iter(out.curve_means.values()))
-            ref = mean_qa[mean_qa.variant == "or_only"]
-            judged = (
-                plateau(ref) if len(ref) else {"stopped_rising": False, "gain_last": np.nan, "reason": "no OR-only"}
+            out.plateau = pd.DataFrame(
+                [{"variant": v, **plateau(frame)} for v, frame in mean_qa.groupby("variant", sort=False)]
             )
-            out.plateau = pd.DataFrame([{"variant": "or_only", **judged}])
-            out.efficiency = learning_efficiency(main_curves)
+            out.efficiency = learning_efficiency(main_curves, n_boot=n_boot)
     for suffix, scores, what in (("", heldout, "held-out QA"), ("_ood", tables["ood"], "out-of-distribution QA")):
         if scores.empty:
             continue
