@@ -36,8 +36,8 @@ from finemem_lib.agents.compiled_decoding import check_compile_mode
 from finemem_lib.agents.decoding import unsupported_reason
 from finemem_lib.agents.engines import ENGINES, Engine, SamplingParams, build_engine
 from finemem_lib.agents.review_decoding import RESTATERS, Segment, act_review
-from finemem_lib.agents.view import manager_view
-from finemem_lib.core.memory import Memory
+from finemem_lib.agents.view import line_hints, manager_view
+from finemem_lib.core.memory import Memory, MemoryItem
 from finemem_lib.core.ops import NUMBERED_STYLES, STYLES, tool_schemas
 from finemem_lib.infra import atomic
 
@@ -72,6 +72,7 @@ class StepPrompt:
     ids: list[int]
     sentences: list[str] = field(default_factory=list)
     view_k: int = 0
+    hints: list[MemoryItem | None] | None = None  # review style with review_hints: each line's hinted item
 
 
 class ManagerPolicy:
@@ -96,6 +97,8 @@ class ManagerPolicy:
             see :mod:`finemem_lib.agents.view`).
         restate: ``review`` style: who writes each line's restated sentence, the ``model`` or the ``harness``
             (the manager then writes only the decisions; :mod:`finemem_lib.agents.review_decoding`).
+        review_hints: ``review`` style restated by the harness: each line also shows the memory item most like
+            its sentence (:func:`finemem_lib.agents.view.line_hints`), an UPDATE's likely target.
     """
 
     def __init__(
@@ -114,6 +117,7 @@ class ManagerPolicy:
         view_related: int = 0,
         numbering: str = "before",
         restate: str = "harness",
+        review_hints: bool = False,
     ) -> None:
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
@@ -132,6 +136,7 @@ class ManagerPolicy:
         self.view_order = view_order
         self.view_related = view_related  # items related to the chunk added to the view (agents.view)
         self.restate = restate
+        self.review_hints = bool(review_hints)
         self.numbering = numbering  # extractive style: sentence numbers before or after the sentences (prompts)
         self.max_prompt_tokens = max_prompt_tokens
         self.batch_size = batch_size
@@ -198,6 +203,7 @@ class ManagerPolicy:
             "view_related": self.view_related,
             "numbering": self.numbering,
             "restate": self.restate,
+            "review_hints": self.review_hints,
         }
 
     def save_pretrained(self, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
@@ -250,7 +256,10 @@ class ManagerPolicy:
                 len(ids),
                 self.max_prompt_tokens,
             )
-        return StepPrompt(messages, ids, sentences, k)
+        hints = None
+        if self.style == "review" and self.review_hints:
+            hints = line_hints(memory, sentences)
+        return StepPrompt(messages, ids, sentences, k, hints)
 
     # ------------------------------------------------------------------ generation
     def _stop_ids(self) -> list[int]:

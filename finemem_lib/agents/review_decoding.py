@@ -28,6 +28,7 @@ from finemem_lib.core.review import restated_line
 if TYPE_CHECKING:
     from finemem_lib.agents.engines.base import SamplingParams
     from finemem_lib.agents.policy import ManagerPolicy, StepPrompt
+    from finemem_lib.core.memory import MemoryItem
 
 DECISION_TOKENS = 8
 """Tokens a decision may take (``update m16`` and its newline are about 5)."""
@@ -96,7 +97,7 @@ def act_review(
         live = [i for i, s in enumerate(steps) if k < len(s.sentences) and not ended[i]]
         if not live:
             break
-        heads = [texts[i] + restated_line(k + 1, steps[i].sentences[k]) for i in live]
+        heads = [texts[i] + restated_line(k + 1, steps[i].sentences[k], _hint(steps[i], k)) for i in live]
         prompt_ids = [
             steps[i].ids + tokenizer(h, add_special_tokens=False).input_ids for i, h in zip(live, heads, strict=True)
         ]
@@ -115,6 +116,11 @@ def act_review(
         logprobs = torch.cat([s.logprobs for s in parts]) if parts else torch.zeros(0)
         out.append(ReviewDecoded(text.rstrip("\n"), completion, logprobs, turn_ended or bool(parts), parts))
     return out
+
+
+def _hint(step: StepPrompt, index: int) -> MemoryItem | None:
+    """The hinted item of a step's sentence ``index`` (None without hints)."""
+    return step.hints[index] if step.hints else None
 
 
 Decide = Callable[[list[int], list[list[int]], "SamplingParams", "int | None"], list[tuple[torch.Tensor, torch.Tensor]]]

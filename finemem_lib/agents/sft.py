@@ -53,12 +53,14 @@ OFFLINE = "offline"
 
 
 # ---------------------------------------------------------------------------- dataset
-def assistant_tool_message(ops: Sequence[Any], style: str, sentences: Sequence[str] = ()) -> dict[str, Any]:
+def assistant_tool_message(
+    ops: Sequence[Any], style: str, sentences: Sequence[str] = (), hints: Sequence[Any] | None = None
+) -> dict[str, Any]:
     """An assistant message whose ``tool_calls`` are the operations (arguments as JSON strings,
     so a dataset table never adds null-valued keys of other calls); in the ``review`` style, the review of
     the chunk's ``sentences`` as the message's text."""
     if style == "review":
-        return {"role": "assistant", "content": render_tool_calls(ops, style, sentences)}
+        return {"role": "assistant", "content": render_tool_calls(ops, style, sentences, hints)}
     calls = []
     for op in ops:
         call = operation_to_call(op, style)
@@ -82,6 +84,7 @@ def build_sft_examples(
     view_related: int = 0,
     replays: int = 1,
     numbering: str = "before",
+    review_hints: bool = False,
 ) -> list[dict[str, Any]]:
     """One prompt-completion example per chunk step of every instance, from the teacher's replay.
 
@@ -90,7 +93,8 @@ def build_sft_examples(
     ``id_style`` defaults to the op style's (short ids for extractive, hex for content);
     ``chat_template_kwargs`` (e.g. Qwen3's ``enable_thinking``) are passed to the chat template by TRL.
     ``replays`` > 1 replays the teacher that many times per instance with seeds ``seed, seed + 1, ...`` (other
-    coin flips on the same text: more examples of what to keep, the same positions).
+    coin flips on the same text: more examples of what to keep, the same positions). ``review_hints``: the
+    review lines show each sentence's hinted item, and the teacher updates only the item a line shows.
     """
     extra = {"chat_template_kwargs": dict(chat_template_kwargs)} if chat_template_kwargs else {}
     tools = json.dumps(tool_schemas(style))
@@ -104,7 +108,14 @@ def build_sft_examples(
             step
             for r in range(replays)
             for step in replay_teacher(
-                instance, replace(teacher, seed=teacher.seed + r), view_k, id_style, style, view_order, view_related
+                instance,
+                replace(teacher, seed=teacher.seed + r),
+                view_k,
+                id_style,
+                style,
+                view_order,
+                view_related,
+                hints=review_hints and style == "review",
             )
         ]
         for step in steps:
@@ -113,7 +124,7 @@ def build_sft_examples(
                     "prompt": prompts.build_messages(
                         step.chunk, step.view, style, sentences=step.sentences, numbering=numbering
                     ),
-                    "completion": [assistant_tool_message(step.ops, style, step.sentences)],
+                    "completion": [assistant_tool_message(step.ops, style, step.sentences, step.hints)],
                     "tools": tools,
                     **extra,
                 }
@@ -143,6 +154,7 @@ def policy_settings(cfg: Mapping[str, Any]) -> dict[str, Any]:
         "view_related": int(memory.get("view_related", 0)),
         "numbering": str(memory.get("sentence_numbers", "before")),
         "restate": str(memory.get("restate", "harness")),
+        "review_hints": bool(memory.get("review_hints", False)),
     }
 
 
@@ -242,6 +254,7 @@ def train_sft_manager(
             view_related=settings["view_related"],
             replays=int(sft.get("teacher_replays", 1)),
             numbering=settings["numbering"],
+            review_hints=settings["review_hints"],
         )
         with tempfile.TemporaryDirectory(prefix="finemem-sft-") as work_dir:
             weight = float(sft.get("decision_weight", 1.0))

@@ -25,7 +25,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from finemem_lib.agents.prompts import chunk_sentences
-from finemem_lib.agents.view import manager_view
+from finemem_lib.agents.view import line_hints, manager_view
 from finemem_lib.core.memory import Memory, MemoryItem, Operation, OpKind, OpResult
 from finemem_lib.core.ops import NUMBERED_STYLES, STYLES
 from finemem_lib.data.instance import Instance
@@ -69,6 +69,7 @@ class TeacherStep:
     view: tuple[MemoryItem, ...]
     ops: tuple[Operation, ...]
     results: tuple[OpResult, ...]
+    hints: tuple[MemoryItem | None, ...] | None = None  # review_hints: each sentence's hinted item
 
 
 def sentence_metadata(instance: Instance) -> list[list[dict[str, Any]]]:
@@ -88,8 +89,10 @@ def decide_ops(
     visible_ids: set[str],
     rng: random.Random,
     cfg: TeacherConfig,
+    hint_ids: Sequence[str | None] | None = None,
 ) -> list[Operation]:
-    """The teacher's operations for one chunk (extractive style: 1-based sentence numbers)."""
+    """The teacher's operations for one chunk (extractive style: 1-based sentence numbers). With ``hint_ids``
+    (each sentence's hinted item) an update replaces the old item only when its line shows it."""
     p_example = cfg.p_store_fact if cfg.p_store_example is None else cfg.p_store_example
     ops: list[Operation] = []
     for number, meta in enumerate(sentence_meta, start=1):
@@ -101,7 +104,8 @@ def decide_ops(
         elif role == "update":
             store = rng.random() < cfg.p_store_fact
             old_id = key_to_id.get(key) if key else None
-            if store and old_id in visible_ids and rng.random() < cfg.p_update:
+            shown = old_id in visible_ids if hint_ids is None else old_id is not None and old_id == hint_ids[number - 1]
+            if store and shown and rng.random() < cfg.p_update:
                 ops.append(Operation(OpKind.UPDATE, sentence=number, item_id=old_id))
                 continue
         else:  # distractor or anything unknown
@@ -128,13 +132,15 @@ def replay_teacher(
     style: str = "extractive",
     view_order: str = "recency",
     related_k: int = 0,
+    hints: bool = False,
 ) -> list[TeacherStep]:
     """Run the teacher over an instance through a Memory; one :class:`TeacherStep` per chunk.
 
     The view is the manager's (:func:`finemem_lib.agents.view.manager_view`: ``view_k`` recent items in
     ``view_order``, plus ``related_k`` items related to the chunk). The random stream depends on
     ``cfg.seed`` and the instance id only, so episodes are reproducible and independent of the order
-    instances are replayed in.
+    instances are replayed in. ``hints``: each step records its sentences' hinted items
+    (:func:`finemem_lib.agents.view.line_hints`), and updates follow them (:func:`decide_ops`).
     """
     cfg = cfg or TeacherConfig()
     meta = sentence_metadata(instance)
@@ -149,14 +155,16 @@ def replay_teacher(
                 f"instance {instance.id!r} chunk {step}: {len(sentences)} sentences but metadata for {len(chunk_meta)}"
             )
         view = tuple(manager_view(memory, view_k, view_order, sentences, related_k))
-        ops = decide_ops(chunk_meta, key_to_id, {item.id for item in view}, rng, cfg)
+        shown = tuple(line_hints(memory, sentences)) if hints else None
+        hint_ids = [h.id if h is not None else None for h in shown] if shown is not None else None
+        ops = decide_ops(chunk_meta, key_to_id, {item.id for item in view}, rng, cfg, hint_ids)
         ops = [to_style(op, sentences, style) for op in ops]
         results = memory.apply_all(ops, step, sentences)
         for op, result in zip(ops, results, strict=True):
             key = chunk_meta[_sentence_index(op, sentences)].get("key") if op.kind != OpKind.SKIP else None
             if result.ok and result.item_id and key:
                 key_to_id[key] = result.item_id
-        steps.append(TeacherStep(instance.id, step, chunk, tuple(sentences), view, tuple(ops), tuple(results)))
+        steps.append(TeacherStep(instance.id, step, chunk, tuple(sentences), view, tuple(ops), tuple(results), shown))
     return steps
 
 

@@ -35,6 +35,23 @@ def related_items(memory: Memory, sentences: Sequence[str], related_k: int, excl
     return ranked[:related_k]
 
 
+def line_hints(memory: Memory, sentences: Sequence[str]) -> list[MemoryItem | None]:
+    """For each chunk sentence, the memory item BM25 ranks first for it (None when no item scores above 0).
+
+    The ``review`` style with ``review_hints`` shows it on the sentence's line, so an UPDATE's target sits right
+    before the decision (the item a changed fact replaces shares the person's name and the relation's words).
+    """
+    if len(memory) == 0:
+        return [None] * len(sentences)
+    items = {item.id: item for item in memory.items}
+    index = BM25Index(list(items.values()), method="lucene")
+    out: list[MemoryItem | None] = []
+    for sentence in sentences:
+        hits = index.search(sentence, 1, min_score=0.0)
+        out.append(items[hits[0].id] if hits else None)
+    return out
+
+
 def manager_view(
     memory: Memory,
     k: int,

@@ -351,11 +351,13 @@ def operation_to_call(op: Operation, style: str = "content") -> dict[str, Any]:
     return {"name": TOOL_NAMES[op.kind], "arguments": args}
 
 
-def render_tool_calls(ops: Sequence[Operation], style: str = "content", sentences: Sequence[str] = ()) -> str:
+def render_tool_calls(
+    ops: Sequence[Operation], style: str = "content", sentences: Sequence[str] = (), hints: Sequence[Any] | None = None
+) -> str:
     """Operations as Qwen/Hermes ``<tool_call>`` blocks, one per line group (``review``: the chunk's
-    ``sentences`` reviewed, :func:`finemem_lib.core.review.render_review`)."""
+    ``sentences`` reviewed with their ``hints``, :func:`finemem_lib.core.review.render_review`)."""
     if style == "review":
-        return render_review(ops, sentences)
+        return render_review(ops, sentences, hints)
     blocks = [
         "<tool_call>\n" + json.dumps(operation_to_call(op, style), ensure_ascii=False) + "\n</tool_call>" for op in ops
     ]

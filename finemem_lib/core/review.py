@@ -6,6 +6,10 @@ A manager in this style answers a chunk with a review of its numbered sentences,
     2. The job of Rasmus Rosstad is a carpenter. => keep
     3. The job of Rasmus Rosstad is now a locksmith. => update m4
 
+With ``review_hints`` each line also shows the memory item most like its sentence, before the arrow
+(``3. The job of Rasmus Rosstad is now a locksmith. [m4: The job of Rasmus Rosstad is a carpenter.] =>
+update m4``): an UPDATE's target is then read right before the decision, not looked up in the prompt's view.
+
 ``keep`` inserts sentence ``k``, ``update <id>`` replaces item ``<id>`` with it, ``delete <id>`` removes an
 item, ``skip`` stores nothing. The number names the sentence, as in the extractive style; the restated text
 is not checked (the number decides what is stored). What the style changes is *where* the decision is
@@ -19,7 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from finemem_lib.core.memory import Operation, OpKind
+from finemem_lib.core.memory import MemoryItem, Operation, OpKind
 
 ARROW = "=>"
 DECISIONS = ("keep", "skip", "update <id>", "delete <id>")
@@ -27,9 +31,12 @@ _NUMBER = re.compile(r"\s*([0-9]{1,9})\s*[.:)]\s?")
 _DECISION = re.compile(r"(keep|skip|update|delete)(?:\s+\[?([^\s\]]+)\]?)?", re.IGNORECASE)
 
 
-def restated_line(number: int, sentence: str) -> str:
-    """The head of sentence ``number``'s line, before its decision: ``N. sentence =>``."""
-    return f"{number}. {sentence.strip()} {ARROW}"
+def restated_line(number: int, sentence: str, hint: MemoryItem | None = None) -> str:
+    """The head of sentence ``number``'s line, before its decision: ``N. sentence =>``; with a ``hint`` (the
+    memory item most like the sentence: :func:`finemem_lib.agents.view.line_hints`)
+    ``N. sentence [m4: item text] =>``."""
+    shown = f" [{hint.id}: {hint.content.strip()}]" if hint is not None else ""
+    return f"{number}. {sentence.strip()}{shown} {ARROW}"
 
 
 def split_review_line(line: str) -> tuple[int, str, str] | None:
@@ -68,8 +75,10 @@ def review_lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.strip()]
 
 
-def render_review(ops: Sequence[Operation], sentences: Sequence[str]) -> str:
-    """The review of a chunk that carries out ``ops``: every sentence restated, with its decision.
+def render_review(
+    ops: Sequence[Operation], sentences: Sequence[str], hints: Sequence[MemoryItem | None] | None = None
+) -> str:
+    """The review of a chunk that carries out ``ops``: every sentence restated (with its ``hint``), with its decision.
 
     Sentences no operation names are ``skip``; a DELETE (which names no sentence) is written on the line
     of the first sentence otherwise skipped, or on an extra line after the last sentence.
@@ -88,7 +97,8 @@ def render_review(ops: Sequence[Operation], sentences: Sequence[str]) -> str:
         decision = decisions.get(number)
         if decision is None:
             decision = deletes.pop(0) if deletes else "skip"
-        lines.append(f"{restated_line(number, sentence)} {decision}")
+        hint = hints[number - 1] if hints else None
+        lines.append(f"{restated_line(number, sentence, hint)} {decision}")
     for extra, decision in enumerate(deletes, start=len(sentences) + 1):
         lines.append(f"{extra}. {ARROW} {decision}")
     return "\n".join(lines)

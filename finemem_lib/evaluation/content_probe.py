@@ -105,11 +105,12 @@ def review_choice(policy: Any, messages: list[dict[str, Any]], step: Any, senten
     (the lines before it as the teacher's review, :func:`finemem_lib.core.review.render_review`)."""
     from finemem_lib.core.review import render_review, restated_line
 
-    lines = render_review(step.ops, sentences).splitlines()
+    hints = getattr(step, "hints", None)
+    lines = render_review(step.ops, sentences, hints).splitlines()
     store_ids = [policy.tokenizer(word, add_special_tokens=False).input_ids[0] for word in STORE_WORDS]
     out = np.zeros(len(sentences))
     for index, sentence in enumerate(sentences):
-        head = restated_line(index + 1, sentence)
+        head = restated_line(index + 1, sentence, hints[index] if hints else None)
         logits = policy.model(_encode(policy, messages, "\n".join([*lines[:index], head]))).logits[0, -1].float()
         out[index] = float(torch.softmax(logits, dim=-1)[store_ids].sum())
     return out
@@ -281,7 +282,7 @@ def _teacher_steps(policy: Any, instance: Instance, teacher: TeacherConfig) -> l
     kinds = sentence_kinds(instance)
     replay = replay_teacher(
         instance, teacher, policy.view_k, style=policy.style, view_order=policy.view_order,
-        related_k=policy.view_related,
+        related_k=policy.view_related, hints=getattr(policy, "review_hints", False) and policy.style == "review",
     )  # fmt: skip
     return [
         (step, [kind_of(k) for k in kinds[step.step]])

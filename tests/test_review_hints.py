@@ -1,0 +1,89 @@
+"""Review lines that show the memory item most like their sentence: an UPDATE's target beside its decision."""
+
+from __future__ import annotations
+
+import pytest
+
+from finemem_lib.agents.policy import SamplingParams
+from finemem_lib.agents.sft import build_sft_examples
+from finemem_lib.agents.teacher import TeacherConfig, replay_teacher
+from finemem_lib.agents.view import line_hints
+from finemem_lib.core.memory import Memory, Operation, OpKind
+from finemem_lib.core.review import parse_review_line, render_review, restated_line, split_review_line
+from finemem_lib.data.synthetic import build_synthetic
+from tests.tiny import tiny_policy
+
+OLD = "The job of Rasmus Rosstad is a carpenter."
+NEW = "The job of Rasmus Rosstad is now a locksmith."
+OTHER = "Last week, a delivery van hosted a small concert."
+
+
+@pytest.fixture(scope="module")
+def data():
+    return build_synthetic(
+        {
+            "synthetic": {
+                "sources": ["synth_update"],
+                "train_instances": 3,
+                "test_instances": 1,
+                "chunks_per_instance": 4,
+            }
+        },
+        0,
+    )
+
+
+def test_a_sentence_is_hinted_with_the_item_it_would_replace():
+    memory = Memory(id_style="short")
+    memory.apply(Operation(OpKind.INSERT, content="The car of Ada Lind is a Saab."), 0)
+    memory.apply(Operation(OpKind.INSERT, content=OLD), 0)
+    hints = line_hints(memory, [NEW, "Zzz qqq."])
+    assert hints[0] is not None and hints[0].content == OLD
+    assert hints[1] is None  # no word in common: nothing to show
+    assert line_hints(Memory(), [NEW]) == [None]
+
+
+def test_the_hint_sits_before_the_arrow_and_the_line_still_parses():
+    memory = Memory(id_style="short")
+    memory.apply(Operation(OpKind.INSERT, content=OLD), 0)
+    item = memory.items[0]
+    head = restated_line(2, NEW, item)
+    assert head == f"2. {NEW} [{item.id}: {OLD}] =>"
+    assert split_review_line(f"{head} update {item.id}") == (2, f"{NEW} [{item.id}: {OLD}]", f"update {item.id}")
+    op, _ = parse_review_line(f"{head} update {item.id}")
+    assert op == Operation(OpKind.UPDATE, sentence=2, item_id=item.id)
+    text = render_review([Operation(OpKind.UPDATE, sentence=2, item_id=item.id)], [OTHER, NEW], [None, item])
+    assert text.splitlines() == [f"{restated_line(1, OTHER)} skip", f"{head} update {item.id}"]
+
+
+def test_the_teacher_updates_only_the_item_a_line_shows(data):
+    updates = 0
+    for instance in data["train"]:
+        steps = replay_teacher(instance, TeacherConfig(p_update=1.0), style="review", related_k=3, hints=True)
+        for step in steps:
+            assert step.hints is not None and len(step.hints) == len(step.sentences)
+            for op in step.ops:
+                if op.kind is OpKind.UPDATE:
+                    updates += 1
+                    assert step.hints[op.sentence - 1] is not None
+                    assert step.hints[op.sentence - 1].id == op.item_id
+    assert updates > 0
+    examples = build_sft_examples(data["train"], TeacherConfig(p_update=1.0), style="review", review_hints=True)
+    review = "\n".join(e["completion"][0]["content"] for e in examples)
+    assert "] => update m" in review and "] => keep" in review
+
+
+def test_the_harness_writes_each_lines_hint(data):
+    policy = tiny_policy(data["train"], style="review", review_hints=True)
+    memory = Memory(id_style="short")
+    first = data["train"][0]
+    for sentence in first.chunks[0].split(". ")[:3]:
+        memory.apply(Operation(OpKind.INSERT, content=sentence.strip(". ") + "."), 0)
+    chunk = first.chunks[1]
+    steps, generations = policy.act([chunk], [memory], SamplingParams(), 3)
+    assert steps[0].hints is not None and any(h is not None for h in steps[0].hints)
+    for number, (line, hint) in enumerate(zip(generations[0].text.splitlines(), steps[0].hints, strict=False), 1):
+        assert line.startswith(restated_line(number, steps[0].sentences[number - 1], hint))
+    assert policy.settings()["review_hints"] is True
+    plain = tiny_policy(data["train"], style="review")
+    assert plain.step_prompt(chunk, memory).hints is None
