@@ -22,10 +22,10 @@ from dataclasses import dataclass
 import torch
 
 from finemem_lib.agents.decoding import IncrementalDecoder, shared_prefix
+from finemem_lib.agents.decoding_state import _COMPACT_FRACTION
 from finemem_lib.agents.sampling import choose, uniforms
 
 _SPARE_SLOTS = 256  # extra cache slots allocated whenever the cache grows
-_COMPACT_FRACTION = 8  # rows whose review ended leave the cache once this share of it has ended
 
 
 @dataclass(frozen=True)
