@@ -118,13 +118,12 @@ def measure(
     from finemem_lib.agents.sft import policy_settings
     from finemem_lib.core.reward_spec import RewardSpec
     from finemem_lib.episodes.advantages import round_credit
-    from finemem_lib.episodes.rollout import rollout
+    from finemem_lib.episodes.rollout import rollout, settings_from_config
     from finemem_lib.episodes.scheme_credit import scheme_round_credit
-    from finemem_lib.training.config import run_rollout_settings
 
     policy = load_manager(model, **policy_settings(dict(cfg)))
     reasoner = build_reasoner(cfg.get("reasoner"))
-    settings, _ = run_rollout_settings(cfg)
+    settings = settings_from_config(dict(cfg), training=True)
     spec = RewardSpec.from_config(cfg, variant=variant)
     all_instances, all_groups, all_adv = [], [], []
     for seed in seeds:
