@@ -117,9 +117,8 @@ def measure(
     from finemem_lib.agents.reasoner_factory import build_reasoner
     from finemem_lib.agents.sft import policy_settings
     from finemem_lib.core.reward_spec import RewardSpec
-    from finemem_lib.episodes.advantages import round_credit
     from finemem_lib.episodes.rollout import rollout, settings_from_config
-    from finemem_lib.episodes.scheme_credit import scheme_round_credit
+    from finemem_lib.episodes.scheme_credit import credit_of
 
     policy = load_manager(model, **policy_settings(dict(cfg)))
     reasoner = build_reasoner(cfg.get("reasoner"))
@@ -130,7 +129,7 @@ def measure(
         for start in range(0, len(instances), per_call):
             batch = list(instances[start : start + per_call])
             groups = rollout(batch, policy, reasoner, settings, seed=1000 * seed + start)
-            credit = round_credit(groups, spec) if spec.row.credit == "grpo" else scheme_round_credit(groups, spec)
+            credit = credit_of(groups, spec)
             all_instances += batch
             all_groups += groups
             all_adv += list(credit.advantages)

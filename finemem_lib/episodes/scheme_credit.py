@@ -17,7 +17,7 @@ import numpy as np
 
 from finemem_lib.core import credit_schemes as cs
 from finemem_lib.core.reward_spec import RewardSpec
-from finemem_lib.episodes.advantages import RoundCredit
+from finemem_lib.episodes.advantages import RoundCredit, round_credit
 
 if TYPE_CHECKING:
     from finemem_lib.episodes.rollout import Episode
@@ -57,3 +57,8 @@ def scheme_round_credit(groups: Sequence[Sequence[Episode]], spec: RewardSpec) -
     inputs = [group_scheme_inputs(group) for group in groups]
     step = [cs.scheme_step_rewards(spec, x) for x in inputs]
     return RoundCredit(spec, step, [cs.scheme_advantages(spec, x) for x in inputs])
+
+
+def credit_of(groups: Sequence[Sequence[Episode]], spec: RewardSpec) -> RoundCredit:
+    """A round's rewards and A_t under ``spec``: a paper variant's (:func:`round_credit`) or a credit scheme's."""
+    return round_credit(groups, spec) if spec.row.credit == "grpo" else scheme_round_credit(groups, spec)

@@ -21,9 +21,9 @@ from trl.trainer.utils import pad
 
 from finemem_lib.core import rewards
 from finemem_lib.core.reward_spec import RewardSpec
-from finemem_lib.episodes.advantages import RoundCredit, round_credit
+from finemem_lib.episodes.advantages import RoundCredit
 from finemem_lib.episodes.rollout import Episode
-from finemem_lib.episodes.scheme_credit import scheme_round_credit
+from finemem_lib.episodes.scheme_credit import credit_of
 from finemem_lib.training.nested_rows import row_families
 
 # Keys of a batch whose second dimension runs over prompt tokens (left-padded) or completion tokens (right-padded).
@@ -52,7 +52,7 @@ class StepSample:
 
 def step_samples(groups: Sequence[Sequence[Episode]], spec: RewardSpec) -> tuple[list[StepSample], RoundCredit]:
     """Every step of every rollout of every group as a sample carrying its A_t; also the round's rewards and A_t."""
-    credit = round_credit(groups, spec) if spec.row.credit == "grpo" else scheme_round_credit(groups, spec)
+    credit = credit_of(groups, spec)
     samples: list[StepSample] = []
     for i, (group, adv) in enumerate(zip(groups, credit.advantages, strict=True)):
         for g, episode in enumerate(group):
