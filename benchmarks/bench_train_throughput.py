@@ -60,7 +60,7 @@ INTERNALS: dict[str, list[tuple[str, str, Any]]] = {
     "before": [
         ("finemem_lib.agents.decoding:IncrementalDecoder", "draft_tokens", 0),
         ("finemem_lib.agents.sampling", "draw", "multinomial"),
-        ("finemem_lib.training.shared_prefix", "PACKED_ATTENTION_ON", False),
+        ("finemem_lib.training.packed_pass", "PACKED_ATTENTION_ON", False),
         ("finemem_lib.training.shared_prefix", "DIRECT_HEAD_MAX", 0),
         ("finemem_lib.training.nested_rows", "ON", False),
         ("finemem_lib.agents.review_decoding", "CACHED_LINES", False),

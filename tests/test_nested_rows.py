@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from finemem_lib.training import shared_prefix
+from finemem_lib.training import batch_logps, packed_pass
 from finemem_lib.training.nested_rows import families, host_rows, row_families
 from finemem_lib.training.samples import split_micro_batches
 from tests.test_shared_prefix import full_logps, tiny_model
@@ -57,11 +57,11 @@ def test_nested_rows_get_the_full_forwards_log_probs_from_one_pass(monkeypatch):
     model = tiny_model("qwen3").eval()
     ids, mask, keep = nested_batch()
     passed_rows = []
-    original = shared_prefix._packed_group
-    monkeypatch.setattr(shared_prefix, "_packed_group", lambda *a: passed_rows.extend(a[4]) or original(*a))
+    original = packed_pass._packed_group
+    monkeypatch.setattr(packed_pass, "_packed_group", lambda *a: passed_rows.extend(a[4]) or original(*a))
     with torch.no_grad():
         want, want_entropy = full_logps(model, ids, mask, keep, 0.8)
-        got, entropy = shared_prefix.packed_logps(model, ids, mask, keep, 14, 0.8, True, None)
+        got, entropy = packed_pass.packed_logps(model, ids, mask, keep, 14, 0.8, True, None)
     assert sorted(passed_rows) == [2, 3]  # the step's last decision hosts the two before it
     assert torch.allclose(got, want, atol=1e-5)
     assert torch.allclose(entropy, want_entropy, atol=1e-5)
@@ -78,7 +78,7 @@ def test_nested_rows_get_the_full_forwards_gradients():
         return [p.grad.clone() for p in model.parameters()]
 
     want = grads(full_logps(model, ids, mask, keep, 1.0)[0])
-    got = grads(shared_prefix.packed_logps(model, ids, mask, keep, 14, 1.0, False, None)[0])
+    got = grads(packed_pass.packed_logps(model, ids, mask, keep, 14, 1.0, False, None)[0])
     for g_want, g_got in zip(want, got, strict=True):
         assert torch.allclose(g_got, g_want, rtol=1e-4, atol=1e-6)
 
@@ -90,7 +90,7 @@ def test_chunks_of_families_return_rows_in_their_order():
     ids, mask = ids[order], mask[order]
     with torch.no_grad():
         want, _ = full_logps(model, ids, mask, keep, 1.0)
-        got, _ = shared_prefix.chunked_logps(
+        got, _ = batch_logps.chunked_logps(
             model, ids, mask, keep, 1, 1.0, False, lambda *a: (_ for _ in ()).throw(AssertionError), pack=True
         )
     assert torch.allclose(got, want, atol=1e-5)

@@ -65,7 +65,7 @@ from finemem_lib.core.tokens import TokenCounter, regex_token_count
 from finemem_lib.data.instance import Instance
 from finemem_lib.episodes.advantages import RoundCredit
 from finemem_lib.episodes.rollout import Episode, RolloutSettings, rollout
-from finemem_lib.training import shared_prefix
+from finemem_lib.training import batch_logps, shared_prefix
 from finemem_lib.training.config import StepGRPOConfig
 from finemem_lib.training.diagnostics import round_stats
 from finemem_lib.training.round_sampler import InstanceRoundSampler
@@ -284,7 +284,7 @@ class StepCreditGRPOTrainer(GRPOTrainer):
         **model_inputs: Any,
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """TRL's per-token log-probs, with the prompts' common prefix computed once per chunk of rows
-        (:func:`finemem_lib.training.shared_prefix.chunked_logps`; ``pack``: no compute on padding).
+        (:func:`finemem_lib.training.batch_logps.chunked_logps`; ``pack``: no compute on padding).
 
         Falls back to TRL's pass when ``shared_prefix`` is off, for models or inputs the shared pass does
         not cover (:func:`finemem_lib.training.shared_prefix.unsupported_reason`, MoE auxiliary losses,
@@ -311,7 +311,7 @@ class StepCreditGRPOTrainer(GRPOTrainer):
         frozen = model is self.ref_model and not torch.is_grad_enabled()  # the reference's prefix computed once
         # the frozen reference in inference mode (no autograd bookkeeping at all: ~5 % faster than no_grad)
         with torch.inference_mode() if frozen else contextlib.nullcontext():
-            logps, entropies = shared_prefix.chunked_logps(
+            logps, entropies = batch_logps.chunked_logps(
                 model,
                 input_ids,
                 attention_mask,
