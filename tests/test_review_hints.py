@@ -53,7 +53,27 @@ def test_the_hint_sits_before_the_arrow_and_the_line_still_parses():
     op, _ = parse_review_line(f"{head} update {item.id}")
     assert op == Operation(OpKind.UPDATE, sentence=2, item_id=item.id)
     text = render_review([Operation(OpKind.UPDATE, sentence=2, item_id=item.id)], [OTHER, NEW], [None, item])
-    assert text.splitlines() == [f"{restated_line(1, OTHER)} skip", f"{head} update {item.id}"]
+    assert text.splitlines() == [f"{restated_line(1, OTHER)} skip", f"{head} update"]
+
+
+def test_a_bare_update_replaces_the_item_its_line_shows():
+    memory = Memory(id_style="short")
+    memory.apply(Operation(OpKind.INSERT, content=OLD), 0)
+    memory.apply(Operation(OpKind.INSERT, content=OTHER), 0)
+    old, other = memory.items
+    op, _ = parse_review_line(f"{restated_line(3, NEW, old)} update")
+    assert op == Operation(OpKind.UPDATE, sentence=3, item_id=old.id)
+    op, _ = parse_review_line(f"{restated_line(3, NEW, old)} update {other.id}")  # an id still names any item
+    assert op == Operation(OpKind.UPDATE, sentence=3, item_id=other.id)
+    op, error = parse_review_line(f"{restated_line(3, NEW)} update")  # no item shown: nothing to replace
+    assert op is None and "bare 'update'" in error
+    op, error = parse_review_line(f"{restated_line(3, NEW, old)} delete")  # a delete always names its item
+    assert op is None and "delete needs a memory id" in error
+    # an UPDATE of another item than the shown one keeps its id when rendered, and parses back to itself
+    ops = [Operation(OpKind.UPDATE, sentence=1, item_id=old.id), Operation(OpKind.UPDATE, sentence=2, item_id=old.id)]
+    lines = render_review(ops, [NEW, NEW], [old, other]).splitlines()
+    assert lines[0].endswith("] => update") and lines[1].endswith(f"] => update {old.id}")
+    assert [parse_review_line(line)[0] for line in lines] == ops
 
 
 def test_the_teacher_updates_only_the_item_a_line_shows(data):
@@ -70,7 +90,7 @@ def test_the_teacher_updates_only_the_item_a_line_shows(data):
     assert updates > 0
     examples = build_sft_examples(data["train"], TeacherConfig(p_update=1.0), style="review", review_hints=True)
     review = "\n".join(e["completion"][0]["content"] for e in examples)
-    assert "] => update m" in review and "] => keep" in review
+    assert "] => update\n" in review + "\n" and "] => keep" in review
 
 
 def test_the_harness_writes_each_lines_hint(data):

@@ -9,7 +9,13 @@ import torch
 import torch.nn.functional as F
 
 from finemem_lib.agents.sft import build_sft_examples
-from finemem_lib.agents.sft_loss import decision_mask, decision_vocabulary, decision_weighted_loss
+from finemem_lib.agents.sft_loss import (
+    arrow_and_newline_ids,
+    decision_mask,
+    decision_vocabulary,
+    decision_weighted_loss,
+    review_decision_mask,
+)
 from finemem_lib.agents.teacher import TeacherConfig
 from finemem_lib.data.synthetic import build_synthetic
 from tests.tiny import tiny_policy
@@ -77,3 +83,22 @@ def test_sentence_numbers_can_follow_their_sentences(bench):
         numbered_sentences(sentences, "middle")
     examples = build_sft_examples(bench[:1], TeacherConfig(), numbering="after")
     assert "(1)\n" in examples[0]["prompt"][1]["content"]
+
+
+def test_a_reviews_decisions_are_what_follows_each_lines_arrow():
+    bench = build_synthetic({"train_instances": 1, "test_instances": 0, "chunks_per_instance": 3}, 0)["train"]
+    tokenizer = tiny_policy(bench, style="review").tokenizer
+    review = "1. The job of Ada is a baker. => keep\n2. Rain fell => on the roof. => skip\n3. Now. => update m12\n"
+    ids = torch.tensor([tokenizer(review)["input_ids"]])
+    arrows, newlines = arrow_and_newline_ids(tokenizer)
+    marked = tokenizer.decode(ids[0][review_decision_mask(ids, arrows, newlines)[0]].tolist())
+    # a second arrow in a line: what follows the first one counts (the restated sentence never holds one here)
+    assert marked.split() == ["keep", "on", "the", "roof.", "=>", "skip", "update", "m12"]
+    assert marked.count("\n") == 3  # each line break after a decision is one
+    labels = ids.clone()
+    labels[0, -4:] = -100  # masked labels are never decisions
+    assert not review_decision_mask(labels, arrows, newlines)[0, -4:].any()
+    torch.manual_seed(0)
+    outputs = SimpleNamespace(logits=torch.randn(1, ids.size(1), len(tokenizer)))
+    plain = decision_weighted_loss(tokenizer, 1.0, "review")(outputs, ids)
+    assert decision_weighted_loss(tokenizer, 10.0, "review")(outputs, ids) > plain

@@ -258,12 +258,13 @@ def train_sft_manager(
         )
         with tempfile.TemporaryDirectory(prefix="finemem-sft-") as work_dir:
             weight = float(sft.get("decision_weight", 1.0))
+            loss = decision_weighted_loss(tokenizer, weight, settings["style"]) if weight != 1.0 else None
             trainer = SFTTrainer(
                 model=model,
                 args=_sft_args(sft, work_dir, seed),
                 train_dataset=Dataset.from_list(examples),
                 processing_class=tokenizer,
-                compute_loss_func=decision_weighted_loss(tokenizer, weight) if weight != 1.0 else None,
+                compute_loss_func=loss,
             )
             train_started, cpu_started = time.perf_counter(), time.process_time()
             trainer.train()

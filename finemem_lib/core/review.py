@@ -8,7 +8,9 @@ A manager in this style answers a chunk with a review of its numbered sentences,
 
 With ``review_hints`` each line also shows the memory item most like its sentence, before the arrow
 (``3. The job of Rasmus Rosstad is now a locksmith. [m4: The job of Rasmus Rosstad is a carpenter.] =>
-update m4``): an UPDATE's target is then read right before the decision, not looked up in the prompt's view.
+update``): an UPDATE's target is then read right before the decision, not looked up in the prompt's view. A bare
+``update`` on such a line replaces the item the line shows, so the decision is one word, as keep and skip are;
+``update <id>`` still names any item.
 
 ``keep`` inserts sentence ``k``, ``update <id>`` replaces item ``<id>`` with it, ``delete <id>`` removes an
 item, ``skip`` stores nothing. The number names the sentence, as in the extractive style; the restated text
@@ -29,6 +31,7 @@ ARROW = "=>"
 DECISIONS = ("keep", "skip", "update <id>", "delete <id>")
 _NUMBER = re.compile(r"\s*([0-9]{1,9})\s*[.:)]\s?")
 _DECISION = re.compile(r"(keep|skip|update|delete)(?:\s+\[?([^\s\]]+)\]?)?", re.IGNORECASE)
+_HINT = re.compile(r"\[([^\s:\[\]]+): [^\[\]]*\]\s*$")
 
 
 def restated_line(number: int, sentence: str, hint: MemoryItem | None = None) -> str:
@@ -54,20 +57,29 @@ def parse_review_line(line: str) -> tuple[Operation | None, str]:
     parts = split_review_line(line)
     if parts is None:
         return None, f"a review line is 'N. sentence {ARROW} decision' (decisions: {', '.join(DECISIONS)})"
-    number, _, decision = parts
+    number, head, decision = parts
     verdict = _DECISION.fullmatch(decision)
     if verdict is None:
         return None, f"unknown decision {decision[:40]!r} (one of: {', '.join(DECISIONS)})"
     word, item_id = verdict.group(1).lower(), verdict.group(2)
+    if word == "update" and not item_id:
+        item_id = shown_item_id(head)
     if word == "keep":
         return Operation(OpKind.INSERT, sentence=number), ""
     if word == "skip":
         return Operation(OpKind.SKIP), ""
     if not item_id:
-        return None, f"{word} needs a memory id ('{word} m3')"
+        shown = " (or a bare 'update' on a line that shows an item)" if word == "update" else ""
+        return None, f"{word} needs a memory id ('{word} m3'){shown}"
     if word == "update":
         return Operation(OpKind.UPDATE, sentence=number, item_id=item_id), ""
     return Operation(OpKind.DELETE, item_id=item_id), ""
+
+
+def shown_item_id(head: str) -> str | None:
+    """The id of the item a line's head shows (``... [m4: item text]``, review hints), or None."""
+    match = _HINT.search(head)
+    return match.group(1) if match else None
 
 
 def review_lines(text: str) -> list[str]:
@@ -80,7 +92,8 @@ def render_review(
 ) -> str:
     """The review of a chunk that carries out ``ops``: every sentence restated (with its ``hint``), with its decision.
 
-    Sentences no operation names are ``skip``; a DELETE (which names no sentence) is written on the line
+    An UPDATE of the item a line shows is written as a bare ``update``. Sentences no operation names are
+    ``skip``; a DELETE (which names no sentence) is written on the line
     of the first sentence otherwise skipped, or on an extra line after the last sentence.
     """
     decisions: dict[int, str] = {}
@@ -89,7 +102,8 @@ def render_review(
         if op.kind is OpKind.INSERT and op.sentence is not None:
             decisions[op.sentence] = "keep"
         elif op.kind is OpKind.UPDATE and op.sentence is not None:
-            decisions[op.sentence] = f"update {op.item_id}"
+            hint = hints[op.sentence - 1] if hints and op.sentence <= len(hints) else None
+            decisions[op.sentence] = "update" if hint is not None and hint.id == op.item_id else f"update {op.item_id}"
         elif op.kind is OpKind.DELETE:
             deletes.append(f"delete {op.item_id}")
     lines = []
