@@ -48,8 +48,8 @@ def test_the_hint_sits_before_the_arrow_and_the_line_still_parses():
     memory.apply(Operation(OpKind.INSERT, content=OLD), 0)
     item = memory.items[0]
     head = restated_line(2, NEW, item)
-    assert head == f"2. {NEW} [{item.id}: {OLD}] =>"
-    assert split_review_line(f"{head} update {item.id}") == (2, f"{NEW} [{item.id}: {OLD}]", f"update {item.id}")
+    assert head == f"2. [{item.id}: {OLD}] {NEW} =>"
+    assert split_review_line(f"{head} update {item.id}") == (2, f"[{item.id}: {OLD}] {NEW}", f"update {item.id}")
     op, _ = parse_review_line(f"{head} update {item.id}")
     assert op == Operation(OpKind.UPDATE, sentence=2, item_id=item.id)
     text = render_review([Operation(OpKind.UPDATE, sentence=2, item_id=item.id)], [OTHER, NEW], [None, item])
@@ -72,7 +72,7 @@ def test_a_bare_update_replaces_the_item_its_line_shows():
     # an UPDATE of another item than the shown one keeps its id when rendered, and parses back to itself
     ops = [Operation(OpKind.UPDATE, sentence=1, item_id=old.id), Operation(OpKind.UPDATE, sentence=2, item_id=old.id)]
     lines = render_review(ops, [NEW, NEW], [old, other]).splitlines()
-    assert lines[0].endswith("] => update") and lines[1].endswith(f"] => update {old.id}")
+    assert lines[0].endswith(f"{NEW} => update") and lines[1].endswith(f"{NEW} => update {old.id}")
     assert [parse_review_line(line)[0] for line in lines] == ops
 
 
@@ -90,7 +90,7 @@ def test_the_teacher_updates_only_the_item_a_line_shows(data):
     assert updates > 0
     examples = build_sft_examples(data["train"], TeacherConfig(p_update=1.0), style="review", review_hints=True)
     review = "\n".join(e["completion"][0]["content"] for e in examples)
-    assert "] => update\n" in review + "\n" and "] => keep" in review
+    assert ". => update\n" in review + "\n" and "] The " in review
 
 
 def test_the_harness_writes_each_lines_hint(data):

@@ -6,11 +6,12 @@ A manager in this style answers a chunk with a review of its numbered sentences,
     2. The job of Rasmus Rosstad is a carpenter. => keep
     3. The job of Rasmus Rosstad is now a locksmith. => update m4
 
-With ``review_hints`` each line also shows the memory item most like its sentence, before the arrow
-(``3. The job of Rasmus Rosstad is now a locksmith. [m4: The job of Rasmus Rosstad is a carpenter.] =>
-update``): an UPDATE's target is then read right before the decision, not looked up in the prompt's view. A bare
-``update`` on such a line replaces the item the line shows, so the decision is one word, as keep and skip are;
-``update <id>`` still names any item.
+With ``review_hints`` each line also shows the memory item most like its sentence, before the sentence
+(``3. [m4: The job of Rasmus Rosstad is a carpenter.] The job of Rasmus Rosstad is now a locksmith. =>
+update``): an UPDATE's target is on the line, not looked up in the prompt's view, and the sentence stays right
+before the decision (with the item after it, a small manager decides from the item's words instead:
+docs/miniature.md). A bare ``update`` on such a line replaces the item the line shows, so the decision is one
+word, as keep and skip are; ``update <id>`` still names any item.
 
 ``keep`` inserts sentence ``k``, ``update <id>`` replaces item ``<id>`` with it, ``delete <id>`` removes an
 item, ``skip`` stores nothing. The number names the sentence, as in the extractive style; the restated text
@@ -31,15 +32,15 @@ ARROW = "=>"
 DECISIONS = ("keep", "skip", "update <id>", "delete <id>")
 _NUMBER = re.compile(r"\s*([0-9]{1,9})\s*[.:)]\s?")
 _DECISION = re.compile(r"(keep|skip|update|delete)(?:\s+\[?([^\s\]]+)\]?)?", re.IGNORECASE)
-_HINT = re.compile(r"\[([^\s:\[\]]+): [^\[\]]*\]\s*$")
+_HINT = re.compile(r"\[([^\s:\[\]]+): [^\[\]]*\]")
 
 
 def restated_line(number: int, sentence: str, hint: MemoryItem | None = None) -> str:
     """The head of sentence ``number``'s line, before its decision: ``N. sentence =>``; with a ``hint`` (the
     memory item most like the sentence: :func:`finemem_lib.agents.view.line_hints`)
-    ``N. sentence [m4: item text] =>``."""
-    shown = f" [{hint.id}: {hint.content.strip()}]" if hint is not None else ""
-    return f"{number}. {sentence.strip()}{shown} {ARROW}"
+    ``N. [m4: item text] sentence =>``."""
+    shown = f"[{hint.id}: {hint.content.strip()}] " if hint is not None else ""
+    return f"{number}. {shown}{sentence.strip()} {ARROW}"
 
 
 def split_review_line(line: str) -> tuple[int, str, str] | None:
@@ -77,8 +78,8 @@ def parse_review_line(line: str) -> tuple[Operation | None, str]:
 
 
 def shown_item_id(head: str) -> str | None:
-    """The id of the item a line's head shows (``... [m4: item text]``, review hints), or None."""
-    match = _HINT.search(head)
+    """The id of the item a line's head shows (``[m4: item text] sentence``, review hints), or None."""
+    match = _HINT.match(head)
     return match.group(1) if match else None
 
 
