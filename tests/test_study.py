@@ -202,6 +202,9 @@ def test_the_study_trains_evaluates_and_resumes_without_training_again(tmp_path,
     (paths.tables / "05_study_runs.csv").unlink()
     study.run_plan(profile, runs, paths)
     assert rewrites == [1] and (paths.tables / "05_study_runs.csv").is_file()  # written once, not per run
+    (paths.tables / "05_study_runs.csv").unlink()
+    study.run_plan(profile, runs[:1], paths, reported=runs)  # one group trained (--only), the whole plan reported
+    assert sorted(pd.read_csv(paths.tables / "05_study_runs.csv")["variant"]) == ["finemem", "or_only"]
 
 
 def _fake_finished_run(paths, profile, planned, scores, curve):

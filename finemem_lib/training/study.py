@@ -119,7 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--results-dir", default=None)
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--stop-at", default=None, help="UTC HH:MM or ISO time after which no new run is launched")
-    parser.add_argument("--only", nargs="+", default=None, help="only these plan groups")
+    parser.add_argument(
+        "--only", nargs="+", default=None, help="train only these plan groups (the tables still cover the whole plan)"
+    )
     parser.add_argument("--dry-run", action="store_true", help="list the runs and which are finished; train nothing")
     return parser
 
@@ -135,9 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"credit measure: {credit['wall_s']:.0f} s")
     if not args.plan:
         return 0
-    runs = load_plan(args.plan, profile)
-    if args.only:
-        runs = [r for r in runs if r.group in set(args.only)]
+    plan = load_plan(args.plan, profile)
+    runs = [r for r in plan if r.group in set(args.only)] if args.only else plan
     if args.dry_run:
         finished = finished_runs(profile, runs, paths)
         for r in runs:
@@ -145,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{'done' if name in finished else 'todo'}  {r.label:45s} {name}")
         return 0
     started = time.perf_counter()
-    done = run_plan(profile, runs, paths, _stop_time(args.stop_at), command)
+    done = run_plan(profile, runs, paths, _stop_time(args.stop_at), command, reported=plan)
     print(f"{len(done)} of {len(runs)} runs finished in this call ({time.perf_counter() - started:.0f} s)")
     return 0
 

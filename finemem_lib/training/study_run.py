@@ -47,8 +47,12 @@ def run_plan(
     stop_at: dt.datetime | None = None,
     command: str = "",
     write_figures: FigureWriter | None = None,
+    reported: Sequence[PlannedRun] | None = None,
 ) -> list[dict[str, Any]]:
-    """Train and evaluate the planned runs in order, reusing finished ones; stop launching at ``stop_at`` (UTC)."""
+    """Train and evaluate the planned runs in order, reusing finished ones; stop launching at ``stop_at`` (UTC).
+
+    The study's tables and figures cover the finished runs of ``reported`` (default: ``runs``), so a call that
+    trains one group of a plan still writes the tables of the whole plan."""
     threads = (profile.get("training") or {}).get("num_threads")
     if threads:
         torch.set_num_threads(int(threads))  # the held-out evaluations too, not only training
@@ -64,10 +68,11 @@ def run_plan(
 
     def write_outputs() -> None:
         nonlocal unwritten
-        tables = collect(profile, runs, paths)  # read once for both
-        write_study_tables(profile, runs, paths, command, tables)
+        covered = runs if reported is None else reported
+        tables = collect(profile, covered, paths)  # read once for both
+        write_study_tables(profile, covered, paths, command, tables)
         if write_figures is not None:
-            write_figures(profile, runs, paths, tables=tables)
+            write_figures(profile, covered, paths, tables=tables)
         unwritten = False
 
     def score_start(planned: PlannedRun, cfg: Mapping[str, Any]) -> None:
