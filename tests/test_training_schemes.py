@@ -319,5 +319,8 @@ def test_the_study_tables_put_schemes_beside_the_variants(tmp_path):
     heldout = pd.read_csv(files["heldout"]).query("metric == 'qa'").set_index("variant")
     assert {"or_only", "finemem", "gigpo", "adrpo"} <= set(heldout.index)
     assert heldout.loc["gigpo", "diff_hi"] < 0 < heldout.loc["finemem", "diff_lo"]  # paired to OR-only
+    assert heldout.loc["gigpo", "diff_finemem_hi"] < 0 and heldout.loc["adrpo", "diff_finemem_hi"] < 0  # to Fine-Mem
+    assert heldout.loc["finemem", "diff_finemem"] == 0
+    assert heldout.loc["adrpo", "diff_finemem"] == pytest.approx(-0.03, abs=0.01)
     assert {"gigpo", "adrpo"} <= set(pd.read_csv(files["efficiency"])["variant"])
     assert {"gigpo", "adrpo"} <= set(pd.read_csv(files["curves"])["variant"])

@@ -169,7 +169,8 @@ def study_summary(
 ) -> StudySummary:
     """Held-out intervals, paired differences, mean curves, plateau, efficiency and one table per ablation.
 
-    Main comparison: the runs without overrides (tag ``""``), with OR-only as the reference; an
+    Main comparison: the runs without overrides (tag ``""``), with OR-only as the reference (and a second
+    paired difference to Fine-Mem, ``diff_finemem*``, for the credit schemes trained beside it); an
     ablation group is compared with its own base point (the run of the group whose tag carries only
     the group's fixed settings).
     """
@@ -187,7 +188,12 @@ def study_summary(
         both = pd.concat(frames, ignore_index=True)
         rows = []
         for column in ("score", "memory_tokens"):
-            table = bootstrap_means(_matrices(both, "variant", column), reference="or_only", n_boot=n_boot)
+            matrices = _matrices(both, "variant", column)
+            table = bootstrap_means(matrices, reference="or_only", n_boot=n_boot)
+            if "finemem" in matrices:  # the same draws (same seed), paired to Fine-Mem: where a scheme stands
+                versus = bootstrap_means(matrices, reference="finemem", n_boot=n_boot)
+                for name in ("diff", "diff_lo", "diff_hi"):
+                    table[name.replace("diff", "diff_finemem")] = versus[name].to_numpy()
             rows.append(table.assign(metric="qa" if column == "score" else "memory_tokens"))
         out.heldout = pd.concat(rows, ignore_index=True)
         # a base run is listed in every group that holds it (main and each ablation): count it once
