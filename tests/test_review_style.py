@@ -240,3 +240,37 @@ def test_a_line_splits_into_number_restated_sentence_and_decision():
     assert split_review_line("2. " + SENTENCES[1]) is None  # no decision
     long_line = "1. " + " " * 100_000 + "x"  # no arrow: rejected without scanning the line twice per space
     assert parse_review_line(long_line)[0] is None
+
+
+class _Updater(torch.nn.Module):
+    """After a review line's arrow: ``update`` when the line's sentence says ``now`` or ``These days``, else keep."""
+
+    def __init__(self, tokenizer):
+        super().__init__()
+        self.tokenizer = tokenizer
+        self.ids = {w: tokenizer(" " + w, add_special_tokens=False).input_ids[0] for w in ("keep", "update")}
+        self.anchor = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, ids):
+        logits = torch.zeros(ids.shape[0], ids.shape[1], len(self.tokenizer))
+        last = self.tokenizer.decode(ids[0]).splitlines()[-1]
+        changed = " now " in last or "These days" in last
+        logits[0, -1, self.ids["update" if changed else "keep"]] = 12.0
+        return SimpleNamespace(logits=logits)
+
+
+def test_the_decision_probe_tells_when_a_start_updates():
+    from finemem_lib.agents.teacher import TeacherConfig
+    from finemem_lib.evaluation.content_probe import review_decisions
+
+    spec = {"sources": ["synth_update"], "train_instances": 2, "test_instances": 2, "chunks_per_instance": 4}
+    data = build_synthetic({"synthetic": spec}, 0)
+    policy = tiny_policy(data["train"] + data["test"], style="review")
+    policy.model = _Updater(policy.tokenizer)
+    report = review_decisions(policy, data["test"], TeacherConfig(p_update=1.0))
+    assert {"fact", "update", "distractor"} <= set(report)
+    assert report["update"]["model"]["update"] > 0.99 and report["fact"]["model"]["update"] < 0.01
+    assert report["fact"]["model"]["keep"] > 0.99
+    for role in report.values():  # the teacher's decisions on the probed lines: shares of one
+        assert sum(role["teacher"].values()) == pytest.approx(1.0) and role["lines"] > 0
+    assert report["distractor"]["teacher"]["update"] == 0

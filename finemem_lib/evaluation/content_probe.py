@@ -15,6 +15,10 @@ In the ``review`` op style (one line per sentence: ``N. sentence => keep``) the 
 the token after its restated text: the probe teacher-forces the teacher's review of lines 1..i-1 and line i up
 to ``=>`` and reads P(keep) + P(update) there, the probability that sentence i is stored.
 
+``--decisions`` (review style) reads all three decision words after each line's arrow, by the sentence's role
+in the generator (``fact``: a first statement, ``update``: a changed fact, ``distractor``), beside the teacher's
+own decisions on the same lines: whether the start has learned *when* to update, not only how often.
+
 Only sentence numbers that are one token are probed (the miniature's chunks have at most 9 sentences). ::
 
     python -m finemem_lib.evaluation.content_probe --profile default --manager data/default/models/sft
@@ -114,6 +118,45 @@ def review_choice(policy: Any, messages: list[dict[str, Any]], step: Any, senten
         logits = policy.model(_encode(policy, messages, "\n".join([*lines[:index], head]))).logits[0, -1].float()
         out[index] = float(torch.softmax(logits, dim=-1)[store_ids].sum())
     return out
+
+
+DECISION_WORDS = ("keep", "skip", "update")
+
+
+@torch.no_grad()
+def review_decisions(policy: Any, instances: Sequence[Instance], teacher: TeacherConfig) -> dict[str, Any]:
+    """Review style: mean P(keep), P(skip), P(update) after each line's arrow (the teacher's review before it)
+    by the sentence's generator role, and the share of each decision in the teacher's review of those lines."""
+    from finemem_lib.agents.teacher import sentence_metadata
+    from finemem_lib.core.review import render_review, restated_line
+
+    if policy.style != "review":
+        raise ValueError("review_decisions probes the review op style")
+    word_ids = {w: policy.tokenizer(" " + w, add_special_tokens=False).input_ids[0] for w in DECISION_WORDS}
+    model: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    taught: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for instance in instances:
+        roles = sentence_metadata(instance)
+        for step, _ in _teacher_steps(policy, instance, teacher):
+            hints = getattr(step, "hints", None)
+            lines = render_review(step.ops, step.sentences, hints).splitlines()
+            messages = _messages(policy, step, step.sentences)
+            for index, sentence in enumerate(step.sentences):
+                role = str(roles[step.step][index].get("role"))
+                head = restated_line(index + 1, sentence, hints[index] if hints else None)
+                ids = _encode(policy, messages, "\n".join([*lines[:index], head]))
+                probs = torch.softmax(policy.model(ids).logits[0, -1].float(), dim=-1)
+                for word, token in word_ids.items():
+                    model[role][word].append(float(probs[token]))
+                taught[role][lines[index].rpartition("=>")[2].split()[0]] += 1
+    return {
+        role: {
+            "lines": len(model[role]["keep"]),
+            "model": {w: round(float(np.mean(model[role][w])), 4) for w in DECISION_WORDS},
+            "teacher": {w: round(taught[role][w] / len(model[role]["keep"]), 4) for w in DECISION_WORDS},
+        }
+        for role in sorted(model)
+    }
 
 
 @torch.no_grad()
@@ -365,6 +408,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--perfect-teacher", action="store_true", help="--decision-fit on a teacher that keeps every fact, no filler"
     )
+    parser.add_argument(
+        "--decisions", action="store_true", help="review style: P(keep/skip/update) by role, beside the teacher"
+    )
+    parser.add_argument("--source", default=None, help="probe only this source's instances (e.g. synth_update)")
+    parser.add_argument("--split", default="test", help="split the instances come from")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     cfg = with_overrides(load_profile(args.profile), args.overrides)
@@ -372,15 +420,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     policy = load_manager(args.manager, **policy_settings(cfg))
     if policy.style == "review" and (args.pair_fit or args.decision_fit):
         parser.error("--pair-fit and --decision-fit fit a first sentence number: tool-call op styles only")
-    instances = build_synthetic(cfg.get("data"), int(cfg.get("seed", 0)))["test"][: args.instances]
+    instances = build_synthetic(cfg.get("data"), int(cfg.get("seed", 0)))[args.split]
+    instances = [i for i in instances if args.source in (None, i.source)][: args.instances]
     teacher = TeacherConfig.from_mapping((cfg.get("sft") or {}).get("teacher"))
-    report = {
-        "manager": args.manager,
-        "profile": args.profile,
-        "overrides": args.overrides,
-        **probe(policy, instances, teacher),
-    }
-    if policy.style == "review":
+    report = {"manager": args.manager, "profile": args.profile, "overrides": args.overrides}
+    if args.decisions:
+        report["decisions"] = review_decisions(policy, instances, teacher)
+    else:
+        report.update(probe(policy, instances, teacher))
+    if policy.style == "review" and not args.decisions:
         report["restatement"] = restatement(policy, instances, teacher)
     if args.pair_fit > 0:
         report["pair_fit"] = pair_fit(policy, instances, steps=args.pair_fit)
