@@ -23,6 +23,7 @@ import torch
 
 from finemem_lib.agents.decoding import IncrementalDecoder, shared_prefix
 from finemem_lib.agents.decoding_state import _COMPACT_FRACTION
+from finemem_lib.agents.engines.base import length_batches
 from finemem_lib.agents.sampling import choose, uniforms
 
 _SPARE_SLOTS = 256  # extra cache slots allocated whenever the cache grows
@@ -49,10 +50,8 @@ def line_uniforms(
     generator.manual_seed(int(torch.randint(0, 2**62, (1,)).item()))
     if not sampled:
         return None
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     out = torch.empty(len(prompts), tokens, device=device)
-    for start in range(0, len(order), rows_per_call):
-        chosen = order[start : start + rows_per_call]
+    for chosen in length_batches(prompts, rows_per_call):  # the native engine's batches (engines.base)
         out[torch.tensor(chosen, device=device)] = uniforms(len(chosen), tokens, generator, device)
     return out
 

@@ -48,16 +48,20 @@ class Engine(Protocol):
     ) -> list[Decoded]: ...
 
 
+def length_batches(prompts: Sequence[Sequence[int]], batch_size: int) -> list[list[int]]:
+    """The prompts' indices in batches of at most ``batch_size``, grouped by length (shortest first; ties in order)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+
 def in_length_batches(
     prompts: Sequence[Sequence[int]], batch_size: int, run: Callable[[list[list[int]]], list[Decoded]]
 ) -> list[Decoded]:
     """``run`` on batches of at most ``batch_size`` prompts grouped by length; results in the prompts' order."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     results: dict[int, Decoded] = {}
-    for start in range(0, len(order), batch_size):
-        chosen = order[start : start + batch_size]
+    for chosen in length_batches(prompts, batch_size):
         for index, decoded in zip(chosen, run([list(prompts[i]) for i in chosen]), strict=True):
             results[index] = decoded
     return [results[i] for i in range(len(prompts))]
