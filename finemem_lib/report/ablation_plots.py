@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from finemem_lib.core.reward_spec import ROWS_BY_NAME
 from finemem_lib.report.plots import save
 
 
@@ -53,17 +54,24 @@ def plot_credit_quality(
 
 
 def plot_curves_with_bands(mean: pd.DataFrame, ylabel: str, path: str | Path | None = None) -> plt.Figure:
-    """Mean curve per variant with a +-1.96 standard-error band over seeds (``mean_curve``'s table)."""
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    """Mean curve per variant with a +-1.96 standard-error band over seeds (``mean_curve``'s table); a variant
+    or scheme of the variant table is drawn in its row's colour, and more than four get a legend beside the axes."""
+    many = mean["variant"].nunique() > 4
+    fig, ax = plt.subplots(figsize=(8.4 if many else 6, 3.6))
     for variant, frame in mean.groupby("variant", sort=False):
         frame = frame.sort_values("step")
         n = int(frame["count"].max())
-        (line,) = ax.plot(frame["step"], frame["mean"], marker="o", label=f"{variant} ({n} seeds)")
+        row = ROWS_BY_NAME.get(str(variant))
+        (line,) = ax.plot(frame["step"], frame["mean"], marker="o", label=f"{variant} ({n} seeds)",
+                          color=row.colour if row is not None else None)  # fmt: skip
         ax.fill_between(frame["step"], frame["mean"] - 1.96 * frame["se"], frame["mean"] + 1.96 * frame["se"],
-                        color=line.get_color(), alpha=0.2)  # fmt: skip
+                        color=line.get_color(), alpha=0.15 if many else 0.2)  # fmt: skip
     ax.set_xlabel("optimizer step")
     ax.set_ylabel(ylabel)
-    ax.legend()
+    if many:
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    else:
+        ax.legend()
     fig.tight_layout()
     return save(fig, path)
 
