@@ -7,7 +7,7 @@ import torch
 from finemem_lib.training import batch_logps, packed_pass
 from finemem_lib.training.nested_rows import families, host_rows, row_families
 from finemem_lib.training.samples import split_micro_batches
-from tests.test_shared_prefix import full_logps, tiny_model
+from tests.test_shared_prefix import assert_same_gradients, full_logps, tiny_model
 
 
 def test_each_sequence_is_hosted_by_the_longest_one_it_starts():
@@ -70,17 +70,9 @@ def test_nested_rows_get_the_full_forwards_log_probs_from_one_pass(monkeypatch):
 def test_nested_rows_get_the_full_forwards_gradients():
     model = tiny_model("llama").train()
     ids, mask, keep = nested_batch(seed=4)
-    weights = torch.linspace(-1.0, 1.0, keep).unsqueeze(0) * mask[:, -keep:]
-
-    def grads(logps):
-        model.zero_grad()
-        (logps * weights).sum().backward()
-        return [p.grad.clone() for p in model.parameters()]
-
-    want = grads(full_logps(model, ids, mask, keep, 1.0)[0])
-    got = grads(packed_pass.packed_logps(model, ids, mask, keep, 14, 1.0, False, None)[0])
-    for g_want, g_got in zip(want, got, strict=True):
-        assert torch.allclose(g_got, g_want, rtol=1e-4, atol=1e-6)
+    assert_same_gradients(
+        model, ids, mask, keep, lambda: packed_pass.packed_logps(model, ids, mask, keep, 14, 1.0, False, None)[0]
+    )
 
 
 def test_chunks_of_families_return_rows_in_their_order():

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from finemem_lib.training import packed_pass, shared_prefix
-from tests.test_shared_prefix import SIZES, full_logps, padded_batch, tiny_model
+from tests.test_shared_prefix import SIZES, assert_same_gradients, full_logps, padded_batch, tiny_model
 
 
 @pytest.mark.parametrize("kind", ["qwen3", "llama"])
@@ -28,17 +28,9 @@ def test_packed_log_probs_and_entropies_equal_the_full_forward(kind, temperature
 def test_packed_gradients_equal_the_full_forward():
     model = tiny_model("qwen3").train()
     ids, mask, keep = padded_batch(16, [4, 2, 6, 11], [5, 3, 1, 7], seed=3)
-    weights = torch.linspace(-1.0, 1.0, keep).unsqueeze(0) * mask[:, -keep:]
-
-    def grads(logps):
-        model.zero_grad()
-        (logps * weights).sum().backward()
-        return [p.grad.clone() for p in model.parameters()]
-
-    want = grads(full_logps(model, ids, mask, keep, 1.0)[0])
-    got = grads(packed_pass.packed_logps(model, ids, mask, keep, 16, 1.0, False, None)[0])
-    for g_want, g_got in zip(want, got, strict=True):
-        assert torch.allclose(g_got, g_want, rtol=1e-4, atol=1e-6)
+    assert_same_gradients(
+        model, ids, mask, keep, lambda: packed_pass.packed_logps(model, ids, mask, keep, 16, 1.0, False, None)[0]
+    )
 
 
 def test_length_buckets_cover_every_row_once_in_runs_of_similar_length():

@@ -63,6 +63,21 @@ def full_logps(model, ids, mask, keep, temperature):
     return chosen.masked_fill(~scored, 0.0), entropy.masked_fill(~scored, 0.0)
 
 
+def assert_same_gradients(model, ids, mask, keep, logps_of) -> None:
+    """The gradients of a weighted sum of ``logps_of()``'s log-probs equal the full forward's."""
+    weights = torch.linspace(-1.0, 1.0, keep).unsqueeze(0) * mask[:, -keep:]
+
+    def grads(logps):
+        model.zero_grad()
+        (logps * weights).sum().backward()
+        return [p.grad.clone() for p in model.parameters()]
+
+    want = grads(full_logps(model, ids, mask, keep, 1.0)[0])
+    got = grads(logps_of())
+    for g_want, g_got in zip(want, got, strict=True):
+        assert torch.allclose(g_got, g_want, rtol=1e-4, atol=1e-6)
+
+
 def test_common_prefix_length_follows_left_padding():
     ids, mask, keep = padded_batch(12, [3, 7, 1], [2, 4, 3])
     assert shared_prefix.common_prefix_length(ids, mask, ids.size(1) - keep) == 12
@@ -94,17 +109,9 @@ def test_log_probs_and_entropies_equal_the_full_forward(kind, temperature):
 def test_gradients_equal_the_full_forward():
     model = tiny_model("qwen3").train()
     ids, mask, keep = padded_batch(16, [4, 2, 6], [5, 3, 1], seed=3)
-    weights = torch.linspace(-1.0, 1.0, keep).unsqueeze(0) * mask[:, -keep:]
-
-    def grads(logps):
-        model.zero_grad()
-        (logps * weights).sum().backward()
-        return [p.grad.clone() for p in model.parameters()]
-
-    want = grads(full_logps(model, ids, mask, keep, 1.0)[0])
-    got = grads(shared_prefix.prefix_shared_logps(model, ids, mask, keep, 16)[0])
-    for g_want, g_got in zip(want, got, strict=True):
-        assert torch.allclose(g_got, g_want, rtol=1e-4, atol=1e-6)
+    assert_same_gradients(
+        model, ids, mask, keep, lambda: shared_prefix.prefix_shared_logps(model, ids, mask, keep, 16)[0]
+    )
 
 
 def test_models_it_does_not_cover_are_named():
